@@ -1,0 +1,531 @@
+//! One typed config: a TOML file, then `WARMLINE_` environment overrides (nested keys
+//! joined by `__`, e.g. `WARMLINE_SERVER__LISTEN`), then CLI flags. Every key has a
+//! default (see warmline.example.toml); with no config at all Warmline runs a demo
+//! queue and a demo agent.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::core::{AgentSettings, CoreSettings, QueueSettings};
+use crate::store::Synchronous;
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub customer: CustomerConfig,
+    pub auth: AuthConfig,
+    pub routing: RoutingConfig,
+    pub log: LogConfig,
+    pub queues: Vec<QueueConfig>,
+    pub agents: Vec<AgentConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Port 0 picks a free port (printed at start).
+    pub listen: String,
+    /// Where the embedded store keeps its files.
+    pub data_dir: PathBuf,
+    /// After SIGTERM, how long clients and the store get to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub synchronous: Synchronous,
+    /// Most client commands applied (and committed) as one batch.
+    pub max_batch: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest text frame or message; larger gets `too_large` and close 1009.
+    pub max_message_bytes: usize,
+    pub read_buffer_bytes: usize,
+    pub write_buffer_bytes: usize,
+    /// Bytes the socket may hold unsent before writes wait.
+    pub max_write_buffer_bytes: usize,
+    /// Frames queued to one connection before it is closed as a slow consumer (4001).
+    pub outbound_queue: usize,
+    /// Time to finish the HTTP upgrade, and for a customer to send `hello`.
+    pub handshake_timeout_ms: u64,
+    /// A write that cannot complete in this time closes the connection (slow consumer).
+    pub write_timeout_ms: u64,
+    pub ping_interval_ms: u64,
+    /// Bad frames tolerated per connection per minute before close 1008.
+    pub bad_frames_per_minute: u32,
+    /// Most client commands waiting for the core before connections wait.
+    pub core_queue: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CustomerConfig {
+    /// Origins allowed on /ws/customer: exact origins ("https://shop.example"),
+    /// "self" (the Host the request was sent to), or "*" (any; not for production).
+    pub allowed_origins: Vec<String>,
+    /// Accept connections without an Origin header (non-browser clients).
+    pub allow_missing_origin: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret for agent tokens. Unset: one is generated and kept in the store.
+    pub agent_secret: Option<String>,
+    /// Secret for signing visitor tokens. Unset: generated and kept in the store.
+    pub visitor_secret: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Default offer timeout for queues that do not set one.
+    pub offer_timeout_ms: u64,
+    /// Default wrap-up time for queues that do not set one.
+    pub wrap_up_ms: u64,
+    pub agent_grace_ms: u64,
+    pub max_missed_offers: u32,
+    pub reoffer_delay_ms: u64,
+    pub queued_update_interval_ms: u64,
+    pub dedupe_window: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `warmline=debug`. `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: String,
+    #[serde(default)]
+    pub skills: BTreeMap<String, u8>,
+    pub offer_timeout_ms: Option<u64>,
+    pub wrap_up_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub id: String,
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub skills: BTreeMap<String, u8>,
+    #[serde(default)]
+    pub capacity: CapacityConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacityConfig {
+    pub chat: u32,
+    pub voice: u32,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        CapacityConfig { chat: 3, voice: 1 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+            customer: CustomerConfig::default(),
+            auth: AuthConfig::default(),
+            routing: RoutingConfig::default(),
+            log: LogConfig::default(),
+            queues: Vec::new(),
+            agents: Vec::new(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("./warmline-data"),
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            synchronous: Synchronous::Full,
+            max_batch: 1024,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: 64 * 1024,
+            read_buffer_bytes: 8 * 1024,
+            write_buffer_bytes: 8 * 1024,
+            max_write_buffer_bytes: 256 * 1024,
+            outbound_queue: 256,
+            handshake_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
+            ping_interval_ms: 20_000,
+            bad_frames_per_minute: 30,
+            core_queue: 4096,
+        }
+    }
+}
+
+impl Default for CustomerConfig {
+    fn default() -> Self {
+        CustomerConfig {
+            allowed_origins: vec!["self".to_owned()],
+            allow_missing_origin: false,
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            offer_timeout_ms: 20_000,
+            wrap_up_ms: 10_000,
+            agent_grace_ms: 60_000,
+            max_missed_offers: 3,
+            reoffer_delay_ms: 30_000,
+            queued_update_interval_ms: 5_000,
+            dedupe_window: 256,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".to_owned(),
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Overrides from the command line (`None`: keep what the file and env say).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A config problem, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), the environment and the overrides, then validates.
+    /// Returns every problem found, not just the first.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Vec<ConfigError>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(vec![ConfigError {
+                    key: file.display().to_string(),
+                    message: "the config file does not exist".to_owned(),
+                }]);
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("WARMLINE_").split("__"));
+        if let Some(listen) = &overrides.listen {
+            figment = figment.merge(("server.listen", listen));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            figment = figment.merge(("server.data_dir", dir));
+        }
+        let mut config: Config = figment.extract().map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| ConfigError {
+                    key: if e.path.is_empty() {
+                        e.metadata
+                            .as_ref()
+                            .map_or_else(|| "config".to_owned(), |m| m.name.to_string())
+                    } else {
+                        e.path.join(".")
+                    },
+                    message: e.kind.to_string(),
+                })
+                .collect::<Vec<_>>()
+        })?;
+        config.fill_demo();
+        let errors = config.validate();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// With no queues or agents configured, a demo queue and a demo agent.
+    fn fill_demo(&mut self) {
+        if self.queues.is_empty() {
+            self.queues.push(QueueConfig {
+                name: "demo".to_owned(),
+                skills: BTreeMap::new(),
+                offer_timeout_ms: None,
+                wrap_up_ms: Some(3_000),
+            });
+        }
+        if self.agents.is_empty() {
+            self.agents.push(AgentConfig {
+                id: "demo".to_owned(),
+                display_name: Some("Demo Agent".to_owned()),
+                skills: BTreeMap::new(),
+                capacity: CapacityConfig::default(),
+            });
+        }
+    }
+
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut err = |key: String, message: &str| {
+            errors.push(ConfigError {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            err(
+                "server.listen".into(),
+                "must be an IP address and port, such as 127.0.0.1:8080",
+            );
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            err("log.format".into(), "must be `text` or `json`");
+        }
+        let l = &self.limits;
+        if !(1024..=16 * 1024 * 1024).contains(&l.max_message_bytes) {
+            err(
+                "limits.max_message_bytes".into(),
+                "must be between 1024 and 16777216",
+            );
+        }
+        if !(1024..=1024 * 1024).contains(&l.read_buffer_bytes) {
+            err("limits.read_buffer_bytes".into(), "must be between 1024 and 1048576");
+        }
+        if l.write_buffer_bytes == 0 || l.max_write_buffer_bytes <= l.write_buffer_bytes {
+            err(
+                "limits.max_write_buffer_bytes".into(),
+                "must be larger than limits.write_buffer_bytes, which must not be 0",
+            );
+        }
+        for (key, value) in [
+            ("limits.outbound_queue", l.outbound_queue as u64),
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.write_timeout_ms", l.write_timeout_ms),
+            ("limits.ping_interval_ms", l.ping_interval_ms),
+            ("limits.core_queue", l.core_queue as u64),
+            ("store.max_batch", self.store.max_batch as u64),
+            ("routing.offer_timeout_ms", self.routing.offer_timeout_ms),
+            ("routing.dedupe_window", self.routing.dedupe_window as u64),
+            ("routing.queued_update_interval_ms", self.routing.queued_update_interval_ms),
+        ] {
+            if value == 0 {
+                err(key.into(), "must be greater than 0");
+            }
+        }
+        for origin in &self.customer.allowed_origins {
+            let ok = origin == "self"
+                || origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/'));
+            if !ok {
+                err(
+                    "customer.allowed_origins".into(),
+                    "each entry is \"self\", \"*\" or an origin such as https://shop.example (scheme and host, no path or trailing slash)",
+                );
+            }
+        }
+        for (key, secret) in [
+            ("auth.agent_secret", &self.auth.agent_secret),
+            ("auth.visitor_secret", &self.auth.visitor_secret),
+        ] {
+            if secret.as_ref().is_some_and(|s| s.len() < 32) {
+                err(key.into(), "must be at least 32 characters");
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            let key = format!("queues[{i}]");
+            if !valid_name(&q.name) {
+                err(format!("{key}.name"), "1-64 characters: letters, digits, `-`, `_`, `.`");
+            }
+            if !names.insert(&q.name) {
+                err(format!("{key}.name"), "another queue has this name");
+            }
+            check_skills(&q.skills, &format!("{key}.skills"), &mut err);
+            if q.offer_timeout_ms == Some(0) {
+                err(format!("{key}.offer_timeout_ms"), "must be greater than 0");
+            }
+        }
+        let mut ids = HashSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let key = format!("agents[{i}]");
+            if !valid_name(&a.id) {
+                err(format!("{key}.id"), "1-64 characters: letters, digits, `-`, `_`, `.`");
+            }
+            if !ids.insert(&a.id) {
+                err(format!("{key}.id"), "another agent has this id");
+            }
+            check_skills(&a.skills, &format!("{key}.skills"), &mut err);
+            if a.capacity.chat > 100 || a.capacity.voice > 10 {
+                err(
+                    format!("{key}.capacity"),
+                    "chat capacity is at most 100 and voice at most 10",
+                );
+            }
+        }
+        errors
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server
+            .listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// The routing settings the core runs with.
+    pub fn core_settings(&self) -> CoreSettings {
+        CoreSettings {
+            queues: self
+                .queues
+                .iter()
+                .map(|q| QueueSettings {
+                    name: q.name.as_str().into(),
+                    skills: q.skills.clone(),
+                    offer_timeout_ms: q.offer_timeout_ms.unwrap_or(self.routing.offer_timeout_ms),
+                    wrap_up_ms: q.wrap_up_ms.unwrap_or(self.routing.wrap_up_ms),
+                })
+                .collect(),
+            agents: self
+                .agents
+                .iter()
+                .map(|a| AgentSettings {
+                    id: a.id.as_str().into(),
+                    display_name: a.display_name.as_deref().unwrap_or(&a.id).into(),
+                    skills: a.skills.clone(),
+                    capacity_chat: a.capacity.chat,
+                    capacity_voice: a.capacity.voice,
+                })
+                .collect(),
+            agent_grace_ms: self.routing.agent_grace_ms,
+            max_missed_offers: self.routing.max_missed_offers,
+            reoffer_delay_ms: self.routing.reoffer_delay_ms,
+            queued_update_interval_ms: self.routing.queued_update_interval_ms,
+            dedupe_window: self.routing.dedupe_window,
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn check_skills(skills: &BTreeMap<String, u8>, key: &str, err: &mut impl FnMut(String, &str)) {
+    for (name, level) in skills {
+        if !valid_name(name) {
+            err(format!("{key}.{name}"), "skill names are 1-64 characters: letters, digits, `-`, `_`, `.`");
+        }
+        if !(1..=5).contains(level) {
+            err(format!("{key}.{name}"), "skill levels are 1 to 5");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<Config, Vec<ConfigError>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load(Some(&path), &Overrides::default())
+    }
+
+    #[test]
+    fn no_config_means_a_demo_queue_and_agent() {
+        let config = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(config.queues[0].name, "demo");
+        assert_eq!(config.agents[0].id, "demo");
+        assert_eq!(config.limits.max_message_bytes, 65536);
+    }
+
+    #[test]
+    fn reports_every_error_with_its_key() {
+        let errors = load_str(
+            r#"
+            [server]
+            listen = "nowhere"
+            [[queues]]
+            name = "a"
+            skills = { x = 9 }
+            [[queues]]
+            name = "a"
+            "#,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"server.listen"), "{errors:?}");
+        assert!(keys.contains(&"queues[0].skills.x"), "{errors:?}");
+        assert!(keys.contains(&"queues[1].name"), "{errors:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let errors = load_str("[server]\nlisten_on = \"x\"\n").unwrap_err();
+        assert!(errors[0].message.contains("listen_on"), "{errors:?}");
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_documents_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("warmline.example.toml");
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.limits.max_message_bytes, defaults.limits.max_message_bytes);
+        assert_eq!(config.routing.agent_grace_ms, defaults.routing.agent_grace_ms);
+        assert_eq!(config.server.listen, defaults.server.listen);
+    }
+}

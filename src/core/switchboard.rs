@@ -1,0 +1,1199 @@
+//! The switchboard: conversations, queues, agents and offers, as one deterministic
+//! state machine. `handle(input, now, out)` applies one input and appends effects.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::io::{
+    AgentSnapshot, ConversationView, CoreSettings, Effect, Input, Notice, OfferReason, OfferView,
+    OpenConversation, QueueSettings, Refusal, Reply, ReqId, RestoredConversation, RevokeReason,
+    StartRequest,
+};
+use super::model::{
+    AgentState, Author, Channel, ConnId, ConversationRecord, ConversationState, Event, EventBody,
+    Id, Millis, Participant, Record, Resolution, Role, Text,
+};
+use super::routing::{self, AgentSlot, channel_index};
+
+/// Average handle time assumed for a queue before any conversation closed in it.
+const INITIAL_HANDLE_MS: u64 = 240_000;
+
+struct Conversation {
+    rec: ConversationRecord,
+    customer_name: Id,
+    previous_conversations: u32,
+    last_seq: u64,
+    /// (author id, client_msg_id, seq), oldest first, at most `dedupe_window`.
+    recent: VecDeque<(Id, Id, u64)>,
+    offer: Option<Id>,
+    /// Agents who declined or missed this conversation, skipped until the time given.
+    declined: Vec<(Id, Millis)>,
+    /// Last `queued` update sent: (position, when).
+    queued_sent: Option<(u32, Millis)>,
+    queued_timer_armed: bool,
+}
+
+struct Agent {
+    slot: AgentSlot,
+    display_name: Id,
+    /// Open conversations held, in the order taken.
+    conversations: Vec<Id>,
+    offers: Vec<Id>,
+    missed_in_row: u32,
+    /// Bumped to cancel a pending grace or wrap-up timer.
+    generation: u64,
+}
+
+struct Offer {
+    conversation_id: Id,
+    agent_id: Id,
+    channel: Channel,
+}
+
+struct Queue {
+    settings: QueueSettings,
+    /// Moving average of handle time, for the `queued` estimate.
+    avg_handle_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    OfferExpiry(Id),
+    Grace(Id, u64),
+    WrapUp(Id, u64),
+    /// A declined agent may be offered the conversation again, or a throttled
+    /// `queued` update is due: either way, route again.
+    Reroute(Id),
+}
+
+/// Key of the waiting line: higher priority first, then arrival order.
+type WaitKey = (Reverse<i32>, u64);
+
+pub struct Switchboard {
+    settings: CoreSettings,
+    queues: HashMap<Id, Queue>,
+    agents: BTreeMap<Id, Agent>,
+    conversations: HashMap<Id, Conversation>,
+    waiting: BTreeMap<WaitKey, Id>,
+    offers: HashMap<Id, Offer>,
+    /// Open conversations of each customer.
+    by_customer: HashMap<Id, Vec<Id>>,
+    timers: BinaryHeap<Reverse<(Millis, Timer)>>,
+    next_ticket: u64,
+    next_offer: u64,
+    offer_prefix: String,
+    routing_dirty: bool,
+}
+
+impl Switchboard {
+    /// A switchboard with nothing open. `epoch` (any number unique per start, such as the
+    /// start time) keeps offer ids unique across restarts.
+    pub fn new(settings: CoreSettings, epoch: u64) -> Self {
+        let queues = settings
+            .queues
+            .iter()
+            .map(|q| {
+                (
+                    q.name.clone(),
+                    Queue {
+                        settings: q.clone(),
+                        avg_handle_ms: INITIAL_HANDLE_MS,
+                    },
+                )
+            })
+            .collect();
+        let agents = settings
+            .agents
+            .iter()
+            .map(|a| {
+                (
+                    a.id.clone(),
+                    Agent {
+                        slot: AgentSlot {
+                            id: a.id.clone(),
+                            skills: a.skills.clone(),
+                            capacity: [a.capacity_chat, a.capacity_voice],
+                            load: [0, 0],
+                            state: AgentState::Offline,
+                            online: false,
+                            idle_since: 0,
+                        },
+                        display_name: a.display_name.clone(),
+                        conversations: Vec::new(),
+                        offers: Vec::new(),
+                        missed_in_row: 0,
+                        generation: 0,
+                    },
+                )
+            })
+            .collect();
+        Switchboard {
+            settings,
+            queues,
+            agents,
+            conversations: HashMap::new(),
+            waiting: BTreeMap::new(),
+            offers: HashMap::new(),
+            by_customer: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_ticket: 1,
+            next_offer: 1,
+            offer_prefix: format!("of{epoch:x}"),
+            routing_dirty: false,
+        }
+    }
+
+    /// Rebuilds the state the store kept: queued conversations in their order, active
+    /// ones with their agents (who get the grace period to reconnect from `now`).
+    /// Offers in flight at the crash are not kept: those conversations queue again.
+    pub fn restore(
+        settings: CoreSettings,
+        epoch: u64,
+        restored: Vec<RestoredConversation>,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) -> Self {
+        let mut sb = Switchboard::new(settings, epoch);
+        let mut graced = Vec::new();
+        for r in restored {
+            let mut rec = r.record;
+            if rec.state == ConversationState::Closed {
+                continue;
+            }
+            sb.next_ticket = sb.next_ticket.max(rec.ticket + 1);
+            let id = rec.id.clone();
+            let held_by = rec.agent_id.clone().filter(|a| {
+                rec.state == ConversationState::Active && sb.agents.contains_key(a)
+            });
+            let mut changed = false;
+            match &held_by {
+                Some(agent_id) => {
+                    let agent = sb.agents.get_mut(agent_id).expect("checked above");
+                    agent.conversations.push(id.clone());
+                    agent.slot.load[channel_index(rec.channel)] += 1;
+                    if !graced.contains(agent_id) {
+                        graced.push(agent_id.clone());
+                    }
+                }
+                None => {
+                    changed = rec.state != ConversationState::Queued || rec.agent_id.is_some();
+                    rec.state = ConversationState::Queued;
+                    rec.agent_id = None;
+                    sb.waiting
+                        .insert((Reverse(rec.priority), rec.ticket), id.clone());
+                }
+            }
+            if changed {
+                out.push(Effect::Persist(Record::Conversation(Arc::new(rec.clone()))));
+            }
+            sb.by_customer
+                .entry(rec.customer_id.clone())
+                .or_default()
+                .push(id.clone());
+            let recent = r.recent_client_ids.into_iter().collect();
+            sb.conversations.insert(
+                id,
+                Conversation {
+                    rec,
+                    customer_name: r.customer_name,
+                    previous_conversations: r.previous_conversations,
+                    last_seq: r.last_seq,
+                    recent,
+                    offer: None,
+                    declined: Vec::new(),
+                    queued_sent: None,
+                    queued_timer_armed: false,
+                },
+            );
+        }
+        for agent_id in graced {
+            let agent = sb.agents.get_mut(&agent_id).expect("known agent");
+            agent.generation += 1;
+            let timer = Timer::Grace(agent_id, agent.generation);
+            sb.timers
+                .push(Reverse((now + sb.settings.agent_grace_ms, timer)));
+        }
+        sb.routing_dirty = true;
+        sb.route(now, out);
+        sb
+    }
+
+    /// The earliest time a timer is due, for the shell to sleep until.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Number of conversations waiting for an agent (not counting those on offer).
+    pub fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Waiting conversations per queue name.
+    pub fn waiting_by_queue(&self) -> impl Iterator<Item = (&Id, usize)> {
+        self.queues.keys().map(|q| {
+            let n = self
+                .waiting
+                .values()
+                .filter(|c| self.conversations.get(*c).is_some_and(|c| &c.rec.queue == q))
+                .count();
+            (q, n)
+        })
+    }
+
+    pub fn open_conversations(&self) -> usize {
+        self.conversations.len()
+    }
+
+    pub fn handle(&mut self, input: Input, now: Millis, out: &mut Vec<Effect>) {
+        match input {
+            Input::CustomerHello { conn, customer_id } => {
+                let open = self
+                    .by_customer
+                    .get(&customer_id)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| self.conversations.get(id))
+                    .map(|c| OpenConversation {
+                        conversation_id: c.rec.id.clone(),
+                        state: c.rec.state,
+                        channel: c.rec.channel,
+                        queue: c.rec.queue.clone(),
+                        last_seq: c.last_seq,
+                        position: self.position(c),
+                    })
+                    .collect();
+                reply(out, conn, None, Reply::CustomerWelcome { open });
+            }
+            Input::Start(start) => self.start(*start, now, out),
+            Input::Post {
+                conn,
+                req,
+                from,
+                conversation_id,
+                text,
+                client_msg_id,
+            } => self.post(conn, req, from, conversation_id, text, client_msg_id, now, out),
+            Input::Typing {
+                from,
+                conversation_id,
+                on,
+            } => self.typing(from, conversation_id, on, out),
+            Input::End {
+                conn,
+                req,
+                customer_id,
+                conversation_id,
+            } => match self.owned_by_customer(&conversation_id, &customer_id) {
+                Ok(()) => {
+                    self.finish(&conversation_id, Role::Customer, None, None, now, out);
+                    reply(out, conn, req, ack(Some(conversation_id), None));
+                }
+                Err(refusal) => reply(out, conn, req, Reply::Refused(refusal)),
+            },
+            Input::AgentConnected { conn, agent_id } => self.agent_connected(conn, agent_id, out),
+            Input::AgentDisconnected { agent_id } => self.agent_disconnected(agent_id, now, out),
+            Input::SetStatus {
+                conn,
+                req,
+                agent_id,
+                available,
+            } => self.set_status(conn, req, agent_id, available, now, out),
+            Input::Accept {
+                conn,
+                req,
+                agent_id,
+                offer_id,
+            } => self.accept(conn, req, agent_id, offer_id, now, out),
+            Input::Reject {
+                conn,
+                req,
+                agent_id,
+                offer_id,
+            } => match self.offers.get(&offer_id) {
+                Some(offer) if offer.agent_id == agent_id => {
+                    if let Some(agent) = self.agents.get_mut(&agent_id) {
+                        agent.missed_in_row = 0;
+                    }
+                    self.withdraw_offer(&offer_id, None, now, true, out);
+                    reply(out, conn, req, ack(None, None));
+                }
+                _ => reply(out, conn, req, Reply::Refused(offer_gone(&offer_id))),
+            },
+            Input::Close {
+                conn,
+                req,
+                agent_id,
+                conversation_id,
+                resolution,
+                note,
+            } => match self.held_by_agent(&conversation_id, &agent_id) {
+                Ok(()) => {
+                    self.finish(
+                        &conversation_id,
+                        Role::Agent,
+                        Some(resolution),
+                        note,
+                        now,
+                        out,
+                    );
+                    reply(out, conn, req, ack(Some(conversation_id), None));
+                }
+                Err(refusal) => reply(out, conn, req, Reply::Refused(refusal)),
+            },
+            Input::Tick => self.fire_timers(now, out),
+        }
+        self.route(now, out);
+    }
+
+    fn start(&mut self, s: StartRequest, now: Millis, out: &mut Vec<Effect>) {
+        if !self.queues.contains_key(&s.queue) {
+            let names: Vec<&str> = self.settings.queues.iter().map(|q| &*q.name).collect();
+            let refusal = Refusal::not_found(format!(
+                "there is no queue named `{}`; queues: {}",
+                s.queue,
+                names.join(", ")
+            ));
+            return reply(out, s.conn, s.req, Reply::Refused(refusal));
+        }
+        if self.conversations.contains_key(&s.conversation_id) {
+            let refusal = Refusal::conflict("that conversation id is taken");
+            return reply(out, s.conn, s.req, Reply::Refused(refusal));
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let rec = ConversationRecord {
+            id: s.conversation_id.clone(),
+            customer_id: s.customer_id.clone(),
+            queue: s.queue,
+            channel: s.channel,
+            state: ConversationState::Queued,
+            agent_id: None,
+            priority: 0,
+            ticket,
+            skills: s.skills,
+            language: s.language,
+            attributes: s.attributes,
+            created_at: now,
+            closed_at: None,
+            closed_by: None,
+            resolution: None,
+        };
+        out.push(Effect::Persist(Record::Customer {
+            id: s.customer_id.clone(),
+            seen_at: now,
+        }));
+        out.push(Effect::Persist(Record::Conversation(Arc::new(rec.clone()))));
+        let id = s.conversation_id;
+        self.by_customer
+            .entry(s.customer_id.clone())
+            .or_default()
+            .push(id.clone());
+        self.waiting.insert((Reverse(0), ticket), id.clone());
+        self.conversations.insert(
+            id.clone(),
+            Conversation {
+                rec,
+                customer_name: s.customer_name.clone(),
+                previous_conversations: s.previous_conversations,
+                last_seq: 0,
+                recent: VecDeque::new(),
+                offer: None,
+                declined: Vec::new(),
+                queued_sent: None,
+                queued_timer_armed: false,
+            },
+        );
+        reply(
+            out,
+            s.conn,
+            s.req,
+            Reply::Started {
+                conversation_id: id.clone(),
+            },
+        );
+        // Always tell the customer their place first, even if an agent is free now.
+        let conv = &self.conversations[&id];
+        let position = self.position(conv).unwrap_or(1);
+        out.push(queued_notice(&self.queues, &self.agents, conv, position));
+        if let Some(conv) = self.conversations.get_mut(&id) {
+            conv.queued_sent = Some((position, now));
+        }
+        if let Some(text) = s.text {
+            let author = Author {
+                role: Role::Customer,
+                id: s.customer_id,
+                display_name: s.customer_name,
+            };
+            self.append(&id, EventBody::Message {
+                author,
+                text,
+                client_msg_id: None,
+            }, now, out);
+        }
+        self.routing_dirty = true;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn post(
+        &mut self,
+        conn: ConnId,
+        req: ReqId,
+        from: Participant,
+        conversation_id: Id,
+        text: Text,
+        client_msg_id: Option<Id>,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        let author = match &from {
+            Participant::Customer(customer_id) => {
+                if let Err(refusal) = self.owned_by_customer(&conversation_id, customer_id) {
+                    return reply(out, conn, req, Reply::Refused(refusal));
+                }
+                let conv = &self.conversations[&conversation_id];
+                Author {
+                    role: Role::Customer,
+                    id: customer_id.clone(),
+                    display_name: conv.customer_name.clone(),
+                }
+            }
+            Participant::Agent(agent_id) => {
+                if let Err(refusal) = self.held_by_agent(&conversation_id, agent_id) {
+                    return reply(out, conn, req, Reply::Refused(refusal));
+                }
+                Author {
+                    role: Role::Agent,
+                    id: agent_id.clone(),
+                    display_name: self.agents[agent_id].display_name.clone(),
+                }
+            }
+        };
+        if let Some(client_id) = &client_msg_id {
+            let conv = &self.conversations[&conversation_id];
+            let seen = conv
+                .recent
+                .iter()
+                .find(|(who, cid, _)| *who == author.id && cid == client_id);
+            if let Some((_, _, seq)) = seen {
+                return reply(out, conn, req, ack(Some(conversation_id), Some(*seq)));
+            }
+        }
+        // The ack goes out before the event, so the sending connection's cursor has
+        // moved past its own message when the event reaches it: no echo.
+        let seq = self.conversations[&conversation_id].last_seq + 1;
+        reply(out, conn, req, ack(Some(conversation_id.clone()), Some(seq)));
+        let appended = self.append(
+            &conversation_id,
+            EventBody::Message {
+                author: author.clone(),
+                text,
+                client_msg_id: client_msg_id.clone(),
+            },
+            now,
+            out,
+        );
+        debug_assert_eq!(appended, seq);
+        if let Some(client_id) = client_msg_id {
+            let window = self.settings.dedupe_window;
+            let conv = self.conversations.get_mut(&conversation_id).expect("checked");
+            if conv.recent.len() >= window {
+                conv.recent.pop_front();
+            }
+            conv.recent.push_back((author.id, client_id, seq));
+        }
+    }
+
+    fn typing(&mut self, from: Participant, conversation_id: Id, on: bool, out: &mut Vec<Effect>) {
+        let Some(conv) = self.conversations.get(&conversation_id) else {
+            return;
+        };
+        let (role, to) = match &from {
+            Participant::Customer(c) if *c == conv.rec.customer_id => {
+                match &conv.rec.agent_id {
+                    Some(agent) if conv.rec.state == ConversationState::Active => {
+                        (Role::Customer, Participant::Agent(agent.clone()))
+                    }
+                    _ => return,
+                }
+            }
+            Participant::Agent(a)
+                if conv.rec.agent_id.as_ref() == Some(a)
+                    && conv.rec.state == ConversationState::Active =>
+            {
+                (Role::Agent, Participant::Customer(conv.rec.customer_id.clone()))
+            }
+            _ => return,
+        };
+        out.push(Effect::Notify {
+            to,
+            notice: Notice::Typing {
+                conversation_id,
+                role,
+                on,
+            },
+        });
+    }
+
+    fn agent_connected(&mut self, conn: ConnId, agent_id: Id, out: &mut Vec<Effect>) {
+        let Some(agent) = self.agents.get_mut(&agent_id) else {
+            return;
+        };
+        agent.slot.online = true;
+        agent.generation += 1;
+        if agent.slot.state == AgentState::Offline {
+            agent.slot.state = AgentState::Away;
+        }
+        let snapshot = self.snapshot(&agent_id);
+        reply(out, conn, None, Reply::AgentWelcome(Box::new(snapshot)));
+    }
+
+    fn snapshot(&self, agent_id: &Id) -> AgentSnapshot {
+        let agent = &self.agents[agent_id];
+        AgentSnapshot {
+            agent_id: agent_id.clone(),
+            display_name: agent.display_name.clone(),
+            skills: agent.slot.skills.clone(),
+            capacity_chat: agent.slot.capacity[0],
+            capacity_voice: agent.slot.capacity[1],
+            state: agent.slot.state,
+            conversations: agent
+                .conversations
+                .iter()
+                .filter_map(|id| self.conversations.get(id))
+                .map(view)
+                .collect(),
+        }
+    }
+
+    fn agent_disconnected(&mut self, agent_id: Id, now: Millis, out: &mut Vec<Effect>) {
+        let Some(agent) = self.agents.get_mut(&agent_id) else {
+            return;
+        };
+        agent.slot.online = false;
+        agent.generation += 1;
+        let timer = Timer::Grace(agent_id.clone(), agent.generation);
+        let offers = agent.offers.clone();
+        self.timers
+            .push(Reverse((now + self.settings.agent_grace_ms, timer)));
+        for offer_id in offers {
+            self.withdraw_offer(&offer_id, Some(RevokeReason::Withdrawn), now, false, out);
+        }
+    }
+
+    fn set_status(
+        &mut self,
+        conn: ConnId,
+        req: ReqId,
+        agent_id: Id,
+        available: bool,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(agent) = self.agents.get_mut(&agent_id) else {
+            return reply(out, conn, req, Reply::Refused(Refusal::not_found("unknown agent")));
+        };
+        let before = agent.slot.state;
+        let after = if available {
+            AgentState::Available
+        } else {
+            AgentState::Away
+        };
+        agent.slot.state = after;
+        agent.generation += 1;
+        if available {
+            agent.missed_in_row = 0;
+            if before != AgentState::Available {
+                agent.slot.idle_since = now;
+            }
+            self.routing_dirty = true;
+        }
+        let offers = if available {
+            Vec::new()
+        } else {
+            agent.offers.clone()
+        };
+        for offer_id in offers {
+            self.withdraw_offer(&offer_id, Some(RevokeReason::Withdrawn), now, false, out);
+        }
+        out.push(Effect::Notify {
+            to: Participant::Agent(agent_id),
+            notice: Notice::Status {
+                state: after,
+                reason: None,
+            },
+        });
+        reply(out, conn, req, ack(None, None));
+    }
+
+    fn accept(
+        &mut self,
+        conn: ConnId,
+        req: ReqId,
+        agent_id: Id,
+        offer_id: Id,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        match self.offers.get(&offer_id) {
+            Some(offer) if offer.agent_id == agent_id => {}
+            _ => return reply(out, conn, req, Reply::Refused(offer_gone(&offer_id))),
+        }
+        let offer = self.offers.remove(&offer_id).expect("checked");
+        let agent = self.agents.get_mut(&agent_id).expect("offers name known agents");
+        agent.offers.retain(|o| *o != offer_id);
+        agent.conversations.push(offer.conversation_id.clone());
+        agent.missed_in_row = 0;
+        agent.slot.idle_since = now;
+        let display_name = agent.display_name.clone();
+        let conv = self
+            .conversations
+            .get_mut(&offer.conversation_id)
+            .expect("offers name open conversations");
+        conv.offer = None;
+        conv.declined.clear();
+        conv.rec.state = ConversationState::Active;
+        conv.rec.agent_id = Some(agent_id.clone());
+        out.push(Effect::Persist(Record::Conversation(Arc::new(conv.rec.clone()))));
+        out.push(Effect::Persist(Record::AssignmentStarted {
+            conversation_id: offer.conversation_id.clone(),
+            agent_id: agent_id.clone(),
+            at: now,
+        }));
+        self.append(
+            &offer.conversation_id,
+            EventBody::Assigned {
+                agent_id: agent_id.clone(),
+                display_name,
+            },
+            now,
+            out,
+        );
+        reply(
+            out,
+            conn,
+            req,
+            ack(Some(offer.conversation_id.clone()), None),
+        );
+        let conv = &self.conversations[&offer.conversation_id];
+        out.push(Effect::Notify {
+            to: Participant::Agent(agent_id),
+            notice: Notice::Joined(Arc::new(view(conv))),
+        });
+    }
+
+    /// Appends a transcript event: next `seq`, persisted, told to both sides.
+    fn append(&mut self, conversation_id: &Id, body: EventBody, now: Millis, out: &mut Vec<Effect>) -> u64 {
+        let conv = self
+            .conversations
+            .get_mut(conversation_id)
+            .expect("callers check the conversation is open");
+        conv.last_seq += 1;
+        let event = Arc::new(Event {
+            conversation_id: conversation_id.clone(),
+            seq: conv.last_seq,
+            ts: now,
+            body,
+        });
+        out.push(Effect::Persist(Record::Event(event.clone())));
+        out.push(Effect::Notify {
+            to: Participant::Customer(conv.rec.customer_id.clone()),
+            notice: Notice::Event(event.clone()),
+        });
+        if let Some(agent) = &conv.rec.agent_id {
+            out.push(Effect::Notify {
+                to: Participant::Agent(agent.clone()),
+                notice: Notice::Event(event),
+            });
+        }
+        conv.last_seq
+    }
+
+    /// Closes a conversation: `closed` event, offer withdrawn, agent to wrap-up.
+    fn finish(
+        &mut self,
+        conversation_id: &Id,
+        by: Role,
+        resolution: Option<Resolution>,
+        note: Option<Text>,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(offer_id) = self.conversations[conversation_id].offer.clone() {
+            self.withdraw_offer(&offer_id, Some(RevokeReason::Withdrawn), now, false, out);
+        }
+        self.append(
+            conversation_id,
+            EventBody::Closed {
+                by,
+                resolution,
+                note,
+            },
+            now,
+            out,
+        );
+        let mut conv = self
+            .conversations
+            .remove(conversation_id)
+            .expect("callers check the conversation is open");
+        self.waiting.remove(&(Reverse(conv.rec.priority), conv.rec.ticket));
+        if let Some(list) = self.by_customer.get_mut(&conv.rec.customer_id) {
+            list.retain(|c| c != conversation_id);
+            if list.is_empty() {
+                self.by_customer.remove(&conv.rec.customer_id);
+            }
+        }
+        conv.rec.state = ConversationState::Closed;
+        conv.rec.closed_at = Some(now);
+        conv.rec.closed_by = Some(by);
+        conv.rec.resolution = resolution;
+        if let Some(agent_id) = conv.rec.agent_id.clone() {
+            out.push(Effect::Persist(Record::AssignmentEnded {
+                conversation_id: conversation_id.clone(),
+                agent_id: agent_id.clone(),
+                at: now,
+            }));
+            let queue = self.queues.get_mut(&conv.rec.queue);
+            let wrap_up_ms = queue.as_ref().map_or(0, |q| q.settings.wrap_up_ms);
+            if let Some(queue) = queue {
+                let handled = now.saturating_sub(conv.rec.created_at);
+                queue.avg_handle_ms = (queue.avg_handle_ms * 7 + handled) / 8;
+            }
+            if let Some(agent) = self.agents.get_mut(&agent_id) {
+                agent.conversations.retain(|c| c != conversation_id);
+                let i = channel_index(conv.rec.channel);
+                agent.slot.load[i] = agent.slot.load[i].saturating_sub(1);
+                if agent.slot.state == AgentState::Available && wrap_up_ms > 0 {
+                    agent.slot.state = AgentState::WrapUp;
+                    agent.generation += 1;
+                    self.timers.push(Reverse((
+                        now + wrap_up_ms,
+                        Timer::WrapUp(agent_id.clone(), agent.generation),
+                    )));
+                    out.push(Effect::Notify {
+                        to: Participant::Agent(agent_id),
+                        notice: Notice::Status {
+                            state: AgentState::WrapUp,
+                            reason: Some("wrap_up"),
+                        },
+                    });
+                }
+            }
+        }
+        out.push(Effect::Persist(Record::Conversation(Arc::new(conv.rec))));
+        self.routing_dirty = true;
+    }
+
+    /// Takes an offer back; the conversation waits again in its old place.
+    /// `declined`: the agent said no (or did not answer), so skip them for a while.
+    fn withdraw_offer(
+        &mut self,
+        offer_id: &Id,
+        tell: Option<RevokeReason>,
+        now: Millis,
+        declined: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(offer) = self.offers.remove(offer_id) else {
+            return;
+        };
+        if let Some(agent) = self.agents.get_mut(&offer.agent_id) {
+            agent.offers.retain(|o| o != offer_id);
+            let i = channel_index(offer.channel);
+            agent.slot.load[i] = agent.slot.load[i].saturating_sub(1);
+        }
+        if let Some(reason) = tell {
+            out.push(Effect::Notify {
+                to: Participant::Agent(offer.agent_id.clone()),
+                notice: Notice::OfferRevoked {
+                    offer_id: offer_id.clone(),
+                    conversation_id: offer.conversation_id.clone(),
+                    reason,
+                },
+            });
+        }
+        if let Some(conv) = self.conversations.get_mut(&offer.conversation_id) {
+            conv.offer = None;
+            if conv.rec.state == ConversationState::Offered {
+                conv.rec.state = ConversationState::Queued;
+                self.waiting.insert(
+                    (Reverse(conv.rec.priority), conv.rec.ticket),
+                    conv.rec.id.clone(),
+                );
+                if declined {
+                    let until = now + self.settings.reoffer_delay_ms;
+                    conv.declined.push((offer.agent_id.clone(), until));
+                    self.timers
+                        .push(Reverse((until, Timer::Reroute(conv.rec.id.clone()))));
+                }
+            }
+        }
+        self.routing_dirty = true;
+    }
+
+    fn fire_timers(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Reverse((_, timer)) = self.timers.pop().expect("peeked");
+            match timer {
+                Timer::OfferExpiry(offer_id) => {
+                    let Some(offer) = self.offers.get(&offer_id) else {
+                        continue;
+                    };
+                    let agent_id = offer.agent_id.clone();
+                    self.withdraw_offer(&offer_id, Some(RevokeReason::Timeout), now, true, out);
+                    let max = self.settings.max_missed_offers;
+                    if let Some(agent) = self.agents.get_mut(&agent_id) {
+                        agent.missed_in_row += 1;
+                        if max > 0 && agent.missed_in_row >= max && agent.slot.state == AgentState::Available {
+                            agent.slot.state = AgentState::Away;
+                            agent.missed_in_row = 0;
+                            let offers = agent.offers.clone();
+                            out.push(Effect::Notify {
+                                to: Participant::Agent(agent_id),
+                                notice: Notice::Status {
+                                    state: AgentState::Away,
+                                    reason: Some("missed_offers"),
+                                },
+                            });
+                            for o in offers {
+                                self.withdraw_offer(&o, Some(RevokeReason::Withdrawn), now, false, out);
+                            }
+                        }
+                    }
+                }
+                Timer::Grace(agent_id, generation) => {
+                    let Some(agent) = self.agents.get_mut(&agent_id) else {
+                        continue;
+                    };
+                    if agent.generation != generation || agent.slot.online {
+                        continue;
+                    }
+                    agent.slot.state = AgentState::Offline;
+                    let held = std::mem::take(&mut agent.conversations);
+                    agent.slot.load = [0, 0];
+                    for conversation_id in held {
+                        self.requeue_from_agent(&conversation_id, &agent_id, now, out);
+                    }
+                }
+                Timer::WrapUp(agent_id, generation) => {
+                    let Some(agent) = self.agents.get_mut(&agent_id) else {
+                        continue;
+                    };
+                    if agent.generation != generation || agent.slot.state != AgentState::WrapUp {
+                        continue;
+                    }
+                    agent.slot.state = AgentState::Available;
+                    agent.slot.idle_since = now;
+                    out.push(Effect::Notify {
+                        to: Participant::Agent(agent_id),
+                        notice: Notice::Status {
+                            state: AgentState::Available,
+                            reason: Some("wrap_up_ended"),
+                        },
+                    });
+                    self.routing_dirty = true;
+                }
+                Timer::Reroute(conversation_id) => {
+                    if let Some(conv) = self.conversations.get_mut(&conversation_id) {
+                        conv.queued_timer_armed = false;
+                        conv.declined.retain(|(_, until)| *until > now);
+                        self.routing_dirty = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The agent left for good (grace over): the conversation queues again at its old
+    /// place, with a system line in the transcript so both sides know why.
+    fn requeue_from_agent(&mut self, conversation_id: &Id, agent_id: &Id, now: Millis, out: &mut Vec<Effect>) {
+        let Some(conv) = self.conversations.get_mut(conversation_id) else {
+            return;
+        };
+        conv.rec.state = ConversationState::Queued;
+        conv.rec.agent_id = None;
+        conv.queued_sent = None;
+        self.waiting
+            .insert((Reverse(conv.rec.priority), conv.rec.ticket), conv.rec.id.clone());
+        out.push(Effect::Persist(Record::AssignmentEnded {
+            conversation_id: conversation_id.clone(),
+            agent_id: agent_id.clone(),
+            at: now,
+        }));
+        out.push(Effect::Persist(Record::Conversation(Arc::new(conv.rec.clone()))));
+        let author = Author {
+            role: Role::System,
+            id: "warmline".into(),
+            display_name: "Warmline".into(),
+        };
+        self.append(
+            conversation_id,
+            EventBody::Message {
+                author,
+                text: "Your agent lost their connection. You keep your place: the next available agent will see everything said so far.".into(),
+                client_msg_id: None,
+            },
+            now,
+            out,
+        );
+        self.routing_dirty = true;
+    }
+
+    /// Offers waiting conversations to agents, in priority then arrival order, and
+    /// tells waiting customers their place.
+    fn route(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        if !self.routing_dirty {
+            return;
+        }
+        self.routing_dirty = false;
+        let any_free = self.agents.values().any(|a| {
+            a.slot.can_take(Channel::Chat) || a.slot.can_take(Channel::Voice)
+        });
+        if any_free {
+            let order: Vec<(WaitKey, Id)> =
+                self.waiting.iter().map(|(k, v)| (*k, v.clone())).collect();
+            for (key, conversation_id) in order {
+                let conv = &self.conversations[&conversation_id];
+                let queue = &self.queues[&conv.rec.queue].settings;
+                let picked = routing::pick(
+                    self.agents.values().map(|a| &a.slot),
+                    conv.rec.channel,
+                    &queue.skills,
+                    &conv.rec.skills,
+                    |agent| conv.declined.iter().any(|(a, until)| a == agent && *until > now),
+                )
+                .map(|a| a.id.clone());
+                if let Some(agent_id) = picked {
+                    self.waiting.remove(&key);
+                    self.make_offer(&conversation_id, agent_id, now, out);
+                }
+            }
+        }
+        self.tell_positions(now, out);
+    }
+
+    fn make_offer(&mut self, conversation_id: &Id, agent_id: Id, now: Millis, out: &mut Vec<Effect>) {
+        let offer_id: Id = format!("{}-{}", self.offer_prefix, self.next_offer).into();
+        self.next_offer += 1;
+        let conv = self.conversations.get_mut(conversation_id).expect("waiting is open");
+        let timeout = self.queues[&conv.rec.queue].settings.offer_timeout_ms;
+        conv.rec.state = ConversationState::Offered;
+        conv.offer = Some(offer_id.clone());
+        let agent = self.agents.get_mut(&agent_id).expect("picked from agents");
+        agent.offers.push(offer_id.clone());
+        agent.slot.load[channel_index(conv.rec.channel)] += 1;
+        self.offers.insert(
+            offer_id.clone(),
+            Offer {
+                conversation_id: conversation_id.clone(),
+                agent_id: agent_id.clone(),
+                channel: conv.rec.channel,
+            },
+        );
+        self.timers
+            .push(Reverse((now + timeout, Timer::OfferExpiry(offer_id.clone()))));
+        out.push(Effect::Notify {
+            to: Participant::Agent(agent_id),
+            notice: Notice::Offer(Arc::new(OfferView {
+                offer_id,
+                conversation_id: conversation_id.clone(),
+                channel: conv.rec.channel,
+                queue: conv.rec.queue.clone(),
+                expires_in_ms: timeout,
+                reason: OfferReason::Skill,
+                customer_id: conv.rec.customer_id.clone(),
+                customer_name: conv.customer_name.clone(),
+                previous_conversations: conv.previous_conversations,
+            })),
+        });
+    }
+
+    /// Sends `queued` to each waiting customer whose place changed, at most once per
+    /// `queued_update_interval_ms` per conversation.
+    fn tell_positions(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        let interval = self.settings.queued_update_interval_ms;
+        let mut positions: HashMap<Id, u32> = HashMap::new();
+        for conversation_id in self.waiting.values() {
+            let Some(conv) = self.conversations.get_mut(conversation_id) else {
+                continue;
+            };
+            let position = positions.entry(conv.rec.queue.clone()).or_insert(0);
+            *position += 1;
+            let position = *position;
+            match conv.queued_sent {
+                Some((sent, _)) if sent == position => continue,
+                Some((_, at)) if now < at + interval => {
+                    if !conv.queued_timer_armed {
+                        conv.queued_timer_armed = true;
+                        self.timers
+                            .push(Reverse((at + interval, Timer::Reroute(conversation_id.clone()))));
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            conv.queued_sent = Some((position, now));
+            out.push(queued_notice(&self.queues, &self.agents, conv, position));
+        }
+    }
+
+    /// Place of a waiting conversation in its queue (1 = next).
+    fn position(&self, conv: &Conversation) -> Option<u32> {
+        if conv.rec.state != ConversationState::Queued {
+            return None;
+        }
+        let key = (Reverse(conv.rec.priority), conv.rec.ticket);
+        let ahead = self
+            .waiting
+            .range(..key)
+            .filter(|(_, id)| self.conversations.get(*id).is_some_and(|c| c.rec.queue == conv.rec.queue))
+            .count();
+        u32::try_from(ahead + 1).ok()
+    }
+
+    fn owned_by_customer(&self, conversation_id: &Id, customer_id: &Id) -> Result<(), Refusal> {
+        match self.conversations.get(conversation_id) {
+            Some(c) if c.rec.customer_id == *customer_id => Ok(()),
+            Some(_) => Err(Refusal::forbidden(format!(
+                "conversation `{conversation_id}` is not yours"
+            ))),
+            None => Err(not_open(conversation_id)),
+        }
+    }
+
+    fn held_by_agent(&self, conversation_id: &Id, agent_id: &Id) -> Result<(), Refusal> {
+        match self.conversations.get(conversation_id) {
+            Some(c)
+                if c.rec.agent_id.as_ref() == Some(agent_id)
+                    && c.rec.state == ConversationState::Active =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(Refusal::forbidden(format!(
+                "conversation `{conversation_id}` is not assigned to you"
+            ))),
+            None => Err(not_open(conversation_id)),
+        }
+    }
+
+    /// Agent-side view of every open conversation, for tests and the API.
+    pub fn agent_state(&self, agent_id: &str) -> Option<AgentState> {
+        self.agents.get(agent_id).map(|a| a.slot.state)
+    }
+
+    /// Checks the invariants; used by tests after every step.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for agent in self.agents.values() {
+            for ch in [Channel::Chat, Channel::Voice] {
+                let i = channel_index(ch);
+                let held = agent
+                    .conversations
+                    .iter()
+                    .filter(|c| self.conversations.get(*c).is_some_and(|c| c.rec.channel == ch))
+                    .count();
+                let offered = agent
+                    .offers
+                    .iter()
+                    .filter(|o| self.offers.get(*o).is_some_and(|o| o.channel == ch))
+                    .count();
+                let load = (held + offered) as u32;
+                if load != agent.slot.load[i] {
+                    return Err(format!("agent {} load {} != {}", agent.slot.id, agent.slot.load[i], load));
+                }
+                if agent.slot.load[i] > agent.slot.capacity[i] {
+                    return Err(format!("agent {} over capacity", agent.slot.id));
+                }
+            }
+        }
+        for (id, offer) in &self.offers {
+            let conv = self.conversations.get(&offer.conversation_id).ok_or("offer for closed conversation")?;
+            if conv.offer.as_ref() != Some(id) || conv.rec.state != ConversationState::Offered {
+                return Err(format!("offer {id} and conversation disagree"));
+            }
+            let agent = &self.agents[&offer.agent_id];
+            let queue = &self.queues[&conv.rec.queue].settings;
+            if !routing::qualified(&agent.slot.skills, &queue.skills)
+                || !routing::qualified(&agent.slot.skills, &conv.rec.skills)
+            {
+                return Err(format!("offer {id} to an unqualified agent"));
+            }
+        }
+        for id in self.waiting.values() {
+            let conv = self.conversations.get(id).ok_or("waiting conversation not open")?;
+            if conv.rec.state != ConversationState::Queued {
+                return Err(format!("waiting conversation {id} is {:?}", conv.rec.state));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `queued` for a waiting customer, with a rough estimate: the queue's average
+/// handle time times the place in line, shared by the capacity of the agents online
+/// for it. No agent online: no estimate.
+fn queued_notice(
+    queues: &HashMap<Id, Queue>,
+    agents: &BTreeMap<Id, Agent>,
+    conv: &Conversation,
+    position: u32,
+) -> Effect {
+    let queue = &queues[&conv.rec.queue];
+    let staffed: u32 = agents
+        .values()
+        .filter(|a| a.slot.online && routing::qualified(&a.slot.skills, &queue.settings.skills))
+        .map(|a| a.slot.capacity[channel_index(conv.rec.channel)])
+        .sum();
+    let eta_seconds = (staffed > 0).then(|| {
+        let ms = queue.avg_handle_ms * u64::from(position) / u64::from(staffed);
+        u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
+    });
+    Effect::Notify {
+        to: Participant::Customer(conv.rec.customer_id.clone()),
+        notice: Notice::Queued {
+            conversation_id: conv.rec.id.clone(),
+            position,
+            eta_seconds,
+        },
+    }
+}
+
+fn view(conv: &Conversation) -> ConversationView {
+    ConversationView {
+        conversation_id: conv.rec.id.clone(),
+        channel: conv.rec.channel,
+        queue: conv.rec.queue.clone(),
+        state: conv.rec.state,
+        customer_id: conv.rec.customer_id.clone(),
+        customer_name: conv.customer_name.clone(),
+        previous_conversations: conv.previous_conversations,
+        attributes: conv.rec.attributes.clone(),
+        last_seq: conv.last_seq,
+        created_at: conv.rec.created_at,
+    }
+}
+
+fn reply(out: &mut Vec<Effect>, conn: ConnId, req: ReqId, reply: Reply) {
+    out.push(Effect::Reply { conn, req, reply });
+}
+
+fn ack(conversation_id: Option<Id>, seq: Option<u64>) -> Reply {
+    Reply::Ack {
+        conversation_id,
+        seq,
+    }
+}
+
+fn not_open(conversation_id: &Id) -> Refusal {
+    Refusal::not_found(format!(
+        "there is no open conversation `{conversation_id}` (it may have been closed)"
+    ))
+}
+
+fn offer_gone(offer_id: &Id) -> Refusal {
+    Refusal::not_found(format!(
+        "offer `{offer_id}` is no longer open to you (it expired, was withdrawn or was never yours)"
+    ))
+}

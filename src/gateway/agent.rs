@@ -1,0 +1,166 @@
+//! `/ws/agent`: JWT at the handshake (401 before the upgrade on a bad or expired
+//! token), then agent frames translated into core inputs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::{TokenError, unix_now};
+use super::connection::{Flow, Link, Session, Side};
+use super::{App, http_error, limit_upgrade};
+use crate::core::{Id, Input, Participant, Resolution};
+use crate::protocol::client::{AgentState as WireState, Resolution as WireResolution};
+use crate::protocol::{AgentFrame, CloseCode, ErrorCode, decode_agent};
+
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = query.get("token").map(String::as_str).or(bearer) else {
+        app.metrics.error(ErrorCode::Unauthorized);
+        return http_error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "an agent token is required: ?token=JWT or Authorization: Bearer JWT",
+        );
+    };
+    let claims = match app.keys.verify_agent(token) {
+        Ok(claims) => claims,
+        Err(e) => {
+            app.metrics.error(ErrorCode::Unauthorized);
+            let message = match e {
+                TokenError::Expired => e.to_string(),
+                TokenError::Invalid(_) => "the agent token is not valid (wrong signature, algorithm, audience or format)".to_owned(),
+            };
+            return http_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, &message);
+        }
+    };
+    if !app.config.agents.iter().any(|a| a.id == claims.sub) {
+        app.metrics.error(ErrorCode::Unauthorized);
+        return http_error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "the token names an agent this gateway does not know",
+        );
+    }
+    let expires_at = tokio::time::Instant::now()
+        + Duration::from_secs(claims.exp.saturating_sub(unix_now()));
+    let agent_id: Id = claims.sub.into();
+    let guard = app.tracker.token();
+    limit_upgrade(ws, &app.config.limits)
+        .on_upgrade(move |socket| async move {
+            let _guard = guard;
+            let link = Link::new(app, socket, "agent");
+            let side = Side::Agent {
+                agent_id,
+                expires_at,
+            };
+            if let Some(session) = Session::start(link, side).await {
+                session.run().await;
+            }
+        })
+        .into_response()
+}
+
+pub async fn on_text(session: &mut Session, text: &str) -> Flow {
+    let max_text = session.link.app.config.limits.max_message_bytes;
+    let frame = match decode_agent(text, max_text) {
+        Ok(frame) => frame,
+        Err(r) => return session.link.error(r.id.as_deref(), r.code, &r.message).await,
+    };
+    let Side::Agent { agent_id, .. } = &session.side else {
+        return Flow::Close(CloseCode::Internal, "internal error");
+    };
+    let agent_id = agent_id.clone();
+    let conn = session.conn;
+    let input = match frame {
+        AgentFrame::Status { id, state } => Input::SetStatus {
+            conn,
+            req: id.map(Id::from),
+            agent_id,
+            available: state == WireState::Available,
+        },
+        AgentFrame::Accept { id, offer_id } => Input::Accept {
+            conn,
+            req: id.map(Id::from),
+            agent_id,
+            offer_id: offer_id.into(),
+        },
+        AgentFrame::Reject { id, offer_id, .. } => Input::Reject {
+            conn,
+            req: id.map(Id::from),
+            agent_id,
+            offer_id: offer_id.into(),
+        },
+        AgentFrame::Message {
+            id,
+            conversation_id,
+            text,
+            client_msg_id,
+        } => {
+            let req: Option<Id> = id.map(Id::from);
+            if let Some(req) = &req {
+                session.pending_acks.push_back((req.clone(), Instant::now()));
+                if session.pending_acks.len() > 1024 {
+                    session.pending_acks.pop_front();
+                }
+            }
+            Input::Post {
+                conn,
+                req,
+                from: Participant::Agent(agent_id),
+                conversation_id: conversation_id.into(),
+                text: text.into(),
+                client_msg_id: client_msg_id.map(Id::from),
+            }
+        }
+        AgentFrame::Typing {
+            conversation_id,
+            on,
+            ..
+        } => Input::Typing {
+            from: Participant::Agent(agent_id),
+            conversation_id: conversation_id.into(),
+            on,
+        },
+        AgentFrame::Resume {
+            id,
+            conversation_id,
+            last_seq,
+        } => return session.resume(id.as_deref(), &conversation_id, last_seq).await,
+        AgentFrame::Close {
+            id,
+            conversation_id,
+            resolution,
+            note,
+            ..
+        } => Input::Close {
+            conn,
+            req: id.map(Id::from),
+            agent_id,
+            conversation_id: conversation_id.into(),
+            resolution: match resolution {
+                WireResolution::Resolved => Resolution::Resolved,
+                WireResolution::Unresolved => Resolution::Unresolved,
+                WireResolution::FollowUp => Resolution::FollowUp,
+            },
+            note: note.map(Into::into),
+        },
+    };
+    if session.submit(input).await {
+        Flow::Continue
+    } else {
+        Flow::Close(CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume")
+    }
+}

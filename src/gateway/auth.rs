@@ -1,0 +1,140 @@
+//! Agent tokens (JWT HS256, algorithm pinned) and visitor tokens (signed by the gateway
+//! so a returning browser is recognised as the same anonymous customer).
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+
+use crate::protocol::tokens::{AGENT_AUDIENCE, AgentClaims, VISITOR_AUDIENCE, VisitorClaims};
+
+pub struct Keys {
+    agent_dec: DecodingKey,
+    visitor_enc: EncodingKey,
+    visitor_dec: DecodingKey,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenError {
+    Expired,
+    Invalid(String),
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenError::Expired => f.write_str("the token has expired; mint a new one"),
+            TokenError::Invalid(why) => write!(f, "the token is not valid: {why}"),
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Keys {
+    pub fn new(agent_secret: &str, visitor_secret: &str) -> Keys {
+        Keys {
+            agent_dec: DecodingKey::from_secret(agent_secret.as_bytes()),
+            visitor_enc: EncodingKey::from_secret(visitor_secret.as_bytes()),
+            visitor_dec: DecodingKey::from_secret(visitor_secret.as_bytes()),
+        }
+    }
+
+    pub fn verify_agent(&self, token: &str) -> Result<AgentClaims, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AGENT_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<AgentClaims>(token, &self.agent_dec, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            })
+    }
+
+    pub fn mint_visitor(&self, customer_id: &str) -> String {
+        let claims = VisitorClaims {
+            sub: customer_id.to_owned(),
+            iat: unix_now(),
+            aud: VISITOR_AUDIENCE.to_owned(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.visitor_enc)
+            .unwrap_or_default()
+    }
+
+    pub fn verify_visitor(&self, token: &str) -> Result<String, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[VISITOR_AUDIENCE]);
+        validation.set_required_spec_claims(&["sub", "aud"]);
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<VisitorClaims>(token, &self.visitor_dec, &validation)
+            .map(|data| data.claims.sub)
+            .map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+}
+
+/// Mints an agent token valid for `ttl_secs` from now.
+pub fn mint_agent(secret: &str, agent_id: &str, ttl_secs: u64) -> Result<String, String> {
+    let now = unix_now();
+    let claims = AgentClaims {
+        sub: agent_id.to_owned(),
+        exp: now + ttl_secs,
+        iat: now,
+        aud: AGENT_AUDIENCE.to_owned(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A fresh random secret (256 bits, hex).
+pub fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn agent_tokens_round_trip_and_expire() {
+        let keys = Keys::new(SECRET, "visitor-secret-visitor-secret-xx");
+        let token = mint_agent(SECRET, "alice", 60).unwrap();
+        assert_eq!(keys.verify_agent(&token).unwrap().sub, "alice");
+        let expired = {
+            let claims = AgentClaims {
+                sub: "alice".into(),
+                exp: unix_now() - 3600,
+                iat: 0,
+                aud: AGENT_AUDIENCE.into(),
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap()
+        };
+        assert_eq!(keys.verify_agent(&expired).unwrap_err(), TokenError::Expired);
+        let forged = mint_agent("another-secret-another-secret-xx", "alice", 60).unwrap();
+        assert!(matches!(keys.verify_agent(&forged), Err(TokenError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_visitor_token_is_not_an_agent_token() {
+        let keys = Keys::new(SECRET, SECRET);
+        let visitor = keys.mint_visitor("c1");
+        assert_eq!(keys.verify_visitor(&visitor).unwrap(), "c1");
+        assert!(keys.verify_agent(&visitor).is_err());
+    }
+}

@@ -1,0 +1,588 @@
+//! One WebSocket connection after the handshake: the loop that reads client frames,
+//! writes what the hub sends, keeps the connection alive and closes it with a reason.
+//! What is the same for customers and agents lives here; `customer` and `agent`
+//! translate their frames.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Command, ConnHandle, Outbound};
+use super::{App, agent, customer, encode};
+use crate::core::{ConnId, ConversationView, Id, Input, Participant};
+use crate::protocol::{CloseCode, ErrorCode};
+use crate::store::StoredConversation;
+
+/// Most transcript events read from the store at once.
+const PAGE: u32 = 500;
+
+/// Who is on the other end, once known.
+pub enum Side {
+    Customer { customer_id: Id, visitor_token: String },
+    Agent { agent_id: Id, expires_at: tokio::time::Instant },
+}
+
+impl Side {
+    pub fn participant(&self) -> Participant {
+        match self {
+            Side::Customer { customer_id, .. } => Participant::Customer(customer_id.clone()),
+            Side::Agent { agent_id, .. } => Participant::Agent(agent_id.clone()),
+        }
+    }
+}
+
+/// What to do after a frame.
+pub enum Flow {
+    Continue,
+    Close(CloseCode, &'static str),
+}
+
+/// The socket with its limits: counts frames, tracks bad ones, closes with a reason.
+pub struct Link {
+    pub app: Arc<App>,
+    pub socket: WebSocket,
+    role: &'static str,
+    bad_count: u32,
+    bad_since: Instant,
+    last_heard: Instant,
+    write_timeout: Duration,
+}
+
+pub enum Received {
+    Text(Utf8Bytes),
+    /// Nothing more will come: the client left or the socket failed.
+    Gone,
+    /// Handled here (ping, pong, a bad binary frame); read again.
+    Nothing,
+    Close(CloseCode, &'static str),
+}
+
+impl Link {
+    pub fn new(app: Arc<App>, socket: WebSocket, role: &'static str) -> Link {
+        let write_timeout = Duration::from_millis(app.config.limits.write_timeout_ms);
+        app.metrics.connections.with_label_values(&[role]).inc();
+        Link {
+            app,
+            socket,
+            role,
+            bad_count: 0,
+            bad_since: Instant::now(),
+            last_heard: Instant::now(),
+            write_timeout,
+        }
+    }
+
+    /// Sends one text frame. `false`: the client is gone or did not read in time.
+    pub async fn send(&mut self, frame: Utf8Bytes) -> bool {
+        self.app
+            .metrics
+            .frames
+            .with_label_values(&[self.role, "out"])
+            .inc();
+        match tokio::time::timeout(self.write_timeout, self.socket.send(Message::Text(frame))).await
+        {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.app.metrics.disconnect(CloseCode::SlowConsumer);
+                false
+            }
+        }
+    }
+
+    pub async fn error(&mut self, id: Option<&str>, code: ErrorCode, message: &str) -> Flow {
+        self.app.metrics.error(code);
+        if !self.send(encode::error(id, code, message).into()).await {
+            return Flow::Close(CloseCode::Normal, "");
+        }
+        if code.is_client_fault() {
+            return self.count_bad();
+        }
+        Flow::Continue
+    }
+
+    fn count_bad(&mut self) -> Flow {
+        if self.bad_since.elapsed() > Duration::from_secs(60) {
+            self.bad_since = Instant::now();
+            self.bad_count = 0;
+        }
+        self.bad_count += 1;
+        if self.bad_count > self.app.config.limits.bad_frames_per_minute {
+            Flow::Close(CloseCode::Policy, "too many bad frames")
+        } else {
+            Flow::Continue
+        }
+    }
+
+    pub async fn close(&mut self, code: CloseCode, reason: &str) {
+        if code != CloseCode::Normal {
+            self.app.metrics.disconnect(code);
+        }
+        let frame = CloseFrame {
+            code: code.code(),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(
+            self.write_timeout,
+            self.socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+
+    pub async fn recv(&mut self) -> Received {
+        let Some(result) = self.socket.recv().await else {
+            return Received::Gone;
+        };
+        self.last_heard = Instant::now();
+        match result {
+            Ok(Message::Text(text)) => {
+                self.app
+                    .metrics
+                    .frames
+                    .with_label_values(&[self.role, "in"])
+                    .inc();
+                Received::Text(text)
+            }
+            Ok(Message::Binary(_)) => {
+                let message = "this endpoint takes JSON text frames; binary frames carry audio only on /ws/media";
+                match self.error(None, ErrorCode::InvalidField, message).await {
+                    Flow::Continue => Received::Nothing,
+                    Flow::Close(code, reason) => Received::Close(code, reason),
+                }
+            }
+            Ok(Message::Ping(_) | Message::Pong(_)) => Received::Nothing,
+            Ok(Message::Close(_)) => Received::Gone,
+            Err(e) => {
+                let too_large = e
+                    .into_inner()
+                    .downcast_ref::<tungstenite::Error>()
+                    .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+                if too_large {
+                    let limit = self.app.config.limits.max_message_bytes;
+                    let message = format!("frames and messages are limited to {limit} bytes");
+                    self.app.metrics.error(ErrorCode::TooLarge);
+                    let _ = self
+                        .send(encode::error(None, ErrorCode::TooLarge, &message).into())
+                        .await;
+                    Received::Close(CloseCode::TooLarge, "message too large")
+                } else {
+                    Received::Gone
+                }
+            }
+        }
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.last_heard.elapsed()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.app
+            .metrics
+            .connections
+            .with_label_values(&[self.role])
+            .dec();
+    }
+}
+
+/// A connection the hub knows: it follows conversations and gets their events.
+pub struct Session {
+    pub link: Link,
+    pub conn: ConnId,
+    pub side: Side,
+    rx: mpsc::Receiver<Outbound>,
+    slow: CancellationToken,
+    /// Conversation -> highest `seq` this connection has been sent.
+    following: HashMap<Id, u64>,
+    /// Messages sent and not yet acked: (request id, when read).
+    pub pending_acks: VecDeque<(Id, Instant)>,
+}
+
+impl Session {
+    /// Registers with the hub and sends the welcome. `None`: the gateway is stopping
+    /// or the client left.
+    pub async fn start(link: Link, side: Side) -> Option<Session> {
+        let app = link.app.clone();
+        let conn = app.next_conn();
+        let (tx, mut rx) = mpsc::channel(app.config.limits.outbound_queue);
+        let slow = CancellationToken::new();
+        let who = side.participant();
+        let handle = ConnHandle {
+            tx,
+            slow: slow.clone(),
+        };
+        let greeting = match &side {
+            Side::Customer { customer_id, .. } => Input::CustomerHello {
+                conn,
+                customer_id: customer_id.clone(),
+            },
+            Side::Agent { agent_id, .. } => Input::AgentConnected {
+                conn,
+                agent_id: agent_id.clone(),
+            },
+        };
+        let attached = app
+            .hub
+            .send(Command::Attach { conn, who, handle })
+            .await
+            .is_ok()
+            && app.hub.send(Command::Core(greeting)).await.is_ok();
+        let mut session = Session {
+            link,
+            conn,
+            side,
+            rx: mpsc::channel(1).1,
+            slow,
+            following: HashMap::new(),
+            pending_acks: VecDeque::new(),
+        };
+        if !attached {
+            session.link.close(CloseCode::GoingAway, "the gateway is shutting down; reconnect").await;
+            return None;
+        }
+        // Until the welcome, hold anything else the hub sends (an offer, say).
+        let mut early = Vec::new();
+        let welcome = loop {
+            match rx.recv().await {
+                Some(Outbound::CustomerWelcome(open)) => {
+                    let Side::Customer {
+                        customer_id,
+                        visitor_token,
+                    } = &session.side
+                    else {
+                        break None;
+                    };
+                    break Some(encode::customer_welcome(customer_id, visitor_token, &open));
+                }
+                Some(Outbound::AgentWelcome(snapshot)) => break Some(encode::agent_welcome(&snapshot)),
+                Some(other) => early.push(other),
+                None => break None,
+            }
+        };
+        session.rx = rx;
+        let Some(welcome) = welcome else {
+            session.detach().await;
+            return None;
+        };
+        let mut ok = session.link.send(welcome.into()).await;
+        for item in early {
+            ok = ok && session.deliver(item).await;
+        }
+        if !ok {
+            session.detach().await;
+            return None;
+        }
+        Some(session)
+    }
+
+    pub async fn run(mut self) {
+        let ping_every = Duration::from_millis(self.link.app.config.limits.ping_interval_ms);
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let shutdown = self.link.app.shutdown.clone();
+        let expires_at = match &self.side {
+            Side::Agent { expires_at, .. } => Some(*expires_at),
+            Side::Customer { .. } => None,
+        };
+        let closing = loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    break Some((CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume"));
+                }
+                () = self.slow.cancelled() => {
+                    break Some((CloseCode::SlowConsumer, "slow consumer: reconnect and resume from your last seq"));
+                }
+                item = self.rx.recv() => match item {
+                    Some(item) => {
+                        if !self.deliver(item).await {
+                            break None;
+                        }
+                    }
+                    None => break Some((CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume")),
+                },
+                received = self.link.recv() => match received {
+                    Received::Text(text) => match self.on_text(&text).await {
+                        Flow::Continue => {}
+                        Flow::Close(CloseCode::Normal, _) => break None,
+                        Flow::Close(code, reason) => break Some((code, reason)),
+                    },
+                    Received::Nothing => {}
+                    Received::Gone => break None,
+                    Received::Close(code, reason) => break Some((code, reason)),
+                },
+                _ = ping.tick() => {
+                    if self.link.silent_for() > ping_every * 2 {
+                        break Some((CloseCode::KeepaliveTimeout, "no pong in time"));
+                    }
+                    let sent = tokio::time::timeout(
+                        ping_every,
+                        self.link.socket.send(Message::Ping(Default::default())),
+                    )
+                    .await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break None;
+                    }
+                }
+                () = sleep_until(expires_at) => {
+                    break Some((CloseCode::TokenExpired, "the agent token expired; reconnect with a fresh one"));
+                }
+            }
+        };
+        if let Some((code, reason)) = closing {
+            self.link.close(code, reason).await;
+        }
+        self.detach().await;
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        match self.side {
+            Side::Customer { .. } => customer::on_text(self, text).await,
+            Side::Agent { .. } => agent::on_text(self, text).await,
+        }
+    }
+
+    async fn detach(&mut self) {
+        let who = self.side.participant();
+        let _ = self
+            .link
+            .app
+            .hub
+            .send(Command::Detach {
+                conn: self.conn,
+                who,
+            })
+            .await;
+    }
+
+    /// Hands a command to the hub. `false`: the hub is gone (shutting down).
+    pub async fn submit(&mut self, input: Input) -> bool {
+        self.link.app.hub.send(Command::Core(input)).await.is_ok()
+    }
+
+    /// Writes what the hub sent, keeping each followed conversation in `seq` order.
+    /// `false`: the client is gone.
+    async fn deliver(&mut self, item: Outbound) -> bool {
+        match item {
+            Outbound::Frame(frame) => self.link.send(frame).await,
+            Outbound::Event {
+                conversation_id,
+                seq,
+                frame,
+            } => {
+                let Some(&cursor) = self.following.get(&conversation_id) else {
+                    return true;
+                };
+                if seq <= cursor {
+                    return true;
+                }
+                if seq > cursor + 1 && !self.fill_gap(&conversation_id, cursor, seq - 1).await {
+                    return false;
+                }
+                self.following.insert(conversation_id, seq);
+                self.link.send(frame).await
+            }
+            Outbound::Scoped {
+                conversation_id,
+                frame,
+            } => {
+                if !self.following.contains_key(&conversation_id) {
+                    return true;
+                }
+                self.link.send(frame).await
+            }
+            Outbound::Acked {
+                req,
+                conversation_id,
+                seq,
+                frame,
+            } => {
+                if let Some(&cursor) = self.following.get(&conversation_id)
+                    && seq > cursor
+                {
+                    if seq > cursor + 1 && !self.fill_gap(&conversation_id, cursor, seq - 1).await {
+                        return false;
+                    }
+                    self.following.insert(conversation_id, seq);
+                }
+                if let Some(req) = req
+                    && let Some(i) = self.pending_acks.iter().position(|(r, _)| *r == req)
+                {
+                    let (_, at) = self.pending_acks.remove(i).unwrap_or((req, Instant::now()));
+                    self.link
+                        .app
+                        .metrics
+                        .ack_seconds
+                        .observe(at.elapsed().as_secs_f64());
+                }
+                self.link.send(frame).await
+            }
+            Outbound::Follow {
+                conversation_id,
+                frame,
+            } => {
+                self.following.entry(conversation_id).or_insert(0);
+                self.link.send(frame).await
+            }
+            Outbound::Joined(view) => self.send_conversation(&view).await,
+            Outbound::CustomerWelcome(_) | Outbound::AgentWelcome(_) => true,
+        }
+    }
+
+    /// Sends events `after+1 ..= upto` from the store (they were dispatched before
+    /// this connection followed the conversation, or were lost to a race).
+    async fn fill_gap(&mut self, conversation_id: &Id, after: u64, upto: u64) -> bool {
+        let mut cursor = after;
+        while cursor < upto {
+            let want = u32::try_from(upto - cursor).unwrap_or(PAGE).min(PAGE);
+            let events = match self
+                .link
+                .app
+                .store
+                .events_after(conversation_id, cursor, want)
+                .await
+            {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the transcript failed");
+                    self.link.app.metrics.store_failures.with_label_values(&["read"]).inc();
+                    return false;
+                }
+            };
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                cursor = event.seq;
+                if !self.link.send(encode::event(&event).into()).await {
+                    return false;
+                }
+            }
+        }
+        self.following.insert(conversation_id.clone(), cursor);
+        true
+    }
+
+    async fn send_conversation(&mut self, view: &ConversationView) -> bool {
+        let mut transcript = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let page = match self
+                .link
+                .app
+                .store
+                .events_after(&view.conversation_id, cursor, PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the transcript failed");
+                    self.link.app.metrics.store_failures.with_label_values(&["read"]).inc();
+                    return false;
+                }
+            };
+            let done = page.len() < PAGE as usize;
+            for event in &page {
+                cursor = event.seq;
+                transcript.push(encode::event(event));
+            }
+            if done {
+                break;
+            }
+        }
+        self.following.insert(view.conversation_id.clone(), cursor);
+        let frame = encode::conversation(view, &transcript, cursor);
+        self.link.send(frame.into()).await
+    }
+
+    /// `resume`: checks the conversation is the client's, sends every event after
+    /// `last_seq`, then `resumed` (and an `ack` when the request had an `id`).
+    pub async fn resume(&mut self, id: Option<&str>, conversation_id: &str, last_seq: u64) -> Flow {
+        let stored = match self.link.app.store.conversation(conversation_id).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "reading a conversation failed");
+                return self
+                    .link
+                    .error(id, ErrorCode::Unavailable, "the store could not be read; try again")
+                    .await;
+            }
+        };
+        let Some(stored) = stored else {
+            let message = format!("there is no conversation `{conversation_id}`");
+            return self.link.error(id, ErrorCode::NotFound, &message).await;
+        };
+        match self.may_read(&stored).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let message = format!("conversation `{conversation_id}` is not yours");
+                return self.link.error(id, ErrorCode::Forbidden, &message).await;
+            }
+            Err(()) => {
+                return self
+                    .link
+                    .error(id, ErrorCode::Unavailable, "the store could not be read; try again")
+                    .await;
+            }
+        }
+        if last_seq > stored.last_seq {
+            let message = format!(
+                "`last_seq` {last_seq} is ahead of the conversation (its latest is {}); resume from 0 to resync",
+                stored.last_seq
+            );
+            return self.link.error(id, ErrorCode::InvalidField, &message).await;
+        }
+        let conversation_id: Id = stored.record.id.clone();
+        let from = self
+            .following
+            .get(&conversation_id)
+            .map_or(last_seq, |&c| c.min(last_seq));
+        self.following.insert(conversation_id.clone(), from);
+        if !self.fill_gap(&conversation_id, from, u64::MAX).await {
+            return Flow::Close(CloseCode::Normal, "");
+        }
+        let cursor = self.following.get(&conversation_id).copied().unwrap_or(from);
+        if !self.link.send(encode::resumed(&conversation_id, cursor).into()).await {
+            return Flow::Close(CloseCode::Normal, "");
+        }
+        if id.is_some()
+            && !self
+                .link
+                .send(encode::ack(id, Some(&conversation_id), Some(cursor)).into())
+                .await
+        {
+            return Flow::Close(CloseCode::Normal, "");
+        }
+        Flow::Continue
+    }
+
+    async fn may_read(&mut self, stored: &StoredConversation) -> Result<bool, ()> {
+        match &self.side {
+            Side::Customer { customer_id, .. } => Ok(stored.record.customer_id == *customer_id),
+            Side::Agent { agent_id, .. } => {
+                if stored.record.agent_id.as_ref() == Some(agent_id) {
+                    return Ok(true);
+                }
+                self.link
+                    .app
+                    .store
+                    .was_assigned(&stored.record.id, agent_id)
+                    .await
+                    .map_err(|e| tracing::error!(error = %e, "reading assignments failed"))
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

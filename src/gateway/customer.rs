@@ -1,0 +1,248 @@
+//! `/ws/customer`: the Origin check before the upgrade, the `hello` exchange, and
+//! customer frames translated into core inputs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::connection::{Flow, Link, Received, Session, Side};
+use super::{App, http_error, limit_upgrade};
+use crate::core::{Channel, Id, Input, Participant, StartRequest, default_customer_name};
+use crate::protocol::client::Channel as WireChannel;
+use crate::protocol::{CloseCode, CustomerFrame, ErrorCode, decode_customer};
+
+pub async fn upgrade(State(app): State<Arc<App>>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    if let Err(message) = origin_allowed(&app, &headers) {
+        app.metrics.error(ErrorCode::Forbidden);
+        return http_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &message);
+    }
+    let guard = app.tracker.token();
+    limit_upgrade(ws, &app.config.limits)
+        .on_upgrade(move |socket| async move {
+            let _guard = guard;
+            let link = Link::new(app, socket, "customer");
+            serve(link).await;
+        })
+        .into_response()
+}
+
+fn origin_allowed(app: &App, headers: &HeaderMap) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return if app.config.customer.allow_missing_origin {
+            Ok(())
+        } else {
+            Err("an Origin header is required on /ws/customer".to_owned())
+        };
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let allowed = app.config.customer.allowed_origins.iter().any(|a| match a.as_str() {
+        "*" => true,
+        "self" => {
+            !host.is_empty()
+                && (origin == format!("http://{host}") || origin == format!("https://{host}"))
+        }
+        exact => origin.eq_ignore_ascii_case(exact),
+    });
+    if allowed {
+        Ok(())
+    } else {
+        let shown: String = origin.chars().take(100).collect();
+        Err(format!("origin `{shown}` is not allowed to open a customer connection"))
+    }
+}
+
+async fn serve(mut link: Link) {
+    let Some(side) = hello(&mut link).await else {
+        return;
+    };
+    if let Some(session) = Session::start(link, side).await {
+        session.run().await;
+    }
+}
+
+/// Waits for `hello` (within the handshake timeout) and names the customer.
+async fn hello(link: &mut Link) -> Option<Side> {
+    let limits = &link.app.config.limits;
+    let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
+    let max_text = limits.max_message_bytes;
+    loop {
+        let received = tokio::time::timeout_at(deadline.into(), link.recv()).await;
+        let text = match received {
+            Err(_) => {
+                link.close(CloseCode::Policy, "no hello in time").await;
+                return None;
+            }
+            Ok(Received::Text(text)) => text,
+            Ok(Received::Nothing) => continue,
+            Ok(Received::Gone) => return None,
+            Ok(Received::Close(code, reason)) => {
+                link.close(code, reason).await;
+                return None;
+            }
+        };
+        let flow = match decode_customer(&text, max_text) {
+            Ok(CustomerFrame::Hello {
+                id,
+                visitor_token,
+                identity,
+            }) => {
+                if identity.is_some() {
+                    let message = "identity tokens are not enabled on this gateway yet; send hello with visitor_token or nothing";
+                    link.error(id.as_deref(), ErrorCode::InvalidField, message).await
+                } else {
+                    match visitor_token {
+                        None => {
+                            let customer_id = uuid::Uuid::now_v7().simple().to_string();
+                            let token = link.app.keys.mint_visitor(&customer_id);
+                            return Some(Side::Customer {
+                                customer_id: customer_id.into(),
+                                visitor_token: token,
+                            });
+                        }
+                        Some(token) => match link.app.keys.verify_visitor(&token) {
+                            Ok(customer_id) => {
+                                return Some(Side::Customer {
+                                    customer_id: customer_id.into(),
+                                    visitor_token: token,
+                                });
+                            }
+                            Err(_) => {
+                                let message = "the visitor token is not valid here; send hello without it to start as a new visitor";
+                                link.error(id.as_deref(), ErrorCode::Unauthorized, message).await
+                            }
+                        },
+                    }
+                }
+            }
+            Ok(frame) => {
+                let message = "say hello first: {\"type\":\"hello\"}";
+                link.error(frame.id(), ErrorCode::HelloRequired, message).await
+            }
+            Err(rejected) => {
+                link.error(rejected.id.as_deref(), rejected.code, &rejected.message)
+                    .await
+            }
+        };
+        if let Flow::Close(code, reason) = flow {
+            if code != CloseCode::Normal {
+                link.close(code, reason).await;
+            }
+            return None;
+        }
+    }
+}
+
+pub async fn on_text(session: &mut Session, text: &str) -> Flow {
+    let max_text = session.link.app.config.limits.max_message_bytes;
+    let frame = match decode_customer(text, max_text) {
+        Ok(frame) => frame,
+        Err(r) => return session.link.error(r.id.as_deref(), r.code, &r.message).await,
+    };
+    let Side::Customer { customer_id, .. } = &session.side else {
+        return Flow::Close(CloseCode::Internal, "internal error");
+    };
+    let customer_id = customer_id.clone();
+    let conn = session.conn;
+    let input = match frame {
+        CustomerFrame::Hello { id, .. } => {
+            let message = "hello was already said on this connection";
+            return session.link.error(id.as_deref(), ErrorCode::Conflict, message).await;
+        }
+        CustomerFrame::Start {
+            id,
+            queue,
+            channel,
+            language,
+            skills,
+            attributes,
+            text,
+        } => {
+            let previous = match session.link.app.store.previous_conversations(&customer_id).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading customer history failed");
+                    let message = "the store could not be read; try again";
+                    return session.link.error(id.as_deref(), ErrorCode::Unavailable, message).await;
+                }
+            };
+            let attributes = attributes
+                .map(|a| serde_json::Value::Object(a).to_string())
+                .unwrap_or_else(|| "{}".to_owned());
+            Input::Start(Box::new(StartRequest {
+                conn,
+                req: id.map(Id::from),
+                customer_name: default_customer_name(&customer_id),
+                customer_id,
+                previous_conversations: previous,
+                conversation_id: uuid::Uuid::now_v7().simple().to_string().into(),
+                queue: queue.into(),
+                channel: match channel {
+                    WireChannel::Chat => Channel::Chat,
+                    WireChannel::Voice => Channel::Voice,
+                },
+                language: language.map(Id::from),
+                skills: skills.unwrap_or_default(),
+                attributes: attributes.into(),
+                text: text.map(Into::into),
+            }))
+        }
+        CustomerFrame::Message {
+            id,
+            conversation_id,
+            text,
+            client_msg_id,
+        } => {
+            let req: Option<Id> = id.map(Id::from);
+            if let Some(req) = &req {
+                session.pending_acks.push_back((req.clone(), Instant::now()));
+                if session.pending_acks.len() > 1024 {
+                    session.pending_acks.pop_front();
+                }
+            }
+            Input::Post {
+                conn,
+                req,
+                from: Participant::Customer(customer_id),
+                conversation_id: conversation_id.into(),
+                text: text.into(),
+                client_msg_id: client_msg_id.map(Id::from),
+            }
+        }
+        CustomerFrame::Typing {
+            conversation_id,
+            on,
+            ..
+        } => Input::Typing {
+            from: Participant::Customer(customer_id),
+            conversation_id: conversation_id.into(),
+            on,
+        },
+        CustomerFrame::Resume {
+            id,
+            conversation_id,
+            last_seq,
+        } => return session.resume(id.as_deref(), &conversation_id, last_seq).await,
+        CustomerFrame::End {
+            id,
+            conversation_id,
+        } => Input::End {
+            conn,
+            req: id.map(Id::from),
+            customer_id,
+            conversation_id: conversation_id.into(),
+        },
+    };
+    if session.submit(input).await {
+        Flow::Continue
+    } else {
+        Flow::Close(CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume")
+    }
+}

@@ -1,0 +1,223 @@
+//! Core values to wire frames. Each frame is encoded once and shared by every
+//! connection that receives it.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::core::{
+    AgentSnapshot, ConversationView, Event, EventBody, Millis, Notice, OpenConversation,
+};
+use crate::protocol::server::{
+    AgentConversationSummary, AgentView, Capacity, CustomerView, OpenConversation as WireOpen,
+    Person, Sender, ServerFrame,
+};
+use crate::protocol::ErrorCode;
+
+pub fn rfc3339(ms: Millis) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+pub fn event(e: &Event) -> String {
+    let ts = rfc3339(e.ts);
+    match &e.body {
+        EventBody::Message { author, text, .. } => ServerFrame::Message {
+            conversation_id: &e.conversation_id,
+            seq: e.seq,
+            sender: Sender {
+                role: author.role.as_str(),
+                id: &author.id,
+                display_name: &author.display_name,
+            },
+            text,
+            ts: &ts,
+        },
+        EventBody::Assigned {
+            agent_id,
+            display_name,
+        } => ServerFrame::Assigned {
+            conversation_id: &e.conversation_id,
+            seq: e.seq,
+            ts: &ts,
+            agent: Person {
+                id: agent_id,
+                display_name,
+            },
+        },
+        EventBody::Closed { by, resolution, .. } => ServerFrame::Closed {
+            conversation_id: &e.conversation_id,
+            seq: e.seq,
+            ts: &ts,
+            by: by.as_str(),
+            resolution: resolution.map(|r| r.as_str()),
+        },
+    }
+    .encode()
+}
+
+/// Encodes a notice that is not a transcript event and not `Joined`.
+pub fn notice(n: &Notice) -> String {
+    match n {
+        Notice::Event(e) => event(e),
+        Notice::Queued {
+            conversation_id,
+            position,
+            eta_seconds,
+        } => ServerFrame::Queued {
+            conversation_id,
+            position: *position,
+            eta_seconds: *eta_seconds,
+        }
+        .encode(),
+        Notice::Typing {
+            conversation_id,
+            role,
+            on,
+        } => ServerFrame::Typing {
+            conversation_id,
+            role: role.as_str(),
+            on: *on,
+        }
+        .encode(),
+        Notice::Offer(o) => ServerFrame::Offer {
+            offer_id: &o.offer_id,
+            conversation_id: &o.conversation_id,
+            channel: o.channel.as_str(),
+            queue: &o.queue,
+            expires_in_ms: o.expires_in_ms,
+            reason: o.reason.as_str(),
+            customer: CustomerView {
+                id: &o.customer_id,
+                display_name: &o.customer_name,
+                returning: o.previous_conversations > 0,
+                previous_conversations: o.previous_conversations,
+            },
+            note: None,
+        }
+        .encode(),
+        Notice::OfferRevoked {
+            offer_id,
+            conversation_id,
+            reason,
+        } => ServerFrame::OfferRevoked {
+            offer_id,
+            conversation_id,
+            reason: reason.as_str(),
+        }
+        .encode(),
+        Notice::Status { state, reason } => ServerFrame::Status {
+            state: state.as_str(),
+            reason: *reason,
+        }
+        .encode(),
+        Notice::Joined(view) => conversation(view, &[], view.last_seq),
+    }
+}
+
+pub fn error(id: Option<&str>, code: ErrorCode, message: &str) -> String {
+    ServerFrame::Error {
+        id,
+        code: code.as_str(),
+        message,
+    }
+    .encode()
+}
+
+pub fn ack(id: Option<&str>, conversation_id: Option<&str>, seq: Option<u64>) -> String {
+    ServerFrame::Ack {
+        id,
+        conversation_id,
+        seq,
+    }
+    .encode()
+}
+
+fn customer_view(v: &ConversationView) -> CustomerView<'_> {
+    CustomerView {
+        id: &v.customer_id,
+        display_name: &v.customer_name,
+        returning: v.previous_conversations > 0,
+        previous_conversations: v.previous_conversations,
+    }
+}
+
+/// The `conversation` frame an agent gets on accept: everything so far.
+pub fn conversation(v: &ConversationView, transcript: &[String], last_seq: u64) -> String {
+    let raw: Vec<Box<serde_json::value::RawValue>> = transcript
+        .iter()
+        .filter_map(|t| serde_json::value::RawValue::from_string(t.clone()).ok())
+        .collect();
+    let empty = serde_json::value::RawValue::from_string("{}".to_owned()).ok();
+    let attributes = serde_json::value::RawValue::from_string(v.attributes.to_string())
+        .ok()
+        .or(empty);
+    let Some(attributes) = attributes else {
+        return error(None, ErrorCode::Internal, "could not encode the conversation");
+    };
+    ServerFrame::Conversation {
+        conversation_id: &v.conversation_id,
+        channel: v.channel.as_str(),
+        queue: &v.queue,
+        state: v.state.as_str(),
+        customer: customer_view(v),
+        attributes: &attributes,
+        history: Vec::new(),
+        transcript: raw.iter().map(|r| &**r).collect(),
+        signals: Default::default(),
+        last_seq,
+    }
+    .encode()
+}
+
+pub fn customer_welcome(customer_id: &str, token: &str, open: &[OpenConversation]) -> String {
+    ServerFrame::CustomerWelcome {
+        customer_id,
+        visitor_token: token,
+        open_conversations: open
+            .iter()
+            .map(|c| WireOpen {
+                conversation_id: &c.conversation_id,
+                state: c.state.as_str(),
+                channel: c.channel.as_str(),
+                queue: &c.queue,
+                last_seq: c.last_seq,
+                position: c.position,
+            })
+            .collect(),
+    }
+    .encode()
+}
+
+pub fn agent_welcome(s: &AgentSnapshot) -> String {
+    ServerFrame::AgentWelcome {
+        agent: AgentView {
+            id: &s.agent_id,
+            display_name: &s.display_name,
+            skills: &s.skills,
+            capacity: Capacity {
+                chat: s.capacity_chat,
+                voice: s.capacity_voice,
+            },
+        },
+        state: s.state.as_str(),
+        conversations: s
+            .conversations
+            .iter()
+            .map(|v| AgentConversationSummary {
+                conversation_id: &v.conversation_id,
+                channel: v.channel.as_str(),
+                queue: &v.queue,
+                state: v.state.as_str(),
+                last_seq: v.last_seq,
+                customer: customer_view(v),
+            })
+            .collect(),
+    }
+    .encode()
+}
+
+pub fn resumed(conversation_id: &str, last_seq: u64) -> String {
+    ServerFrame::Resumed {
+        conversation_id,
+        last_seq,
+    }
+    .encode()
+}

@@ -1,0 +1,391 @@
+//! The hub: the one task that owns the switchboard and the connection registry.
+//!
+//! It takes commands in batches, applies them to the core, commits every record the
+//! batch produced in one transaction (group commit), and only then lets the other
+//! effects out: acks, events, offers. Delivery to a connection is `try_send` on its
+//! bounded queue; a full queue closes that connection as a slow consumer, it never
+//! blocks the hub.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::encode;
+use super::metrics::Metrics;
+use crate::core::{
+    AgentSnapshot, ConnId, ConversationView, CoreSettings, Effect, EventBody, Id, Input, Millis,
+    Notice, OpenConversation, Participant, Record, RefusalKind, Reply, Switchboard,
+};
+use crate::protocol::ErrorCode;
+use crate::store::Store;
+
+/// What the hub hands a connection.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Send as is.
+    Frame(Utf8Bytes),
+    /// A transcript event: sent only to connections that follow the conversation, in
+    /// `seq` order; a gap is filled from the store first.
+    Event {
+        conversation_id: Id,
+        seq: u64,
+        frame: Utf8Bytes,
+    },
+    /// A conversation-scoped frame without `seq` (`queued`, `typing`).
+    Scoped { conversation_id: Id, frame: Utf8Bytes },
+    /// The ack of a message: always sent; the connection's cursor moves past `seq`,
+    /// so its own message is not echoed back to it.
+    Acked {
+        req: Option<Id>,
+        conversation_id: Id,
+        seq: u64,
+        frame: Utf8Bytes,
+    },
+    /// `start` was accepted: follow the conversation from the beginning, send the ack.
+    Follow { conversation_id: Id, frame: Utf8Bytes },
+    CustomerWelcome(Vec<OpenConversation>),
+    AgentWelcome(Box<AgentSnapshot>),
+    /// The agent accepted: send the whole conversation and follow it.
+    Joined(Arc<ConversationView>),
+}
+
+#[derive(Clone)]
+pub struct ConnHandle {
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled when the connection's queue overflowed.
+    pub slow: CancellationToken,
+}
+
+pub enum Command {
+    Attach {
+        conn: ConnId,
+        who: Participant,
+        handle: ConnHandle,
+    },
+    Detach {
+        conn: ConnId,
+        who: Participant,
+    },
+    Core(Input),
+}
+
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub struct Hub {
+    switchboard: Switchboard,
+    settings: CoreSettings,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    conns: HashMap<ConnId, ConnHandle>,
+    by_participant: HashMap<Participant, Vec<ConnId>>,
+    max_batch: usize,
+    gauges_at: Option<Instant>,
+}
+
+impl Hub {
+    pub fn new(
+        switchboard: Switchboard,
+        settings: CoreSettings,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        max_batch: usize,
+    ) -> Hub {
+        Hub {
+            switchboard,
+            settings,
+            store,
+            metrics,
+            conns: HashMap::new(),
+            by_participant: HashMap::new(),
+            max_batch,
+            gauges_at: None,
+        }
+    }
+
+    /// Runs until `stop` is cancelled and every command already sent is applied (or
+    /// every sender is gone).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, stop: CancellationToken) {
+        let mut commands = Vec::with_capacity(self.max_batch);
+        let mut effects = Vec::new();
+        let mut stopping = false;
+        loop {
+            let deadline = self.switchboard.next_deadline().map(|at| {
+                let wait = at.saturating_sub(now_ms());
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
+            tokio::select! {
+                n = rx.recv_many(&mut commands, self.max_batch) => {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                () = sleep_until(deadline) => {}
+                () = stop.cancelled(), if !stopping => {
+                    // Refuse new commands; the loop drains those already queued.
+                    stopping = true;
+                    rx.close();
+                    continue;
+                }
+            }
+            let now = now_ms();
+            for command in commands.drain(..) {
+                match command {
+                    Command::Attach { conn, who, handle } => {
+                        self.conns.insert(conn, handle);
+                        self.by_participant.entry(who).or_default().push(conn);
+                    }
+                    Command::Detach { conn, who } => self.detach(conn, who, now, &mut effects),
+                    Command::Core(input) => self.switchboard.handle(input, now, &mut effects),
+                }
+            }
+            self.switchboard.handle(Input::Tick, now, &mut effects);
+            self.settle(&mut effects).await;
+            self.refresh_gauges();
+        }
+        tracing::debug!("hub stopped");
+    }
+
+    fn detach(&mut self, conn: ConnId, who: Participant, now: Millis, out: &mut Vec<Effect>) {
+        self.conns.remove(&conn);
+        let Some(list) = self.by_participant.get_mut(&who) else {
+            return;
+        };
+        list.retain(|c| *c != conn);
+        if list.is_empty() {
+            self.by_participant.remove(&who);
+            if let Participant::Agent(agent_id) = who {
+                self.switchboard
+                    .handle(Input::AgentDisconnected { agent_id }, now, out);
+            }
+        }
+    }
+
+    /// Commits the batch's records, then lets its other effects out. If the commit
+    /// fails, nothing is let out: requests get `unavailable`, and the core is rebuilt
+    /// from the store (the truth), so it forgets what was never made durable.
+    async fn settle(&mut self, effects: &mut Vec<Effect>) {
+        if effects.is_empty() {
+            return;
+        }
+        let mut records = Vec::new();
+        let mut rest = Vec::with_capacity(effects.len());
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Persist(record) => records.push(record),
+                other => rest.push(other),
+            }
+        }
+        if !records.is_empty() {
+            let started = Instant::now();
+            let result = self.store.commit(&records).await;
+            self.metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.batch_records.observe(records.len() as f64);
+            if let Err(e) = result {
+                tracing::error!(error = %e, records = records.len(), "store commit failed");
+                self.metrics.store_failures.with_label_values(&["commit"]).inc();
+                self.refuse_all(rest);
+                self.reload().await;
+                return;
+            }
+            for record in &records {
+                if let Record::Event(e) = record
+                    && let EventBody::Message { author, .. } = &e.body
+                {
+                    self.metrics
+                        .chat_messages
+                        .with_label_values(&[author.role.as_str()])
+                        .inc();
+                }
+            }
+        }
+        for effect in rest {
+            self.dispatch(effect);
+        }
+    }
+
+    fn refuse_all(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            if let Effect::Reply { conn, req, .. } = effect {
+                let frame = encode::error(
+                    req.as_deref(),
+                    ErrorCode::Unavailable,
+                    "the gateway could not store this just now; nothing was saved, try again",
+                );
+                self.metrics.error(ErrorCode::Unavailable);
+                self.send(conn, Outbound::Frame(frame.into()));
+            }
+        }
+    }
+
+    async fn reload(&mut self) {
+        match self.store.load_open().await {
+            Ok(restored) => {
+                let mut effects = Vec::new();
+                self.switchboard = Switchboard::restore(
+                    self.settings.clone(),
+                    now_ms(),
+                    restored,
+                    now_ms(),
+                    &mut effects,
+                );
+                // Agents still connected are online again.
+                let agents: Vec<(Id, ConnId)> = self
+                    .by_participant
+                    .iter()
+                    .filter_map(|(who, conns)| match who {
+                        Participant::Agent(a) => conns.first().map(|c| (a.clone(), *c)),
+                        Participant::Customer(_) => None,
+                    })
+                    .collect();
+                for (agent_id, conn) in agents {
+                    self.switchboard
+                        .handle(Input::AgentConnected { conn, agent_id }, now_ms(), &mut effects);
+                }
+                // Welcome replies from the reconnection above are not needed.
+                effects.retain(|e| !matches!(e, Effect::Reply { .. }));
+                if let Err(e) = self.store.commit(&persisted(&effects)).await {
+                    tracing::error!(error = %e, "store still failing after reload");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reloading from the store failed");
+                self.metrics.store_failures.with_label_values(&["read"]).inc();
+            }
+        }
+    }
+
+    fn dispatch(&mut self, effect: Effect) {
+        match effect {
+            Effect::Persist(_) => {}
+            Effect::Reply { conn, req, reply } => {
+                let item = match reply {
+                    Reply::Ack {
+                        conversation_id,
+                        seq: Some(seq),
+                    } => {
+                        let conversation_id = conversation_id.unwrap_or_else(|| "".into());
+                        let frame = encode::ack(req.as_deref(), Some(&conversation_id), Some(seq));
+                        Outbound::Acked {
+                            req,
+                            conversation_id,
+                            seq,
+                            frame: frame.into(),
+                        }
+                    }
+                    Reply::Ack {
+                        conversation_id,
+                        seq: None,
+                    } => {
+                        let frame = encode::ack(req.as_deref(), conversation_id.as_deref(), None);
+                        Outbound::Frame(frame.into())
+                    }
+                    Reply::Started { conversation_id } => {
+                        let frame = encode::ack(req.as_deref(), Some(&conversation_id), None);
+                        Outbound::Follow {
+                            conversation_id,
+                            frame: frame.into(),
+                        }
+                    }
+                    Reply::Refused(refusal) => {
+                        let code = match refusal.kind {
+                            RefusalKind::NotFound => ErrorCode::NotFound,
+                            RefusalKind::Forbidden => ErrorCode::Forbidden,
+                            RefusalKind::Conflict => ErrorCode::Conflict,
+                        };
+                        self.metrics.error(code);
+                        let frame = encode::error(req.as_deref(), code, &refusal.message);
+                        Outbound::Frame(frame.into())
+                    }
+                    Reply::CustomerWelcome { open } => Outbound::CustomerWelcome(open),
+                    Reply::AgentWelcome(snapshot) => Outbound::AgentWelcome(snapshot),
+                };
+                self.send(conn, item);
+            }
+            Effect::Notify { to, notice } => {
+                let Some(conns) = self.by_participant.get(&to) else {
+                    return;
+                };
+                let conns = conns.clone();
+                if let Notice::Joined(view) = notice {
+                    for conn in conns {
+                        self.send(conn, Outbound::Joined(view.clone()));
+                    }
+                    return;
+                }
+                let frame: Utf8Bytes = encode::notice(&notice).into();
+                for conn in conns {
+                    let item = match &notice {
+                        Notice::Event(e) => Outbound::Event {
+                            conversation_id: e.conversation_id.clone(),
+                            seq: e.seq,
+                            frame: frame.clone(),
+                        },
+                        n => match n.conversation_id() {
+                            Some(c) => Outbound::Scoped {
+                                conversation_id: c.clone(),
+                                frame: frame.clone(),
+                            },
+                            None => Outbound::Frame(frame.clone()),
+                        },
+                    };
+                    self.send(conn, item);
+                }
+            }
+        }
+    }
+
+    fn send(&self, conn: ConnId, item: Outbound) {
+        let Some(handle) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = handle.tx.try_send(item) {
+            handle.slow.cancel();
+        }
+    }
+
+    fn refresh_gauges(&mut self) {
+        if self
+            .gauges_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.gauges_at = Some(Instant::now());
+        for (queue, n) in self.switchboard.waiting_by_queue() {
+            self.metrics
+                .waiting
+                .with_label_values(&[&**queue])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.metrics
+            .open_conversations
+            .set(i64::try_from(self.switchboard.open_conversations()).unwrap_or(i64::MAX));
+    }
+}
+
+pub fn persisted(effects: &[Effect]) -> Vec<Record> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,184 @@
+//! The Prometheus registry. Labels come only from closed enums and configured queue
+//! names; never an id.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::protocol::{CloseCode, ErrorCode};
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: IntGaugeVec,
+    pub frames: IntCounterVec,
+    pub chat_messages: IntCounterVec,
+    pub ack_seconds: Histogram,
+    pub errors: IntCounterVec,
+    pub disconnects: IntCounterVec,
+    pub commit_seconds: Histogram,
+    pub batch_records: Histogram,
+    pub store_failures: IntCounterVec,
+    pub waiting: IntGaugeVec,
+    pub open_conversations: IntGauge,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric definitions are static; a failure here is a programming error found by
+    // the first test run, not something a client can cause.
+    r.expect("static metric definition")
+}
+
+impl Metrics {
+    pub fn new(queues: &[String]) -> Metrics {
+        let registry = Registry::new();
+        let connections = must(IntGaugeVec::new(
+            Opts::new("warmline_connections", "Open WebSocket connections, by role."),
+            &["role"],
+        ));
+        let frames = must(IntCounterVec::new(
+            Opts::new(
+                "warmline_ws_frames_total",
+                "WebSocket text frames, by role and direction (in: from clients, out: to clients).",
+            ),
+            &["role", "direction"],
+        ));
+        let chat_messages = must(IntCounterVec::new(
+            Opts::new(
+                "warmline_chat_messages_total",
+                "Chat messages made durable, by sender role.",
+            ),
+            &["sender"],
+        ));
+        let ack_seconds = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "warmline_message_ack_seconds",
+                "From a message frame read to its ack written (includes the durable commit).",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        ));
+        let errors = must(IntCounterVec::new(
+            Opts::new("warmline_errors_total", "Error frames sent, by code."),
+            &["code"],
+        ));
+        let disconnects = must(IntCounterVec::new(
+            Opts::new(
+                "warmline_disconnects_total",
+                "Connections the gateway closed, by reason.",
+            ),
+            &["reason"],
+        ));
+        let commit_seconds = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "warmline_store_commit_seconds",
+                "Time to make one batch durable.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        ));
+        let batch_records = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "warmline_store_batch_records",
+                "Records per committed batch (group commit).",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
+        ));
+        let store_failures = must(IntCounterVec::new(
+            Opts::new("warmline_store_failures_total", "Failed store operations, by operation."),
+            &["op"],
+        ));
+        let waiting = must(IntGaugeVec::new(
+            Opts::new(
+                "warmline_conversations_waiting",
+                "Conversations waiting for an agent, by queue.",
+            ),
+            &["queue"],
+        ));
+        let open_conversations = must(IntGauge::new(
+            "warmline_conversations_open",
+            "Conversations not closed (waiting, offered or active).",
+        ));
+        for c in [
+            Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(frames.clone()),
+            Box::new(chat_messages.clone()),
+            Box::new(ack_seconds.clone()),
+            Box::new(errors.clone()),
+            Box::new(disconnects.clone()),
+            Box::new(commit_seconds.clone()),
+            Box::new(batch_records.clone()),
+            Box::new(store_failures.clone()),
+            Box::new(waiting.clone()),
+            Box::new(open_conversations.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        #[cfg(target_os = "linux")]
+        must(registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )));
+        // Expose every series from the start, so dashboards and alerts see zeros.
+        for role in ["customer", "agent"] {
+            connections.with_label_values(&[role]);
+            for dir in ["in", "out"] {
+                frames.with_label_values(&[role, dir]);
+            }
+        }
+        for sender in ["customer", "agent", "system"] {
+            chat_messages.with_label_values(&[sender]);
+        }
+        for code in ErrorCode::ALL {
+            errors.with_label_values(&[code.as_str()]);
+        }
+        for code in [
+            CloseCode::GoingAway,
+            CloseCode::Policy,
+            CloseCode::TooLarge,
+            CloseCode::Internal,
+            CloseCode::KeepaliveTimeout,
+            CloseCode::SlowConsumer,
+            CloseCode::TokenExpired,
+        ] {
+            disconnects.with_label_values(&[code.label()]);
+        }
+        for q in queues {
+            waiting.with_label_values(&[q.as_str()]);
+        }
+        store_failures.with_label_values(&["commit"]);
+        store_failures.with_label_values(&["read"]);
+        Metrics {
+            registry,
+            connections,
+            frames,
+            chat_messages,
+            ack_seconds,
+            errors,
+            disconnects,
+            commit_seconds,
+            batch_records,
+            store_failures,
+            waiting,
+            open_conversations,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    pub fn error(&self, code: ErrorCode) {
+        self.errors.with_label_values(&[code.as_str()]).inc();
+    }
+
+    pub fn disconnect(&self, code: CloseCode) {
+        self.disconnects.with_label_values(&[code.label()]).inc();
+    }
+}

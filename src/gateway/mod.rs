@@ -1,0 +1,186 @@
+//! The shell: HTTP and WebSocket on axum/hyper. It owns the sockets, translates wire
+//! frames into core inputs (`customer`, `agent`), runs the hub task that owns the
+//! core (`hub`), and serves health, metrics and the embedded pages.
+
+mod agent;
+mod assets;
+pub mod auth;
+mod connection;
+mod customer;
+mod encode;
+pub mod hub;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::config::{Config, LimitsConfig};
+use crate::core::ConnId;
+use crate::protocol::ErrorCode;
+use crate::store::Store;
+
+pub use auth::Keys;
+use hub::Command;
+use metrics::Metrics;
+
+/// What every handler shares.
+pub struct App {
+    pub config: Arc<Config>,
+    pub hub: mpsc::Sender<Command>,
+    pub store: Arc<dyn Store>,
+    pub keys: Keys,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled on SIGTERM / Ctrl-C: connections close with 1001.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket session, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    next_conn: AtomicU64,
+}
+
+impl App {
+    pub fn new(
+        config: Arc<Config>,
+        hub: mpsc::Sender<Command>,
+        store: Arc<dyn Store>,
+        keys: Keys,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> App {
+        App {
+            config,
+            hub,
+            store,
+            keys,
+            metrics,
+            shutdown,
+            tracker: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    fn next_conn(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/ws/customer", get(customer::upgrade))
+        .route("/ws/agent", get(agent::upgrade))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(assets::serve)
+        .with_state(app)
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting, closes every
+/// WebSocket with 1001 and waits (at most `grace`) for sessions to end.
+pub async fn serve(listener: TcpListener, app: Arc<App>, grace: Duration) {
+    let router = router(app.clone());
+    let handshake = Duration::from_millis(app.config.limits.handshake_timeout_ms);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake);
+    let builder = builder.http1_only();
+    let shutdown = app.shutdown.clone();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors, typically: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router
+            .clone()
+            .map_request(|req: axum::http::Request<hyper::body::Incoming>| {
+                req.map(axum::body::Body::new)
+            });
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    app.tracker.close();
+    let drained = tokio::time::timeout(grace, async {
+        graceful.shutdown().await;
+        app.tracker.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some connections did not close within the grace period");
+    }
+}
+
+pub(crate) fn limit_upgrade(ws: WebSocketUpgrade, limits: &LimitsConfig) -> WebSocketUpgrade {
+    ws.read_buffer_size(limits.read_buffer_bytes)
+        .write_buffer_size(limits.write_buffer_bytes)
+        .max_write_buffer_size(limits.max_write_buffer_bytes)
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_message_bytes)
+}
+
+/// An HTTP error with a JSON body `{"code","message"}`.
+pub(crate) fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code.as_str(), "message": message });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.shutdown.is_cancelled() {
+        return http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "shutting down",
+        );
+    }
+    match app.store.ping().await {
+        Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(e) => http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            &format!("the store is not usable: {e}"),
+        ),
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.metrics.render(),
+    )
+        .into_response()
+}

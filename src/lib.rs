@@ -1,0 +1,125 @@
+//! Warmline: a real-time gateway for customer contact.
+//!
+//! # Layout
+//! - [`protocol`]: wire types of protocol v1 (serde), validation, error and close codes.
+//! - [`core`]: the pure switchboard: conversations, `seq`, queues, offers, routing.
+//!   No I/O, no clock, no tokio, no JSON.
+//! - [`store`]: durable state behind the [`store::Store`] trait; SQLite embedded.
+//! - [`gateway`]: the shell: axum/hyper, WebSocket sessions, the hub task that owns
+//!   the core, metrics, embedded pages.
+//! - [`config`]: one TOML file plus `WARMLINE_` environment overrides.
+//!
+//! `main.rs` only parses the command line and calls [`Gateway::open`] and
+//! [`Gateway::serve`].
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod core;
+pub mod gateway;
+pub mod protocol;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::core::{RestoredConversation, Switchboard};
+use crate::gateway::auth::random_secret;
+use crate::gateway::hub::{Hub, now_ms, persisted};
+use crate::gateway::metrics::Metrics;
+use crate::gateway::{App, Keys};
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// An opened gateway: the store is open and migrated, the secrets are known.
+pub struct Gateway {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    agent_secret: String,
+    visitor_secret: String,
+}
+
+impl Gateway {
+    /// Opens (and migrates) the store and settles the secrets: configured ones, or
+    /// ones generated on the first start and kept in the store.
+    pub async fn open(config: Config) -> Result<Gateway, StoreError> {
+        let store = SqliteStore::open(
+            &config.server.data_dir,
+            config.store.synchronous,
+            u32::try_from(config.routing.dedupe_window).unwrap_or(u32::MAX),
+        )
+        .await?;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let agent_secret = match &config.auth.agent_secret {
+            Some(secret) => secret.clone(),
+            None => store.meta_init("agent_secret", &random_secret()).await?,
+        };
+        let visitor_secret = match &config.auth.visitor_secret {
+            Some(secret) => secret.clone(),
+            None => store.meta_init("visitor_secret", &random_secret()).await?,
+        };
+        Ok(Gateway {
+            config: Arc::new(config),
+            store,
+            agent_secret,
+            visitor_secret,
+        })
+    }
+
+    pub fn agent_secret(&self) -> &str {
+        &self.agent_secret
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Restores open conversations, then serves on `listener` until `shutdown` is
+    /// cancelled; then closes clients with "going away", applies what is queued,
+    /// and closes the store.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StoreError> {
+        let settings = self.config.core_settings();
+        let restored: Vec<RestoredConversation> = self.store.load_open().await?;
+        let restored_count = restored.len();
+        let mut effects = Vec::new();
+        let now = now_ms();
+        let switchboard = Switchboard::restore(settings.clone(), now, restored, now, &mut effects);
+        self.store.commit(&persisted(&effects)).await?;
+        tracing::info!(open_conversations = restored_count, "state restored");
+
+        let queues: Vec<String> = self.config.queues.iter().map(|q| q.name.clone()).collect();
+        let metrics = Arc::new(Metrics::new(&queues));
+        let (tx, rx) = mpsc::channel(self.config.limits.core_queue);
+        let hub = Hub::new(
+            switchboard,
+            settings,
+            self.store.clone(),
+            metrics.clone(),
+            self.config.store.max_batch,
+        );
+        let stop_hub = CancellationToken::new();
+        let hub_task = tokio::spawn(hub.run(rx, stop_hub.clone()));
+        let keys = Keys::new(&self.agent_secret, &self.visitor_secret);
+        let grace = Duration::from_millis(self.config.server.shutdown_grace_ms);
+        let app = Arc::new(App::new(
+            self.config.clone(),
+            tx,
+            self.store.clone(),
+            keys,
+            metrics,
+            shutdown,
+        ));
+        gateway::serve(listener, app.clone(), grace).await;
+        drop(app);
+        stop_hub.cancel();
+        if tokio::time::timeout(grace, hub_task).await.is_err() {
+            tracing::warn!("the hub did not finish within the grace period");
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

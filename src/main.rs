@@ -1,0 +1,216 @@
+//! The `warmline` command: parses arguments, validates config before binding, and
+//! hands over to the library. Exit 64 on a bad config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use warmline::Gateway;
+use warmline::config::{Config, ConfigError, Overrides};
+use warmline::gateway::auth::mint_agent;
+
+/// Warmline: a real-time gateway for customer contact.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct Common {
+    /// TOML config file (see warmline.example.toml).
+    #[arg(long, short, env = "WARMLINE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the embedded store lives (overrides server.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway (the default).
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Mint a token.
+    Token {
+        #[command(subcommand)]
+        kind: TokenKind,
+    },
+    /// Create or upgrade the store's schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Check a config file and explain every problem found.
+    CheckConfig { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum TokenKind {
+    /// An agent token (JWT HS256) signed with the configured or stored secret.
+    Agent {
+        /// The agent id, as configured.
+        id: String,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 12)]
+        ttl_hours: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+const EX_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Cmd::Serve {
+        common: Common::default(),
+        listen: None,
+    });
+    if let Cmd::CheckConfig { file } = &command {
+        return match Config::load(Some(file), &Overrides::default()) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} queues, {} agents)",
+                    file.display(),
+                    config.queues.len(),
+                    config.agents.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => report(&errors),
+        };
+    }
+    let (common, listen) = match &command {
+        Cmd::Serve { common, listen } => (common.clone(), listen.clone()),
+        Cmd::Migrate { common } | Cmd::Token { kind: TokenKind::Agent { common, .. } } => {
+            (common.clone(), None)
+        }
+        Cmd::CheckConfig { .. } => unreachable!("handled above"),
+    };
+    let overrides = Overrides {
+        listen,
+        data_dir: common.data_dir.clone(),
+    };
+    let config = match Config::load(common.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(errors) => return report(&errors),
+    };
+    init_logs(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warmline: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(errors: &[ConfigError]) -> ExitCode {
+    eprintln!("the configuration has {} problem(s):", errors.len());
+    for e in errors {
+        eprintln!("  - {e}");
+    }
+    ExitCode::from(EX_CONFIG)
+}
+
+fn init_logs(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {
+    match command {
+        Cmd::Migrate { .. } => {
+            Gateway::open(config).await?;
+            println!("the store is migrated");
+            Ok(())
+        }
+        Cmd::Token {
+            kind: TokenKind::Agent { id, ttl_hours, .. },
+        } => {
+            if !config.agents.iter().any(|a| a.id == id) {
+                anyhow::bail!("no agent `{id}` in the configuration");
+            }
+            let gateway = Gateway::open(config).await?;
+            let token = mint_agent(gateway.agent_secret(), &id, ttl_hours * 3600)
+                .map_err(anyhow::Error::msg)?;
+            println!("{token}");
+            Ok(())
+        }
+        Cmd::Serve { .. } => serve(config).await,
+        Cmd::CheckConfig { .. } => Ok(()),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen_addr();
+    let gateway = Gateway::open(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    let first_agent = gateway.config().agents[0].id.clone();
+    let token = mint_agent(gateway.agent_secret(), &first_agent, 12 * 3600)
+        .map_err(anyhow::Error::msg)?;
+    println!("Warmline listening on http://{addr}");
+    println!("  customer demo:  http://{addr}/");
+    println!("  agent console:  http://{addr}/agent/?token={token}");
+    println!("  (agent `{first_agent}`, token valid 12 h; more with `warmline token agent ID`)");
+    println!("  metrics:        http://{addr}/metrics");
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    gateway.serve(listener, shutdown).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

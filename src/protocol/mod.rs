@@ -1,0 +1,11 @@
+//! Wire types of protocol v1: what clients send (`client`), what the gateway sends
+//! (`server`), error codes and close codes (`codes`). No logic beyond decoding and
+//! validation: the gateway translates these into core inputs.
+
+pub mod client;
+pub mod codes;
+pub mod server;
+pub mod tokens;
+
+pub use client::{AgentFrame, CustomerFrame, Decoded, decode_agent, decode_customer};
+pub use codes::{CloseCode, ErrorCode};

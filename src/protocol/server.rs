@@ -1,0 +1,183 @@
+//! Frames the gateway sends. Borrowed fields: a frame is built, encoded once and dropped.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+#[derive(Serialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    #[serde(rename = "welcome")]
+    CustomerWelcome {
+        customer_id: &'a str,
+        visitor_token: &'a str,
+        open_conversations: Vec<OpenConversation<'a>>,
+    },
+    #[serde(rename = "welcome")]
+    AgentWelcome {
+        agent: AgentView<'a>,
+        state: &'a str,
+        conversations: Vec<AgentConversationSummary<'a>>,
+    },
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        code: &'a str,
+        message: &'a str,
+    },
+    Queued {
+        conversation_id: &'a str,
+        position: u32,
+        eta_seconds: Option<u32>,
+    },
+    Assigned {
+        conversation_id: &'a str,
+        seq: u64,
+        ts: &'a str,
+        agent: Person<'a>,
+    },
+    Message {
+        conversation_id: &'a str,
+        seq: u64,
+        sender: Sender<'a>,
+        text: &'a str,
+        ts: &'a str,
+    },
+    Closed {
+        conversation_id: &'a str,
+        seq: u64,
+        ts: &'a str,
+        by: &'a str,
+        resolution: Option<&'a str>,
+    },
+    Typing {
+        conversation_id: &'a str,
+        role: &'a str,
+        on: bool,
+    },
+    Resumed {
+        conversation_id: &'a str,
+        last_seq: u64,
+    },
+    Status {
+        state: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+    },
+    Offer {
+        offer_id: &'a str,
+        conversation_id: &'a str,
+        channel: &'a str,
+        queue: &'a str,
+        expires_in_ms: u64,
+        reason: &'a str,
+        customer: CustomerView<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<&'a str>,
+    },
+    OfferRevoked {
+        offer_id: &'a str,
+        conversation_id: &'a str,
+        reason: &'a str,
+    },
+    Conversation {
+        conversation_id: &'a str,
+        channel: &'a str,
+        queue: &'a str,
+        state: &'a str,
+        customer: CustomerView<'a>,
+        /// The attributes given at `start`, as raw JSON (an object).
+        attributes: &'a serde_json::value::RawValue,
+        history: Vec<HistoryEntry<'a>>,
+        /// Transcript events, each an encoded frame (message, assigned, closed).
+        transcript: Vec<&'a serde_json::value::RawValue>,
+        signals: BTreeMap<&'a str, f64>,
+        last_seq: u64,
+    },
+}
+
+#[derive(Serialize, Debug)]
+pub struct OpenConversation<'a> {
+    pub conversation_id: &'a str,
+    pub state: &'a str,
+    pub channel: &'a str,
+    pub queue: &'a str,
+    pub last_seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct AgentView<'a> {
+    pub id: &'a str,
+    pub display_name: &'a str,
+    pub skills: &'a BTreeMap<String, u8>,
+    pub capacity: Capacity,
+}
+
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Capacity {
+    pub chat: u32,
+    pub voice: u32,
+}
+
+#[derive(Serialize, Debug)]
+pub struct AgentConversationSummary<'a> {
+    pub conversation_id: &'a str,
+    pub channel: &'a str,
+    pub queue: &'a str,
+    pub state: &'a str,
+    pub last_seq: u64,
+    pub customer: CustomerView<'a>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Person<'a> {
+    pub id: &'a str,
+    pub display_name: &'a str,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Sender<'a> {
+    pub role: &'a str,
+    pub id: &'a str,
+    pub display_name: &'a str,
+}
+
+#[derive(Serialize, Debug)]
+pub struct CustomerView<'a> {
+    pub id: &'a str,
+    pub display_name: &'a str,
+    pub returning: bool,
+    pub previous_conversations: u32,
+}
+
+#[derive(Serialize, Debug)]
+pub struct HistoryEntry<'a> {
+    pub conversation_id: &'a str,
+    pub closed_at: Option<&'a str>,
+    pub resolution: Option<&'a str>,
+    pub csat: Option<u8>,
+    pub agent_id: Option<&'a str>,
+}
+
+impl ServerFrame<'_> {
+    /// Encodes the frame. Serializing these types cannot fail (string keys, no maps
+    /// with non-string keys, no floats that are NaN), so a failure is a bug; it is
+    /// reported as an `internal` error frame rather than a panic.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "encoding a server frame failed");
+            r#"{"type":"error","code":"internal","message":"the gateway could not encode a frame"}"#
+                .to_owned()
+        })
+    }
+}

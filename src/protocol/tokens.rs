@@ -1,0 +1,26 @@
+//! Claims of the tokens that cross the wire: agent JWTs (HS256, minted by
+//! `warmline token agent ID` or the business) and visitor tokens (signed by the gateway).
+
+use serde::{Deserialize, Serialize};
+
+pub const AGENT_AUDIENCE: &str = "warmline-agent";
+pub const VISITOR_AUDIENCE: &str = "warmline-visitor";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentClaims {
+    /// The agent id, as in the config.
+    pub sub: String,
+    /// Expiry, seconds since the UNIX epoch.
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: u64,
+    pub aud: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VisitorClaims {
+    /// The customer id the gateway gave this visitor.
+    pub sub: String,
+    pub iat: u64,
+    pub aud: String,
+}

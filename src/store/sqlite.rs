@@ -1,0 +1,491 @@
+//! The embedded store: one SQLite file in WAL mode, `synchronous=FULL` unless told
+//! otherwise. A batch of records is one transaction, so many messages share one fsync.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Store, StoreError, StoredConversation};
+use crate::core::{
+    Author, Channel, ConversationRecord, ConversationState, Event, EventBody, Id, Record,
+    Resolution, RestoredConversation, Role, Skills, default_customer_name,
+};
+
+/// `PRAGMA synchronous`: `full` survives power loss; `normal` survives a process
+/// crash but may lose the last commits on power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    dedupe_window: u32,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DIR/warmline.db` and runs the migrations.
+    pub async fn open(
+        data_dir: &Path,
+        synchronous: Synchronous,
+        dedupe_window: u32,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(data_dir.join("warmline.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("src/store/migrations/sqlite")
+            .run(&pool)
+            .await?;
+        Ok(SqliteStore {
+            pool,
+            dedupe_window,
+        })
+    }
+}
+
+fn skills_to_text(skills: &Skills) -> String {
+    let mut out = String::new();
+    for (i, (name, level)) in skills.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(&level.to_string());
+    }
+    out
+}
+
+fn skills_from_text(text: &str) -> Result<Skills, StoreError> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (name, level) = pair
+                .split_once('=')
+                .ok_or_else(|| StoreError::Corrupt(format!("skill `{pair}`")))?;
+            let level = level
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("skill level `{pair}`")))?;
+            Ok((name.to_owned(), level))
+        })
+        .collect()
+}
+
+fn millis(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn db_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} `{value}`"))
+}
+
+fn conversation_from_row(row: &SqliteRow) -> Result<ConversationRecord, StoreError> {
+    let channel: String = row.try_get("channel")?;
+    let state: String = row.try_get("state")?;
+    let closed_by: Option<String> = row.try_get("closed_by")?;
+    let resolution: Option<String> = row.try_get("resolution")?;
+    let skills: String = row.try_get("skills")?;
+    Ok(ConversationRecord {
+        id: row.try_get::<String, _>("id")?.into(),
+        customer_id: row.try_get::<String, _>("customer_id")?.into(),
+        queue: row.try_get::<String, _>("queue")?.into(),
+        channel: Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
+        state: ConversationState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        agent_id: row.try_get::<Option<String>, _>("agent_id")?.map(Into::into),
+        priority: row.try_get("priority")?,
+        ticket: millis(row.try_get("ticket")?),
+        skills: skills_from_text(&skills)?,
+        language: row.try_get::<Option<String>, _>("language")?.map(Into::into),
+        attributes: row.try_get::<String, _>("attributes")?.into(),
+        created_at: millis(row.try_get("created_at")?),
+        closed_at: row.try_get::<Option<i64>, _>("closed_at")?.map(millis),
+        closed_by: match closed_by {
+            Some(r) => Some(Role::parse(&r).ok_or_else(|| corrupt("closed_by", &r))?),
+            None => None,
+        },
+        resolution: match resolution {
+            Some(r) => Some(Resolution::parse(&r).ok_or_else(|| corrupt("resolution", &r))?),
+            None => None,
+        },
+    })
+}
+
+fn event_from_row(conversation_id: &Id, row: &SqliteRow) -> Result<Event, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let role: String = row.try_get("role")?;
+    let role = Role::parse(&role).ok_or_else(|| corrupt("role", &role))?;
+    let author_id: Id = row.try_get::<String, _>("author_id")?.into();
+    let author_name: Id = row.try_get::<String, _>("author_name")?.into();
+    let text: Option<String> = row.try_get("text")?;
+    let body = match kind.as_str() {
+        "message" => EventBody::Message {
+            author: Author {
+                role,
+                id: author_id,
+                display_name: author_name,
+            },
+            text: text.unwrap_or_default().into(),
+            client_msg_id: row
+                .try_get::<Option<String>, _>("client_msg_id")?
+                .map(Into::into),
+        },
+        "assigned" => EventBody::Assigned {
+            agent_id: author_id,
+            display_name: author_name,
+        },
+        "closed" => {
+            let resolution: Option<String> = row.try_get("resolution")?;
+            EventBody::Closed {
+                by: role,
+                resolution: match resolution {
+                    Some(r) => Some(Resolution::parse(&r).ok_or_else(|| corrupt("resolution", &r))?),
+                    None => None,
+                },
+                note: text.map(Into::into),
+            }
+        }
+        other => return Err(corrupt("event kind", other)),
+    };
+    Ok(Event {
+        conversation_id: conversation_id.clone(),
+        seq: millis(row.try_get("seq")?),
+        ts: millis(row.try_get("ts")?),
+        body,
+    })
+}
+
+async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), sqlx::Error> {
+    match record {
+        Record::Customer { id, seen_at } => {
+            sqlx::query(
+                "INSERT INTO customers (id, first_seen, last_seen) VALUES (?1, ?2, ?2)
+                 ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen",
+            )
+            .bind(&**id)
+            .bind(db_int(*seen_at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::Conversation(c) => {
+            sqlx::query(
+                "INSERT INTO conversations (id, customer_id, queue, channel, state, agent_id,
+                    priority, ticket, skills, language, attributes, created_at, closed_at,
+                    closed_by, resolution)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state,
+                    agent_id = excluded.agent_id, priority = excluded.priority,
+                    ticket = excluded.ticket, closed_at = excluded.closed_at,
+                    closed_by = excluded.closed_by, resolution = excluded.resolution",
+            )
+            .bind(&*c.id)
+            .bind(&*c.customer_id)
+            .bind(&*c.queue)
+            .bind(c.channel.as_str())
+            .bind(c.state.as_str())
+            .bind(c.agent_id.as_deref())
+            .bind(c.priority)
+            .bind(db_int(c.ticket))
+            .bind(skills_to_text(&c.skills))
+            .bind(c.language.as_deref())
+            .bind(&*c.attributes)
+            .bind(db_int(c.created_at))
+            .bind(c.closed_at.map(db_int))
+            .bind(c.closed_by.map(Role::as_str))
+            .bind(c.resolution.map(Resolution::as_str))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::Event(e) => {
+            let (kind, role, author_id, author_name, text, client_msg_id, resolution) =
+                match &e.body {
+                    EventBody::Message {
+                        author,
+                        text,
+                        client_msg_id,
+                    } => (
+                        "message",
+                        author.role,
+                        &*author.id,
+                        &*author.display_name,
+                        Some(&**text),
+                        client_msg_id.as_deref(),
+                        None,
+                    ),
+                    EventBody::Assigned {
+                        agent_id,
+                        display_name,
+                    } => (
+                        "assigned",
+                        Role::Agent,
+                        &**agent_id,
+                        &**display_name,
+                        None,
+                        None,
+                        None,
+                    ),
+                    EventBody::Closed {
+                        by,
+                        resolution,
+                        note,
+                    } => (
+                        "closed",
+                        *by,
+                        "",
+                        "",
+                        note.as_deref(),
+                        None,
+                        resolution.map(Resolution::as_str),
+                    ),
+                };
+            sqlx::query(
+                "INSERT INTO events (conversation_id, seq, ts, kind, role, author_id,
+                    author_name, text, client_msg_id, resolution)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .bind(&*e.conversation_id)
+            .bind(db_int(e.seq))
+            .bind(db_int(e.ts))
+            .bind(kind)
+            .bind(role.as_str())
+            .bind(author_id)
+            .bind(author_name)
+            .bind(text)
+            .bind(client_msg_id)
+            .bind(resolution)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::AssignmentStarted {
+            conversation_id,
+            agent_id,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT OR IGNORE INTO assignments (conversation_id, agent_id, started_at)
+                 VALUES (?1, ?2, ?3)",
+            )
+            .bind(&**conversation_id)
+            .bind(&**agent_id)
+            .bind(db_int(*at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::AssignmentEnded {
+            conversation_id,
+            agent_id,
+            at,
+        } => {
+            sqlx::query(
+                "UPDATE assignments SET ended_at = ?3
+                 WHERE conversation_id = ?1 AND agent_id = ?2 AND ended_at IS NULL",
+            )
+            .bind(&**conversation_id)
+            .bind(&**agent_id)
+            .bind(db_int(*at))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit(&self, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for record in records {
+            write(&mut tx, record).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_open(&self) -> Result<Vec<RestoredConversation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM conversations WHERE state <> 'closed' ORDER BY priority DESC, ticket",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let record = conversation_from_row(&row)?;
+            let last_seq: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE conversation_id = ?1",
+            )
+            .bind(&*record.id)
+            .fetch_one(&self.pool)
+            .await?;
+            let mut recent: Vec<(Id, Id, u64)> = sqlx::query(
+                "SELECT author_id, client_msg_id, seq FROM events
+                 WHERE conversation_id = ?1 AND client_msg_id IS NOT NULL
+                 ORDER BY seq DESC LIMIT ?2",
+            )
+            .bind(&*record.id)
+            .bind(self.dedupe_window)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0)?.into(),
+                    r.try_get::<String, _>(1)?.into(),
+                    millis(r.try_get(2)?),
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+            recent.reverse();
+            let previous = self.previous_conversations(&record.customer_id).await?;
+            out.push(RestoredConversation {
+                customer_name: default_customer_name(&record.customer_id),
+                previous_conversations: previous,
+                last_seq: millis(last_seq),
+                recent_client_ids: recent,
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn events_after(
+        &self,
+        conversation_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let id: Id = Arc::from(conversation_id);
+        sqlx::query(
+            "SELECT * FROM events WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .bind(conversation_id)
+        .bind(db_int(after))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| event_from_row(&id, row))
+        .collect()
+    }
+
+    async fn conversation(&self, id: &str) -> Result<Option<StoredConversation>, StoreError> {
+        let Some(row) = sqlx::query("SELECT * FROM conversations WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let record = conversation_from_row(&row)?;
+        let last_seq: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE conversation_id = ?1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some(StoredConversation {
+            record,
+            last_seq: millis(last_seq),
+        }))
+    }
+
+    async fn was_assigned(
+        &self,
+        conversation_id: &str,
+        agent_id: &str,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM assignments WHERE conversation_id = ?1 AND agent_id = ?2 LIMIT 1",
+        )
+        .bind(conversation_id)
+        .bind(agent_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn previous_conversations(&self, customer_id: &str) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE customer_id = ?1 AND state = 'closed'",
+        )
+        .bind(customer_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn meta_init(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skills_round_trip() {
+        let skills: Skills = [("billing".to_owned(), 3), ("es".to_owned(), 1)].into();
+        assert_eq!(skills_from_text(&skills_to_text(&skills)).unwrap(), skills);
+        assert_eq!(skills_from_text("").unwrap(), Skills::new());
+        assert!(skills_from_text("x").is_err());
+    }
+}

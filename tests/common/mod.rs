@@ -1,0 +1,409 @@
+//! Black-box test kit: the real `warmline` binary on an ephemeral port with its own
+//! data directory, and real WebSocket clients. Nothing here sleeps: every wait is for
+//! an event, bounded by a timeout that fails the test.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, http};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-agent-secret-0123456789abcdef";
+pub const ORIGIN: &str = "http://shop.test";
+/// Longest any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The config every test starts from; tests append queues and agents.
+pub fn base_config() -> String {
+    format!(
+        r#"
+[server]
+shutdown_grace_ms = 5000
+[customer]
+allowed_origins = ["{ORIGIN}"]
+allow_missing_origin = false
+[auth]
+agent_secret = "{SECRET}"
+[routing]
+agent_grace_ms = 60000
+[log]
+level = "warn,warmline=info"
+"#
+    )
+}
+
+/// A config with one queue `support` and the given agents (id, chat capacity).
+pub fn config_with(agents: &[(&str, u32)], routing: &str) -> String {
+    let mut config = base_config();
+    config = config.replace("[routing]\n", &format!("[routing]\n{routing}\n"));
+    config.push_str("[[queues]]\nname = \"support\"\nwrap_up_ms = 0\n");
+    for (id, chat) in agents {
+        config.push_str(&format!(
+            "[[agents]]\nid = \"{id}\"\ndisplay_name = \"Agent {id}\"\ncapacity = {{ chat = {chat}, voice = 0 }}\n"
+        ));
+    }
+    config
+}
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    child: Option<Child>,
+}
+
+impl TestServer {
+    pub async fn start(config: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("warmline.toml"), config).expect("write config");
+        let mut server = TestServer {
+            dir,
+            addr: String::new(),
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warmline"))
+            .arg("serve")
+            .arg("--config")
+            .arg(self.dir.path().join("warmline.toml"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn warmline");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(rest) = line.strip_prefix("Warmline listening on http://") {
+                    return rest.trim().to_owned();
+                }
+            }
+            panic!("warmline exited before listening; log:\n{}", self.log());
+        })
+        .await
+        .expect("warmline did not start in time");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).expect("running")
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().await.expect("kill");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let pid = child.id().expect("pid");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("warmline did not exit after SIGTERM")
+            .expect("wait");
+        self.child = None;
+        status
+    }
+
+    /// Starts again on the same data directory (a new port).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.spawn().await;
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub async fn customer(&self) -> Client {
+        let mut request = self.ws_url("/ws/customer").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", http::HeaderValue::from_static(ORIGIN));
+        Client::connect(request).await.expect("customer connects")
+    }
+
+    /// A customer that said hello (with `token` if given) and got `welcome`.
+    pub async fn customer_hello(&self, token: Option<&str>) -> (Client, Value) {
+        let mut c = self.customer().await;
+        match token {
+            Some(t) => c.send(json!({"type":"hello","visitor_token":t})).await,
+            None => c.send(json!({"type":"hello"})).await,
+        }
+        let welcome = c.expect("welcome").await;
+        (c, welcome)
+    }
+
+    pub async fn agent(&self, id: &str) -> (Client, Value) {
+        let token = warmline::gateway::auth::mint_agent(SECRET, id, 3600).unwrap();
+        let url = self.ws_url(&format!("/ws/agent?token={token}"));
+        let mut c = Client::connect(url.into_client_request().unwrap())
+            .await
+            .expect("agent connects");
+        let welcome = c.expect("welcome").await;
+        (c, welcome)
+    }
+
+    /// An agent that is connected and `available`.
+    pub async fn available_agent(&self, id: &str) -> Client {
+        let (mut a, _) = self.agent(id).await;
+        a.send(json!({"type":"status","id":"s","state":"available"})).await;
+        a.until("ack").await;
+        a
+    }
+
+    /// A plain HTTP GET: (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().expect("status");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// The value of an unlabelled metric (or the sum over its labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await;
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client speaking JSON text frames.
+pub struct Client {
+    pub ws: Ws,
+    next_id: u64,
+    /// Frames read while waiting for a reply, handed out first by `next`.
+    stash: std::collections::VecDeque<Value>,
+}
+
+#[derive(Debug)]
+pub enum Frame {
+    Json(Value),
+    Closed(Option<(u16, String)>),
+}
+
+impl Client {
+    pub async fn connect(
+        request: http::Request<()>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut config = WebSocketConfig::default();
+        config.max_message_size = Some(64 << 20);
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
+        Ok(Client {
+            ws,
+            next_id: 0,
+            stash: Default::default(),
+        })
+    }
+
+    pub fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("r{}", self.next_id)
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends without failing the test: `false` if the connection is gone.
+    pub async fn try_send(&mut self, frame: Value) -> bool {
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .is_ok()
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next frame (JSON or the close), failing the test after `WAIT`.
+    pub async fn next(&mut self) -> Frame {
+        if let Some(v) = self.stash.pop_front() {
+            return Frame::Json(v);
+        }
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no frame within the wait");
+            match msg {
+                None => return Frame::Closed(None),
+                Some(Err(_)) => return Frame::Closed(None),
+                Some(Ok(Message::Text(t))) => {
+                    return Frame::Json(serde_json::from_str(&t).expect("server sent JSON"));
+                }
+                Some(Ok(Message::Close(c))) => {
+                    return Frame::Closed(c.map(|c| (u16::from(c.code), c.reason.to_string())));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    pub async fn json(&mut self) -> Value {
+        match self.next().await {
+            Frame::Json(v) => v,
+            Frame::Closed(c) => panic!("connection closed: {c:?}"),
+        }
+    }
+
+    /// The next frame, which must be of `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let v = self.json().await;
+        assert_eq!(v["type"], kind, "expected `{kind}`, got {v}");
+        v
+    }
+
+    /// Skips frames until one of `kind`.
+    pub async fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.json().await;
+            if v["type"] == kind {
+                return v;
+            }
+            assert_ne!(v["type"], "error", "unexpected error while waiting for `{kind}`: {v}");
+        }
+    }
+
+    /// The first frame of `kind`; frames of other kinds read meanwhile stay queued,
+    /// in order, for later reads.
+    pub async fn take(&mut self, kind: &str) -> Value {
+        let mut others = Vec::new();
+        let found = loop {
+            let v = match self.next().await {
+                Frame::Json(v) => v,
+                Frame::Closed(c) => panic!("connection closed awaiting `{kind}`: {c:?}"),
+            };
+            if v["type"] == kind {
+                break v;
+            }
+            others.push(v);
+        };
+        for f in others.into_iter().rev() {
+            self.stash.push_front(f);
+        }
+        found
+    }
+
+    /// Reads until the close frame; returns its code and reason.
+    pub async fn closed(&mut self) -> Option<(u16, String)> {
+        loop {
+            if let Frame::Closed(c) = self.next().await {
+                return c;
+            }
+        }
+    }
+
+    /// Sends a request with a fresh `id` and returns its `ack`. Frames that come
+    /// before the ack are kept for the next reads.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        let id = self.next_id();
+        frame["id"] = json!(id);
+        self.send(frame).await;
+        let mut before = Vec::new();
+        loop {
+            let v = match self.next().await {
+                Frame::Json(v) => v,
+                Frame::Closed(c) => panic!("connection closed awaiting {id}: {c:?}"),
+            };
+            if v["id"] == json!(id) {
+                assert_eq!(v["type"], "ack", "request {id} failed: {v}");
+                for f in before.into_iter().rev() {
+                    self.stash.push_front(f);
+                }
+                return v;
+            }
+            before.push(v);
+        }
+    }
+
+    /// A customer's `start` on queue `support`: the new conversation id.
+    pub async fn start(&mut self) -> String {
+        let ack = self.request(json!({"type":"start","queue":"support"})).await;
+        ack["conversation_id"].as_str().expect("conversation_id").to_owned()
+    }
+
+    /// Sends a chat message and returns its seq from the ack.
+    pub async fn say(&mut self, conversation_id: &str, text: &str) -> u64 {
+        let ack = self
+            .request(json!({"type":"message","conversation_id":conversation_id,"text":text}))
+            .await;
+        ack["seq"].as_u64().expect("seq")
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// An agent takes the next offer: returns (conversation id, the `conversation` frame).
+pub async fn accept_next_offer(agent: &mut Client) -> (String, Value) {
+    let offer = agent.take("offer").await;
+    let conversation_id = offer["conversation_id"].as_str().unwrap().to_owned();
+    agent
+        .request(json!({"type":"accept","offer_id":offer["offer_id"]}))
+        .await;
+    let conversation = agent.take("conversation").await;
+    assert_eq!(conversation["conversation_id"], json!(conversation_id));
+    (conversation_id, conversation)
+}
