@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::{AgentSettings, CoreSettings, QueueSettings};
 use crate::store::Synchronous;
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -142,22 +142,6 @@ pub struct CapacityConfig {
 impl Default for CapacityConfig {
     fn default() -> Self {
         CapacityConfig { chat: 3, voice: 1 }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            limits: LimitsConfig::default(),
-            customer: CustomerConfig::default(),
-            auth: AuthConfig::default(),
-            routing: RoutingConfig::default(),
-            log: LogConfig::default(),
-            queues: Vec::new(),
-            agents: Vec::new(),
-        }
     }
 }
 
@@ -339,7 +323,10 @@ impl Config {
             );
         }
         if !(1024..=1024 * 1024).contains(&l.read_buffer_bytes) {
-            err("limits.read_buffer_bytes".into(), "must be between 1024 and 1048576");
+            err(
+                "limits.read_buffer_bytes".into(),
+                "must be between 1024 and 1048576",
+            );
         }
         if l.write_buffer_bytes == 0 || l.max_write_buffer_bytes <= l.write_buffer_bytes {
             err(
@@ -356,7 +343,10 @@ impl Config {
             ("store.max_batch", self.store.max_batch as u64),
             ("routing.offer_timeout_ms", self.routing.offer_timeout_ms),
             ("routing.dedupe_window", self.routing.dedupe_window as u64),
-            ("routing.queued_update_interval_ms", self.routing.queued_update_interval_ms),
+            (
+                "routing.queued_update_interval_ms",
+                self.routing.queued_update_interval_ms,
+            ),
         ] {
             if value == 0 {
                 err(key.into(), "must be greater than 0");
@@ -386,7 +376,10 @@ impl Config {
         for (i, q) in self.queues.iter().enumerate() {
             let key = format!("queues[{i}]");
             if !valid_name(&q.name) {
-                err(format!("{key}.name"), "1-64 characters: letters, digits, `-`, `_`, `.`");
+                err(
+                    format!("{key}.name"),
+                    "1-64 characters: letters, digits, `-`, `_`, `.`",
+                );
             }
             if !names.insert(&q.name) {
                 err(format!("{key}.name"), "another queue has this name");
@@ -400,7 +393,10 @@ impl Config {
         for (i, a) in self.agents.iter().enumerate() {
             let key = format!("agents[{i}]");
             if !valid_name(&a.id) {
-                err(format!("{key}.id"), "1-64 characters: letters, digits, `-`, `_`, `.`");
+                err(
+                    format!("{key}.id"),
+                    "1-64 characters: letters, digits, `-`, `_`, `.`",
+                );
             }
             if !ids.insert(&a.id) {
                 err(format!("{key}.id"), "another agent has this id");
@@ -466,7 +462,10 @@ fn valid_name(name: &str) -> bool {
 fn check_skills(skills: &BTreeMap<String, u8>, key: &str, err: &mut impl FnMut(String, &str)) {
     for (name, level) in skills {
         if !valid_name(name) {
-            err(format!("{key}.{name}"), "skill names are 1-64 characters: letters, digits, `-`, `_`, `.`");
+            err(
+                format!("{key}.{name}"),
+                "skill names are 1-64 characters: letters, digits, `-`, `_`, `.`",
+            );
         }
         if !(1..=5).contains(level) {
             err(format!("{key}.{name}"), "skill levels are 1 to 5");
@@ -524,8 +523,14 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("warmline.example.toml");
         let config = Config::load(Some(&path), &Overrides::default()).unwrap();
         let defaults = Config::default();
-        assert_eq!(config.limits.max_message_bytes, defaults.limits.max_message_bytes);
-        assert_eq!(config.routing.agent_grace_ms, defaults.routing.agent_grace_ms);
+        assert_eq!(
+            config.limits.max_message_bytes,
+            defaults.limits.max_message_bytes
+        );
+        assert_eq!(
+            config.routing.agent_grace_ms,
+            defaults.routing.agent_grace_ms
+        );
         assert_eq!(config.server.listen, defaults.server.listen);
     }
 }
