@@ -80,7 +80,11 @@ impl Gateway {
     /// Restores open conversations, then serves on `listener` until `shutdown` is
     /// cancelled; then closes clients with "going away", applies what is queued,
     /// and closes the store.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StoreError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), StoreError> {
         let settings = self.config.core_settings();
         let restored: Vec<RestoredConversation> = self.store.load_open().await?;
         let restored_count = restored.len();

@@ -90,9 +90,10 @@ fn main() -> ExitCode {
     }
     let (common, listen) = match &command {
         Cmd::Serve { common, listen } => (common.clone(), listen.clone()),
-        Cmd::Migrate { common } | Cmd::Token { kind: TokenKind::Agent { common, .. } } => {
-            (common.clone(), None)
-        }
+        Cmd::Migrate { common }
+        | Cmd::Token {
+            kind: TokenKind::Agent { common, .. },
+        } => (common.clone(), None),
         Cmd::CheckConfig { .. } => unreachable!("handled above"),
     };
     let overrides = Overrides {
@@ -104,7 +105,10 @@ fn main() -> ExitCode {
         Err(errors) => return report(&errors),
     };
     init_logs(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -174,8 +178,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     let first_agent = gateway.config().agents[0].id.clone();
-    let token = mint_agent(gateway.agent_secret(), &first_agent, 12 * 3600)
-        .map_err(anyhow::Error::msg)?;
+    let token =
+        mint_agent(gateway.agent_secret(), &first_agent, 12 * 3600).map_err(anyhow::Error::msg)?;
     println!("Warmline listening on http://{addr}");
     println!("  customer demo:  http://{addr}/");
     println!("  agent console:  http://{addr}/agent/?token={token}");

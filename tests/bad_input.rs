@@ -67,7 +67,10 @@ async fn bad_frames_get_error_frames_and_the_connection_carries_on() {
         customer.send_raw(&frame).await;
         let err = customer.expect("error").await;
         assert_eq!(err["code"], code, "{frame} -> {err}");
-        assert!(err["message"].as_str().is_some_and(|m| m.len() > 10), "{err}");
+        assert!(
+            err["message"].as_str().is_some_and(|m| m.len() > 10),
+            "{err}"
+        );
         match id {
             Some(id) => assert_eq!(err["id"], id, "{frame} -> {err}"),
             None => assert!(err.get("id").is_none(), "{err}"),
@@ -84,7 +87,10 @@ async fn bad_frames_get_error_frames_and_the_connection_carries_on() {
         .send(json!({"type":"close","id":"a1","conversation_id":mine,"resolution":"resolved"}))
         .await;
     let err = agent.expect("error").await;
-    assert_eq!((err["id"].clone(), err["code"].clone()), (json!("a1"), json!("forbidden")));
+    assert_eq!(
+        (err["id"].clone(), err["code"].clone()),
+        (json!("a1"), json!("forbidden"))
+    );
     agent
         .send(json!({"type":"close","id":"a2","conversation_id":bystander_conversation,"resolution":"sort_of"}))
         .await;
@@ -105,7 +111,10 @@ async fn a_frame_before_hello_is_refused_and_hello_still_works() {
         .send(json!({"type":"start","id":"s1","queue":"support"}))
         .await;
     let err = customer.expect("error").await;
-    assert_eq!((err["code"].clone(), err["id"].clone()), (json!("hello_required"), json!("s1")));
+    assert_eq!(
+        (err["code"].clone(), err["id"].clone()),
+        (json!("hello_required"), json!("s1"))
+    );
     customer
         .send(json!({"type":"hello","visitor_token":"forged.token.value"}))
         .await;
@@ -135,7 +144,10 @@ async fn an_oversized_frame_is_answered_too_large_and_close_1009() {
 #[tokio::test]
 async fn too_many_bad_frames_close_with_1008() {
     let mut config = config_with(&[("alice", 1)], "");
-    config = config.replace("[customer]\n", "[limits]\nbad_frames_per_minute = 3\n[customer]\n");
+    config = config.replace(
+        "[customer]\n",
+        "[limits]\nbad_frames_per_minute = 3\n[customer]\n",
+    );
     let server = TestServer::start(&config).await;
     let (mut customer, _) = server.customer_hello(None).await;
     for _ in 0..4 {
@@ -155,7 +167,9 @@ async fn forged_expired_and_missing_agent_tokens_get_401() {
         };
         Client::connect(url.into_client_request().unwrap())
     };
-    let forged = warmline::gateway::auth::mint_agent("not-the-secret-not-the-secret-xx", "alice", 60).unwrap();
+    let forged =
+        warmline::gateway::auth::mint_agent("not-the-secret-not-the-secret-xx", "alice", 60)
+            .unwrap();
     let (status, body) = status_and_body(connect(Some(forged)).await);
     assert_eq!(status, 401);
     assert!(body.contains("\"code\":\"unauthorized\""), "{body}");
@@ -170,7 +184,12 @@ async fn forged_expired_and_missing_agent_tokens_get_401() {
             .unwrap()
             .as_secs();
         let claims = json!({"sub":"alice","exp":now - 60,"iat":now - 3600,"aud":"warmline-agent"});
-        encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
     };
     let (status, body) = status_and_body(connect(Some(expired)).await);
     assert_eq!(status, 401);
@@ -198,9 +217,10 @@ async fn forged_expired_and_missing_agent_tokens_get_401() {
 async fn a_disallowed_or_missing_origin_gets_403_before_the_upgrade() {
     let server = TestServer::start(&config_with(&[("alice", 1)], "")).await;
     let mut request = server.ws_url("/ws/customer").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Origin", http::HeaderValue::from_static("https://evil.example"));
+    request.headers_mut().insert(
+        "Origin",
+        http::HeaderValue::from_static("https://evil.example"),
+    );
     let (status, body) = status_and_body(Client::connect(request).await);
     assert_eq!(status, 403);
     assert!(body.contains("\"code\":\"forbidden\""), "{body}");

@@ -9,7 +9,11 @@ use serde_json::json;
 async fn a_conversation_flows_both_ways_in_seq_order_and_closes_with_a_resolution() {
     let server = TestServer::start(&config_with(&[("alice", 2)], "")).await;
     let (mut customer, welcome) = server.customer_hello(None).await;
-    assert!(welcome["visitor_token"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(
+        welcome["visitor_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
     assert_eq!(welcome["open_conversations"], json!([]));
 
     let conversation_id = customer.start().await;
@@ -36,7 +40,10 @@ async fn a_conversation_flows_both_ways_in_seq_order_and_closes_with_a_resolutio
     assert_eq!(conversation["transcript"][0]["type"], "assigned");
     let assigned = customer.expect("assigned").await;
     assert_eq!(assigned["seq"], 1);
-    assert_eq!(assigned["agent"], json!({"id":"alice","display_name":"Agent alice"}));
+    assert_eq!(
+        assigned["agent"],
+        json!({"id":"alice","display_name":"Agent alice"})
+    );
 
     // Messages both ways: acked with seq, delivered in order, no gaps.
     let mut expected_seq = 2;
@@ -56,7 +63,10 @@ async fn a_conversation_flows_both_ways_in_seq_order_and_closes_with_a_resolutio
         let got = customer.expect("message").await;
         assert_eq!(got["seq"], seq);
         assert_eq!(got["text"], json!(text));
-        assert_eq!(got["sender"], json!({"role":"agent","id":"alice","display_name":"Agent alice"}));
+        assert_eq!(
+            got["sender"],
+            json!({"role":"agent","id":"alice","display_name":"Agent alice"})
+        );
         assert!(got["ts"].as_str().is_some_and(|t| t.ends_with('Z')));
         expected_seq += 1;
     }
@@ -66,7 +76,10 @@ async fn a_conversation_flows_both_ways_in_seq_order_and_closes_with_a_resolutio
         .send(json!({"type":"typing","conversation_id":conversation_id,"on":true}))
         .await;
     let typing = agent.expect("typing").await;
-    assert_eq!(typing, json!({"type":"typing","conversation_id":conversation_id,"role":"customer","on":true}));
+    assert_eq!(
+        typing,
+        json!({"type":"typing","conversation_id":conversation_id,"role":"customer","on":true})
+    );
 
     // The agent closes with a resolution; both sides get `closed`.
     agent
@@ -81,7 +94,9 @@ async fn a_conversation_flows_both_ways_in_seq_order_and_closes_with_a_resolutio
 
     // After closing, the conversation takes no more messages.
     customer
-        .send(json!({"type":"message","id":"late","conversation_id":conversation_id,"text":"hello?"}))
+        .send(
+            json!({"type":"message","id":"late","conversation_id":conversation_id,"text":"hello?"}),
+        )
         .await;
     let err = customer.expect("error").await;
     assert_eq!(err["id"], "late");
@@ -102,7 +117,11 @@ async fn the_same_client_msg_id_twice_yields_one_message_with_one_seq() {
     let second = customer.request(frame).await;
     assert_eq!(first["seq"], second["seq"]);
     let after = customer.say(&conversation_id, "marker").await;
-    assert_eq!(after, first["seq"].as_u64().unwrap() + 1, "no seq was spent on the duplicate");
+    assert_eq!(
+        after,
+        first["seq"].as_u64().unwrap() + 1,
+        "no seq was spent on the duplicate"
+    );
 
     // The agent sees the message once, then the marker.
     let got = agent.expect("message").await;
@@ -226,7 +245,10 @@ async fn missed_offers_in_a_row_set_the_agent_away() {
     alice.until("offer_revoked").await;
     alice.until("offer_revoked").await;
     let status = alice.until("status").await;
-    assert_eq!(status, json!({"type":"status","state":"away","reason":"missed_offers"}));
+    assert_eq!(
+        status,
+        json!({"type":"status","state":"away","reason":"missed_offers"})
+    );
 }
 
 #[tokio::test]

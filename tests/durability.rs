@@ -56,7 +56,8 @@ async fn chatter(
             let id = format!("m{n}");
             let text = format!("{name} #{n} in {conversation_id}");
             n += 1;
-            let frame = json!({"type":"message","id":id,"conversation_id":conversation_id,"text":text});
+            let frame =
+                json!({"type":"message","id":id,"conversation_id":conversation_id,"text":text});
             if !client.try_send(frame).await {
                 break 'outer;
             }
@@ -88,7 +89,11 @@ async fn chatter(
 }
 
 /// Every event of a conversation, read back through `resume` from 0.
-async fn transcript(server: &TestServer, token: &str, conversation_id: &str) -> BTreeMap<u64, Value> {
+async fn transcript(
+    server: &TestServer,
+    token: &str,
+    conversation_id: &str,
+) -> BTreeMap<u64, Value> {
     let (mut c, _) = server.customer_hello(Some(token)).await;
     c.send(json!({"type":"resume","conversation_id":conversation_id,"last_seq":0}))
         .await;
@@ -96,7 +101,10 @@ async fn transcript(server: &TestServer, token: &str, conversation_id: &str) -> 
     loop {
         let v = c.json().await;
         if v["type"] == "resumed" {
-            assert_eq!(v["last_seq"].as_u64(), events.keys().last().copied().or(Some(0)));
+            assert_eq!(
+                v["last_seq"].as_u64(),
+                events.keys().last().copied().or(Some(0))
+            );
             return events;
         }
         let seq = v["seq"].as_u64().expect("replayed events have seq");
@@ -105,7 +113,12 @@ async fn transcript(server: &TestServer, token: &str, conversation_id: &str) -> 
 }
 
 /// Resumes from `last_seq` and checks the client gets exactly the events after it.
-async fn check_resume(client: &mut Client, conversation_id: &str, last_seq: u64, truth: &BTreeMap<u64, Value>) {
+async fn check_resume(
+    client: &mut Client,
+    conversation_id: &str,
+    last_seq: u64,
+    truth: &BTreeMap<u64, Value>,
+) {
     client
         .send(json!({"type":"resume","conversation_id":conversation_id,"last_seq":last_seq}))
         .await;
@@ -113,7 +126,10 @@ async fn check_resume(client: &mut Client, conversation_id: &str, last_seq: u64,
     loop {
         let v = client.json().await;
         if v["type"] == "resumed" && v["conversation_id"] == json!(conversation_id) {
-            assert!(expected.next().is_none(), "resume ended early in {conversation_id}");
+            assert!(
+                expected.next().is_none(),
+                "resume ended early in {conversation_id}"
+            );
             assert_eq!(v["last_seq"].as_u64(), truth.keys().last().copied());
             return;
         }
@@ -164,7 +180,10 @@ async fn sigkill_mid_traffic_loses_no_acked_message_and_keeps_the_queue_order() 
         let conversation_id = c.start().await;
         let queued = c.until("queued").await;
         assert_eq!(queued["position"], expected_position);
-        waiting.push((welcome["visitor_token"].as_str().unwrap().to_owned(), conversation_id));
+        waiting.push((
+            welcome["visitor_token"].as_str().unwrap().to_owned(),
+            conversation_id,
+        ));
     }
 
     let customer_tokens: Vec<(String, String)> = customers
@@ -177,10 +196,22 @@ async fn sigkill_mid_traffic_loses_no_acked_message_and_keeps_the_queue_order() 
     let mut tasks = Vec::new();
     for ((client, _, conversation_id), seen) in customers.drain(..).zip(customer_seen) {
         let name = format!("customer of {conversation_id}");
-        tasks.push(tokio::spawn(chatter(client, name, vec![conversation_id], seen, warm_tx.clone())));
+        tasks.push(tokio::spawn(chatter(
+            client,
+            name,
+            vec![conversation_id],
+            seen,
+            warm_tx.clone(),
+        )));
     }
     for (i, (agent, seen)) in agents.drain(..).zip(agent_seen).enumerate() {
-        tasks.push(tokio::spawn(chatter(agent, format!("a{i}"), held[i].clone(), seen, warm_tx.clone())));
+        tasks.push(tokio::spawn(chatter(
+            agent,
+            format!("a{i}"),
+            held[i].clone(),
+            seen,
+            warm_tx.clone(),
+        )));
     }
     drop(warm_tx);
     for _ in 0..tasks.len() {
@@ -207,7 +238,11 @@ async fn sigkill_mid_traffic_loses_no_acked_message_and_keeps_the_queue_order() 
         let count = texts.len();
         texts.sort_unstable();
         texts.dedup();
-        assert_eq!(texts.len(), count, "a message is in {conversation_id} twice");
+        assert_eq!(
+            texts.len(),
+            count,
+            "a message is in {conversation_id} twice"
+        );
         assert_eq!(
             events.keys().copied().collect::<Vec<_>>(),
             (1..=events.len() as u64).collect::<Vec<_>>(),
@@ -220,19 +255,30 @@ async fn sigkill_mid_traffic_loses_no_acked_message_and_keeps_the_queue_order() 
         for (conversation_id, acked) in &seen.acked {
             let events = &truth[conversation_id];
             for (seq, text) in acked {
-                let event = events.get(seq).unwrap_or_else(|| panic!("acked seq {seq} lost in {conversation_id}"));
+                let event = events
+                    .get(seq)
+                    .unwrap_or_else(|| panic!("acked seq {seq} lost in {conversation_id}"));
                 assert_eq!(event["text"], json!(text), "seq {seq} in {conversation_id}");
                 acked_total += 1;
             }
         }
     }
-    assert!(acked_total >= (CONVERSATIONS + AGENTS * PER_AGENT) * WARM_UP, "{acked_total}");
+    assert!(
+        acked_total >= (CONVERSATIONS + AGENTS * PER_AGENT) * WARM_UP,
+        "{acked_total}"
+    );
 
     // Every customer resumes from what it saw and gets exactly what it missed.
     for ((token, conversation_id), seen) in customer_tokens.iter().zip(customer_results) {
         let (mut c, welcome) = server.customer_hello(Some(token)).await;
         assert_eq!(welcome["open_conversations"][0]["state"], "active");
-        check_resume(&mut c, conversation_id, seen.highest[conversation_id], &truth[conversation_id]).await;
+        check_resume(
+            &mut c,
+            conversation_id,
+            seen.highest[conversation_id],
+            &truth[conversation_id],
+        )
+        .await;
     }
     // So does every agent, for each conversation it held (kept through the grace period).
     for (i, seen) in agent_results.iter().enumerate() {
@@ -246,7 +292,13 @@ async fn sigkill_mid_traffic_loses_no_acked_message_and_keeps_the_queue_order() 
         assert_eq!(listed.len(), PER_AGENT, "{welcome}");
         for conversation_id in &held[i] {
             assert!(listed.contains(&conversation_id.as_str()));
-            check_resume(&mut agent, conversation_id, seen.highest[conversation_id], &truth[conversation_id]).await;
+            check_resume(
+                &mut agent,
+                conversation_id,
+                seen.highest[conversation_id],
+                &truth[conversation_id],
+            )
+            .await;
         }
     }
 
@@ -260,7 +312,11 @@ async fn sigkill_mid_traffic_loses_no_acked_message_and_keeps_the_queue_order() 
     }
     let mut spare = server.available_agent("spare").await;
     let offer = spare.until("offer").await;
-    assert_eq!(offer["conversation_id"], json!(waiting[0].1), "the first in line is served first");
+    assert_eq!(
+        offer["conversation_id"],
+        json!(waiting[0].1),
+        "the first in line is served first"
+    );
 }
 
 #[tokio::test]
@@ -276,7 +332,8 @@ async fn sigterm_says_going_away_and_a_restart_loses_nothing() {
     assert_eq!(agent.expect("message").await["seq"], seq);
     let mut last_seen_by_customer = seq;
     let reply = agent.say(&conversation_id, "let me look").await;
-    last_seen_by_customer = last_seen_by_customer.max(customer.expect("message").await["seq"].as_u64().unwrap());
+    last_seen_by_customer =
+        last_seen_by_customer.max(customer.expect("message").await["seq"].as_u64().unwrap());
     assert_eq!(reply, last_seen_by_customer);
     let mut last_acked_by_agent = reply;
 
@@ -299,19 +356,33 @@ async fn sigterm_says_going_away_and_a_restart_loses_nothing() {
 
     server.restart().await;
     let (mut back, welcome) = server.customer_hello(Some(&token)).await;
-    assert_eq!(welcome["open_conversations"][0]["last_seq"], last_acked_by_agent);
-    back.send(json!({"type":"resume","conversation_id":conversation_id,"last_seq":last_seen_by_customer}))
-        .await;
+    assert_eq!(
+        welcome["open_conversations"][0]["last_seq"],
+        last_acked_by_agent
+    );
+    back.send(
+        json!({"type":"resume","conversation_id":conversation_id,"last_seq":last_seen_by_customer}),
+    )
+    .await;
     assert_eq!(back.expect("message").await["text"], "found it");
     assert_eq!(back.expect("message").await["text"], "it ships today");
-    assert_eq!(back.expect("resumed").await["last_seq"], last_acked_by_agent);
+    assert_eq!(
+        back.expect("resumed").await["last_seq"],
+        last_acked_by_agent
+    );
 
     let (mut agent, welcome) = server.agent("a0").await;
-    assert_eq!(welcome["conversations"][0]["conversation_id"], json!(conversation_id));
+    assert_eq!(
+        welcome["conversations"][0]["conversation_id"],
+        json!(conversation_id)
+    );
     agent
         .send(json!({"type":"resume","conversation_id":conversation_id,"last_seq":last_acked_by_agent}))
         .await;
-    assert_eq!(agent.expect("resumed").await["last_seq"], last_acked_by_agent);
+    assert_eq!(
+        agent.expect("resumed").await["last_seq"],
+        last_acked_by_agent
+    );
     let seq = agent.say(&conversation_id, "still with you").await;
     assert_eq!(back.expect("message").await["seq"], seq);
 

@@ -80,6 +80,9 @@
         if (conv && !conv.closed) resume();          // same page load: from the last seq seen
         else if (!conv && open.length) { openConversation(open[0].conversation_id); resume(); } // fresh: from 0
         else if (!conv) showStart();
+        // The server does not repeat `queued` to a new connection: the welcome carries the position.
+        const info = conv && !conv.closed && open.find((o) => o.conversation_id === conv.id);
+        if (info && info.state !== 'active') showQueued(info.position);
         break;
       }
       case 'resumed':
@@ -98,10 +101,7 @@
         if (!r && conv && !conv.live && (f.code === 'not_found' || f.code === 'forbidden')) { conv = null; showStart(); }
         break;
       case 'queued':
-        if (mine && !conv.closed) {
-          ui.queueInfo.textContent = 'You are number ' + f.position + ' in the queue.' +
-            (typeof f.eta_seconds === 'number' ? ' Estimated wait: ' + formatWait(f.eta_seconds) + '.' : '');
-        }
+        if (mine && !conv.closed) showQueued(f.position, f.eta_seconds);
         break;
       case 'message': case 'assigned': case 'closed':
         if (mine) addEvent(f);
@@ -112,6 +112,11 @@
       default: // survey_request, switched, rtc…: not used by this demo
     }
     updateControls();
+  }
+  function showQueued(position, eta) {
+    ui.queueInfo.textContent = typeof position !== 'number' ? 'Connecting you to an agent…'
+      : 'You are number ' + position + ' in the queue.' +
+        (typeof eta === 'number' ? ' Estimated wait: ' + formatWait(eta) + '.' : '');
   }
   function formatWait(s) {
     if (s < 60) return 'under a minute';

@@ -17,7 +17,10 @@ pub type ReqId = Option<Id>;
 #[derive(Clone, Debug)]
 pub enum Input {
     /// A customer connection said `hello` and was recognised (or newly named) by the shell.
-    CustomerHello { conn: ConnId, customer_id: Id },
+    CustomerHello {
+        conn: ConnId,
+        customer_id: Id,
+    },
     Start(Box<StartRequest>),
     Post {
         conn: ConnId,
@@ -40,9 +43,14 @@ pub enum Input {
         conversation_id: Id,
     },
     /// An agent's first connection opened (the shell counts connections).
-    AgentConnected { conn: ConnId, agent_id: Id },
+    AgentConnected {
+        conn: ConnId,
+        agent_id: Id,
+    },
     /// An agent's last connection closed.
-    AgentDisconnected { agent_id: Id },
+    AgentDisconnected {
+        agent_id: Id,
+    },
     SetStatus {
         conn: ConnId,
         req: ReqId,
@@ -220,9 +228,13 @@ pub enum Reply {
         seq: Option<u64>,
     },
     /// `start` accepted: the connection now follows the conversation.
-    Started { conversation_id: Id },
+    Started {
+        conversation_id: Id,
+    },
     Refused(Refusal),
-    CustomerWelcome { open: Vec<OpenConversation> },
+    CustomerWelcome {
+        open: Vec<OpenConversation>,
+    },
     AgentWelcome(Box<AgentSnapshot>),
 }
 

@@ -210,7 +210,10 @@ pub struct ConversationRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     /// Insert the customer if unknown.
-    Customer { id: Id, seen_at: Millis },
+    Customer {
+        id: Id,
+        seen_at: Millis,
+    },
     Conversation(Arc<ConversationRecord>),
     Event(Arc<Event>),
     AssignmentStarted {

@@ -54,7 +54,11 @@ pub fn pick<'a>(
                 && qualified(&a.skills, skills)
                 && !skip(&a.id)
         })
-        .min_by(|a, b| a.idle_since.cmp(&b.idle_since).then_with(|| a.id.cmp(&b.id)))
+        .min_by(|a, b| {
+            a.idle_since
+                .cmp(&b.idle_since)
+                .then_with(|| a.id.cmp(&b.id))
+        })
 }
 
 #[cfg(test)]
@@ -89,9 +93,17 @@ mod tests {
         let need = skills(&[("billing", 2)]);
         let got = pick(all.iter(), Channel::Chat, &Skills::new(), &need, |_| false);
         assert_eq!(got.map(|a| &*a.id), Some("a"));
-        let got = pick(all.iter(), Channel::Chat, &Skills::new(), &Skills::new(), |_| false);
+        let got = pick(
+            all.iter(),
+            Channel::Chat,
+            &Skills::new(),
+            &Skills::new(),
+            |_| false,
+        );
         assert_eq!(got.map(|a| &*a.id), Some("c"), "d is full, c idles longest");
-        let got = pick(all.iter(), Channel::Chat, &need, &Skills::new(), |id| &**id == "a");
+        let got = pick(all.iter(), Channel::Chat, &need, &Skills::new(), |id| {
+            &**id == "a"
+        });
         assert!(got.is_none());
     }
 
@@ -104,6 +116,15 @@ mod tests {
         let mut full = agent("full", 0, &[]);
         full.load = [0, 1];
         let all = [away, off, full];
-        assert!(pick(all.iter(), Channel::Voice, &Skills::new(), &Skills::new(), |_| false).is_none());
+        assert!(
+            pick(
+                all.iter(),
+                Channel::Voice,
+                &Skills::new(),
+                &Skills::new(),
+                |_| false
+            )
+            .is_none()
+        );
     }
 }

@@ -163,9 +163,10 @@ impl Switchboard {
             }
             sb.next_ticket = sb.next_ticket.max(rec.ticket + 1);
             let id = rec.id.clone();
-            let held_by = rec.agent_id.clone().filter(|a| {
-                rec.state == ConversationState::Active && sb.agents.contains_key(a)
-            });
+            let held_by = rec
+                .agent_id
+                .clone()
+                .filter(|a| rec.state == ConversationState::Active && sb.agents.contains_key(a));
             let mut changed = false;
             match &held_by {
                 Some(agent_id) => {
@@ -235,7 +236,11 @@ impl Switchboard {
             let n = self
                 .waiting
                 .values()
-                .filter(|c| self.conversations.get(*c).is_some_and(|c| &c.rec.queue == q))
+                .filter(|c| {
+                    self.conversations
+                        .get(*c)
+                        .is_some_and(|c| &c.rec.queue == q)
+                })
                 .count();
             (q, n)
         })
@@ -273,7 +278,16 @@ impl Switchboard {
                 conversation_id,
                 text,
                 client_msg_id,
-            } => self.post(conn, req, from, conversation_id, text, client_msg_id, now, out),
+            } => self.post(
+                conn,
+                req,
+                from,
+                conversation_id,
+                text,
+                client_msg_id,
+                now,
+                out,
+            ),
             Input::Typing {
                 from,
                 conversation_id,
@@ -425,11 +439,16 @@ impl Switchboard {
                 id: s.customer_id,
                 display_name: s.customer_name,
             };
-            self.append(&id, EventBody::Message {
-                author,
-                text,
-                client_msg_id: None,
-            }, now, out);
+            self.append(
+                &id,
+                EventBody::Message {
+                    author,
+                    text,
+                    client_msg_id: None,
+                },
+                now,
+                out,
+            );
         }
         self.routing_dirty = true;
     }
@@ -482,7 +501,12 @@ impl Switchboard {
         // The ack goes out before the event, so the sending connection's cursor has
         // moved past its own message when the event reaches it: no echo.
         let seq = self.conversations[&conversation_id].last_seq + 1;
-        reply(out, conn, req, ack(Some(conversation_id.clone()), Some(seq)));
+        reply(
+            out,
+            conn,
+            req,
+            ack(Some(conversation_id.clone()), Some(seq)),
+        );
         let appended = self.append(
             &conversation_id,
             EventBody::Message {
@@ -496,7 +520,10 @@ impl Switchboard {
         debug_assert_eq!(appended, seq);
         if let Some(client_id) = client_msg_id {
             let window = self.settings.dedupe_window;
-            let conv = self.conversations.get_mut(&conversation_id).expect("checked");
+            let conv = self
+                .conversations
+                .get_mut(&conversation_id)
+                .expect("checked");
             if conv.recent.len() >= window {
                 conv.recent.pop_front();
             }
@@ -509,19 +536,20 @@ impl Switchboard {
             return;
         };
         let (role, to) = match &from {
-            Participant::Customer(c) if *c == conv.rec.customer_id => {
-                match &conv.rec.agent_id {
-                    Some(agent) if conv.rec.state == ConversationState::Active => {
-                        (Role::Customer, Participant::Agent(agent.clone()))
-                    }
-                    _ => return,
+            Participant::Customer(c) if *c == conv.rec.customer_id => match &conv.rec.agent_id {
+                Some(agent) if conv.rec.state == ConversationState::Active => {
+                    (Role::Customer, Participant::Agent(agent.clone()))
                 }
-            }
+                _ => return,
+            },
             Participant::Agent(a)
                 if conv.rec.agent_id.as_ref() == Some(a)
                     && conv.rec.state == ConversationState::Active =>
             {
-                (Role::Agent, Participant::Customer(conv.rec.customer_id.clone()))
+                (
+                    Role::Agent,
+                    Participant::Customer(conv.rec.customer_id.clone()),
+                )
             }
             _ => return,
         };
@@ -591,7 +619,12 @@ impl Switchboard {
         out: &mut Vec<Effect>,
     ) {
         let Some(agent) = self.agents.get_mut(&agent_id) else {
-            return reply(out, conn, req, Reply::Refused(Refusal::not_found("unknown agent")));
+            return reply(
+                out,
+                conn,
+                req,
+                Reply::Refused(Refusal::not_found("unknown agent")),
+            );
         };
         let before = agent.slot.state;
         let after = if available {
@@ -640,7 +673,10 @@ impl Switchboard {
             _ => return reply(out, conn, req, Reply::Refused(offer_gone(&offer_id))),
         }
         let offer = self.offers.remove(&offer_id).expect("checked");
-        let agent = self.agents.get_mut(&agent_id).expect("offers name known agents");
+        let agent = self
+            .agents
+            .get_mut(&agent_id)
+            .expect("offers name known agents");
         agent.offers.retain(|o| *o != offer_id);
         agent.conversations.push(offer.conversation_id.clone());
         agent.missed_in_row = 0;
@@ -654,7 +690,9 @@ impl Switchboard {
         conv.declined.clear();
         conv.rec.state = ConversationState::Active;
         conv.rec.agent_id = Some(agent_id.clone());
-        out.push(Effect::Persist(Record::Conversation(Arc::new(conv.rec.clone()))));
+        out.push(Effect::Persist(Record::Conversation(Arc::new(
+            conv.rec.clone(),
+        ))));
         out.push(Effect::Persist(Record::AssignmentStarted {
             conversation_id: offer.conversation_id.clone(),
             agent_id: agent_id.clone(),
@@ -683,7 +721,13 @@ impl Switchboard {
     }
 
     /// Appends a transcript event: next `seq`, persisted, told to both sides.
-    fn append(&mut self, conversation_id: &Id, body: EventBody, now: Millis, out: &mut Vec<Effect>) -> u64 {
+    fn append(
+        &mut self,
+        conversation_id: &Id,
+        body: EventBody,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) -> u64 {
         let conv = self
             .conversations
             .get_mut(conversation_id)
@@ -736,7 +780,8 @@ impl Switchboard {
             .conversations
             .remove(conversation_id)
             .expect("callers check the conversation is open");
-        self.waiting.remove(&(Reverse(conv.rec.priority), conv.rec.ticket));
+        self.waiting
+            .remove(&(Reverse(conv.rec.priority), conv.rec.ticket));
         if let Some(list) = self.by_customer.get_mut(&conv.rec.customer_id) {
             list.retain(|c| c != conversation_id);
             if list.is_empty() {
@@ -847,7 +892,10 @@ impl Switchboard {
                     let max = self.settings.max_missed_offers;
                     if let Some(agent) = self.agents.get_mut(&agent_id) {
                         agent.missed_in_row += 1;
-                        if max > 0 && agent.missed_in_row >= max && agent.slot.state == AgentState::Available {
+                        if max > 0
+                            && agent.missed_in_row >= max
+                            && agent.slot.state == AgentState::Available
+                        {
                             agent.slot.state = AgentState::Away;
                             agent.missed_in_row = 0;
                             let offers = agent.offers.clone();
@@ -859,7 +907,13 @@ impl Switchboard {
                                 },
                             });
                             for o in offers {
-                                self.withdraw_offer(&o, Some(RevokeReason::Withdrawn), now, false, out);
+                                self.withdraw_offer(
+                                    &o,
+                                    Some(RevokeReason::Withdrawn),
+                                    now,
+                                    false,
+                                    out,
+                                );
                             }
                         }
                     }
@@ -909,21 +963,31 @@ impl Switchboard {
 
     /// The agent left for good (grace over): the conversation queues again at its old
     /// place, with a system line in the transcript so both sides know why.
-    fn requeue_from_agent(&mut self, conversation_id: &Id, agent_id: &Id, now: Millis, out: &mut Vec<Effect>) {
+    fn requeue_from_agent(
+        &mut self,
+        conversation_id: &Id,
+        agent_id: &Id,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(conv) = self.conversations.get_mut(conversation_id) else {
             return;
         };
         conv.rec.state = ConversationState::Queued;
         conv.rec.agent_id = None;
         conv.queued_sent = None;
-        self.waiting
-            .insert((Reverse(conv.rec.priority), conv.rec.ticket), conv.rec.id.clone());
+        self.waiting.insert(
+            (Reverse(conv.rec.priority), conv.rec.ticket),
+            conv.rec.id.clone(),
+        );
         out.push(Effect::Persist(Record::AssignmentEnded {
             conversation_id: conversation_id.clone(),
             agent_id: agent_id.clone(),
             at: now,
         }));
-        out.push(Effect::Persist(Record::Conversation(Arc::new(conv.rec.clone()))));
+        out.push(Effect::Persist(Record::Conversation(Arc::new(
+            conv.rec.clone(),
+        ))));
         let author = Author {
             role: Role::System,
             id: "warmline".into(),
@@ -949,9 +1013,10 @@ impl Switchboard {
             return;
         }
         self.routing_dirty = false;
-        let any_free = self.agents.values().any(|a| {
-            a.slot.can_take(Channel::Chat) || a.slot.can_take(Channel::Voice)
-        });
+        let any_free = self
+            .agents
+            .values()
+            .any(|a| a.slot.can_take(Channel::Chat) || a.slot.can_take(Channel::Voice));
         if any_free {
             let order: Vec<(WaitKey, Id)> =
                 self.waiting.iter().map(|(k, v)| (*k, v.clone())).collect();
@@ -963,7 +1028,11 @@ impl Switchboard {
                     conv.rec.channel,
                     &queue.skills,
                     &conv.rec.skills,
-                    |agent| conv.declined.iter().any(|(a, until)| a == agent && *until > now),
+                    |agent| {
+                        conv.declined
+                            .iter()
+                            .any(|(a, until)| a == agent && *until > now)
+                    },
                 )
                 .map(|a| a.id.clone());
                 if let Some(agent_id) = picked {
@@ -975,10 +1044,19 @@ impl Switchboard {
         self.tell_positions(now, out);
     }
 
-    fn make_offer(&mut self, conversation_id: &Id, agent_id: Id, now: Millis, out: &mut Vec<Effect>) {
+    fn make_offer(
+        &mut self,
+        conversation_id: &Id,
+        agent_id: Id,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
         let offer_id: Id = format!("{}-{}", self.offer_prefix, self.next_offer).into();
         self.next_offer += 1;
-        let conv = self.conversations.get_mut(conversation_id).expect("waiting is open");
+        let conv = self
+            .conversations
+            .get_mut(conversation_id)
+            .expect("waiting is open");
         let timeout = self.queues[&conv.rec.queue].settings.offer_timeout_ms;
         conv.rec.state = ConversationState::Offered;
         conv.offer = Some(offer_id.clone());
@@ -993,8 +1071,10 @@ impl Switchboard {
                 channel: conv.rec.channel,
             },
         );
-        self.timers
-            .push(Reverse((now + timeout, Timer::OfferExpiry(offer_id.clone()))));
+        self.timers.push(Reverse((
+            now + timeout,
+            Timer::OfferExpiry(offer_id.clone()),
+        )));
         out.push(Effect::Notify {
             to: Participant::Agent(agent_id),
             notice: Notice::Offer(Arc::new(OfferView {
@@ -1028,8 +1108,10 @@ impl Switchboard {
                 Some((_, at)) if now < at + interval => {
                     if !conv.queued_timer_armed {
                         conv.queued_timer_armed = true;
-                        self.timers
-                            .push(Reverse((at + interval, Timer::Reroute(conversation_id.clone()))));
+                        self.timers.push(Reverse((
+                            at + interval,
+                            Timer::Reroute(conversation_id.clone()),
+                        )));
                     }
                     continue;
                 }
@@ -1049,7 +1131,11 @@ impl Switchboard {
         let ahead = self
             .waiting
             .range(..key)
-            .filter(|(_, id)| self.conversations.get(*id).is_some_and(|c| c.rec.queue == conv.rec.queue))
+            .filter(|(_, id)| {
+                self.conversations
+                    .get(*id)
+                    .is_some_and(|c| c.rec.queue == conv.rec.queue)
+            })
             .count();
         u32::try_from(ahead + 1).ok()
     }
@@ -1092,7 +1178,11 @@ impl Switchboard {
                 let held = agent
                     .conversations
                     .iter()
-                    .filter(|c| self.conversations.get(*c).is_some_and(|c| c.rec.channel == ch))
+                    .filter(|c| {
+                        self.conversations
+                            .get(*c)
+                            .is_some_and(|c| c.rec.channel == ch)
+                    })
                     .count();
                 let offered = agent
                     .offers
@@ -1101,7 +1191,10 @@ impl Switchboard {
                     .count();
                 let load = (held + offered) as u32;
                 if load != agent.slot.load[i] {
-                    return Err(format!("agent {} load {} != {}", agent.slot.id, agent.slot.load[i], load));
+                    return Err(format!(
+                        "agent {} load {} != {}",
+                        agent.slot.id, agent.slot.load[i], load
+                    ));
                 }
                 if agent.slot.load[i] > agent.slot.capacity[i] {
                     return Err(format!("agent {} over capacity", agent.slot.id));
@@ -1109,7 +1202,10 @@ impl Switchboard {
             }
         }
         for (id, offer) in &self.offers {
-            let conv = self.conversations.get(&offer.conversation_id).ok_or("offer for closed conversation")?;
+            let conv = self
+                .conversations
+                .get(&offer.conversation_id)
+                .ok_or("offer for closed conversation")?;
             if conv.offer.as_ref() != Some(id) || conv.rec.state != ConversationState::Offered {
                 return Err(format!("offer {id} and conversation disagree"));
             }
@@ -1122,7 +1218,10 @@ impl Switchboard {
             }
         }
         for id in self.waiting.values() {
-            let conv = self.conversations.get(id).ok_or("waiting conversation not open")?;
+            let conv = self
+                .conversations
+                .get(id)
+                .ok_or("waiting conversation not open")?;
             if conv.rec.state != ConversationState::Queued {
                 return Err(format!("waiting conversation {id} is {:?}", conv.rec.state));
             }

@@ -41,7 +41,10 @@ pub async fn upgrade(
             app.metrics.error(ErrorCode::Unauthorized);
             let message = match e {
                 TokenError::Expired => e.to_string(),
-                TokenError::Invalid(_) => "the agent token is not valid (wrong signature, algorithm, audience or format)".to_owned(),
+                TokenError::Invalid(_) => {
+                    "the agent token is not valid (wrong signature, algorithm, audience or format)"
+                        .to_owned()
+                }
             };
             return http_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, &message);
         }
@@ -54,8 +57,8 @@ pub async fn upgrade(
             "the token names an agent this gateway does not know",
         );
     }
-    let expires_at = tokio::time::Instant::now()
-        + Duration::from_secs(claims.exp.saturating_sub(unix_now()));
+    let expires_at =
+        tokio::time::Instant::now() + Duration::from_secs(claims.exp.saturating_sub(unix_now()));
     let agent_id: Id = claims.sub.into();
     let guard = app.tracker.token();
     limit_upgrade(ws, &app.config.limits)
@@ -77,7 +80,12 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
     let max_text = session.link.app.config.limits.max_message_bytes;
     let frame = match decode_agent(text, max_text) {
         Ok(frame) => frame,
-        Err(r) => return session.link.error(r.id.as_deref(), r.code, &r.message).await,
+        Err(r) => {
+            return session
+                .link
+                .error(r.id.as_deref(), r.code, &r.message)
+                .await;
+        }
     };
     let Side::Agent { agent_id, .. } = &session.side else {
         return Flow::Close(CloseCode::Internal, "internal error");
@@ -111,7 +119,9 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
         } => {
             let req: Option<Id> = id.map(Id::from);
             if let Some(req) = &req {
-                session.pending_acks.push_back((req.clone(), Instant::now()));
+                session
+                    .pending_acks
+                    .push_back((req.clone(), Instant::now()));
                 if session.pending_acks.len() > 1024 {
                     session.pending_acks.pop_front();
                 }
@@ -138,7 +148,11 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             id,
             conversation_id,
             last_seq,
-        } => return session.resume(id.as_deref(), &conversation_id, last_seq).await,
+        } => {
+            return session
+                .resume(id.as_deref(), &conversation_id, last_seq)
+                .await;
+        }
         AgentFrame::Close {
             id,
             conversation_id,
@@ -161,6 +175,9 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
     if session.submit(input).await {
         Flow::Continue
     } else {
-        Flow::Close(CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume")
+        Flow::Close(
+            CloseCode::GoingAway,
+            "the gateway is shutting down; reconnect and resume",
+        )
     }
 }

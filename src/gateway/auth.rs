@@ -125,9 +125,15 @@ mod tests {
             )
             .unwrap()
         };
-        assert_eq!(keys.verify_agent(&expired).unwrap_err(), TokenError::Expired);
+        assert_eq!(
+            keys.verify_agent(&expired).unwrap_err(),
+            TokenError::Expired
+        );
         let forged = mint_agent("another-secret-another-secret-xx", "alice", 60).unwrap();
-        assert!(matches!(keys.verify_agent(&forged), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            keys.verify_agent(&forged),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -23,8 +23,14 @@ const PAGE: u32 = 500;
 
 /// Who is on the other end, once known.
 pub enum Side {
-    Customer { customer_id: Id, visitor_token: String },
-    Agent { agent_id: Id, expires_at: tokio::time::Instant },
+    Customer {
+        customer_id: Id,
+        visitor_token: String,
+    },
+    Agent {
+        agent_id: Id,
+        expires_at: tokio::time::Instant,
+    },
 }
 
 impl Side {
@@ -244,7 +250,13 @@ impl Session {
             pending_acks: VecDeque::new(),
         };
         if !attached {
-            session.link.close(CloseCode::GoingAway, "the gateway is shutting down; reconnect").await;
+            session
+                .link
+                .close(
+                    CloseCode::GoingAway,
+                    "the gateway is shutting down; reconnect",
+                )
+                .await;
             return None;
         }
         // Until the welcome, hold anything else the hub sends (an offer, say).
@@ -261,7 +273,9 @@ impl Session {
                     };
                     break Some(encode::customer_welcome(customer_id, visitor_token, &open));
                 }
-                Some(Outbound::AgentWelcome(snapshot)) => break Some(encode::agent_welcome(&snapshot)),
+                Some(Outbound::AgentWelcome(snapshot)) => {
+                    break Some(encode::agent_welcome(&snapshot));
+                }
                 Some(other) => early.push(other),
                 None => break None,
             }
@@ -284,7 +298,8 @@ impl Session {
 
     pub async fn run(mut self) {
         let ping_every = Duration::from_millis(self.link.app.config.limits.ping_interval_ms);
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let shutdown = self.link.app.shutdown.clone();
         let expires_at = match &self.side {
             Side::Agent { expires_at, .. } => Some(*expires_at),
@@ -451,7 +466,12 @@ impl Session {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the transcript failed");
-                    self.link.app.metrics.store_failures.with_label_values(&["read"]).inc();
+                    self.link
+                        .app
+                        .metrics
+                        .store_failures
+                        .with_label_values(&["read"])
+                        .inc();
                     return false;
                 }
             };
@@ -483,7 +503,12 @@ impl Session {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the transcript failed");
-                    self.link.app.metrics.store_failures.with_label_values(&["read"]).inc();
+                    self.link
+                        .app
+                        .metrics
+                        .store_failures
+                        .with_label_values(&["read"])
+                        .inc();
                     return false;
                 }
             };
@@ -510,7 +535,11 @@ impl Session {
                 tracing::error!(error = %e, "reading a conversation failed");
                 return self
                     .link
-                    .error(id, ErrorCode::Unavailable, "the store could not be read; try again")
+                    .error(
+                        id,
+                        ErrorCode::Unavailable,
+                        "the store could not be read; try again",
+                    )
                     .await;
             }
         };
@@ -527,7 +556,11 @@ impl Session {
             Err(()) => {
                 return self
                     .link
-                    .error(id, ErrorCode::Unavailable, "the store could not be read; try again")
+                    .error(
+                        id,
+                        ErrorCode::Unavailable,
+                        "the store could not be read; try again",
+                    )
                     .await;
             }
         }
@@ -547,8 +580,16 @@ impl Session {
         if !self.fill_gap(&conversation_id, from, u64::MAX).await {
             return Flow::Close(CloseCode::Normal, "");
         }
-        let cursor = self.following.get(&conversation_id).copied().unwrap_or(from);
-        if !self.link.send(encode::resumed(&conversation_id, cursor).into()).await {
+        let cursor = self
+            .following
+            .get(&conversation_id)
+            .copied()
+            .unwrap_or(from);
+        if !self
+            .link
+            .send(encode::resumed(&conversation_id, cursor).into())
+            .await
+        {
             return Flow::Close(CloseCode::Normal, "");
         }
         if id.is_some()

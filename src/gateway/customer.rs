@@ -15,7 +15,11 @@ use crate::core::{Channel, Id, Input, Participant, StartRequest, default_custome
 use crate::protocol::client::Channel as WireChannel;
 use crate::protocol::{CloseCode, CustomerFrame, ErrorCode, decode_customer};
 
-pub async fn upgrade(State(app): State<Arc<App>>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     if let Err(message) = origin_allowed(&app, &headers) {
         app.metrics.error(ErrorCode::Forbidden);
         return http_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &message);
@@ -43,19 +47,26 @@ fn origin_allowed(app: &App, headers: &HeaderMap) -> Result<(), String> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    let allowed = app.config.customer.allowed_origins.iter().any(|a| match a.as_str() {
-        "*" => true,
-        "self" => {
-            !host.is_empty()
-                && (origin == format!("http://{host}") || origin == format!("https://{host}"))
-        }
-        exact => origin.eq_ignore_ascii_case(exact),
-    });
+    let allowed = app
+        .config
+        .customer
+        .allowed_origins
+        .iter()
+        .any(|a| match a.as_str() {
+            "*" => true,
+            "self" => {
+                !host.is_empty()
+                    && (origin == format!("http://{host}") || origin == format!("https://{host}"))
+            }
+            exact => origin.eq_ignore_ascii_case(exact),
+        });
     if allowed {
         Ok(())
     } else {
         let shown: String = origin.chars().take(100).collect();
-        Err(format!("origin `{shown}` is not allowed to open a customer connection"))
+        Err(format!(
+            "origin `{shown}` is not allowed to open a customer connection"
+        ))
     }
 }
 
@@ -96,7 +107,8 @@ async fn hello(link: &mut Link) -> Option<Side> {
             }) => {
                 if identity.is_some() {
                     let message = "identity tokens are not enabled on this gateway yet; send hello with visitor_token or nothing";
-                    link.error(id.as_deref(), ErrorCode::InvalidField, message).await
+                    link.error(id.as_deref(), ErrorCode::InvalidField, message)
+                        .await
                 } else {
                     match visitor_token {
                         None => {
@@ -116,7 +128,8 @@ async fn hello(link: &mut Link) -> Option<Side> {
                             }
                             Err(_) => {
                                 let message = "the visitor token is not valid here; send hello without it to start as a new visitor";
-                                link.error(id.as_deref(), ErrorCode::Unauthorized, message).await
+                                link.error(id.as_deref(), ErrorCode::Unauthorized, message)
+                                    .await
                             }
                         },
                     }
@@ -124,7 +137,8 @@ async fn hello(link: &mut Link) -> Option<Side> {
             }
             Ok(frame) => {
                 let message = "say hello first: {\"type\":\"hello\"}";
-                link.error(frame.id(), ErrorCode::HelloRequired, message).await
+                link.error(frame.id(), ErrorCode::HelloRequired, message)
+                    .await
             }
             Err(rejected) => {
                 link.error(rejected.id.as_deref(), rejected.code, &rejected.message)
@@ -144,7 +158,12 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
     let max_text = session.link.app.config.limits.max_message_bytes;
     let frame = match decode_customer(text, max_text) {
         Ok(frame) => frame,
-        Err(r) => return session.link.error(r.id.as_deref(), r.code, &r.message).await,
+        Err(r) => {
+            return session
+                .link
+                .error(r.id.as_deref(), r.code, &r.message)
+                .await;
+        }
     };
     let Side::Customer { customer_id, .. } = &session.side else {
         return Flow::Close(CloseCode::Internal, "internal error");
@@ -154,7 +173,10 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
     let input = match frame {
         CustomerFrame::Hello { id, .. } => {
             let message = "hello was already said on this connection";
-            return session.link.error(id.as_deref(), ErrorCode::Conflict, message).await;
+            return session
+                .link
+                .error(id.as_deref(), ErrorCode::Conflict, message)
+                .await;
         }
         CustomerFrame::Start {
             id,
@@ -165,12 +187,21 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             attributes,
             text,
         } => {
-            let previous = match session.link.app.store.previous_conversations(&customer_id).await {
+            let previous = match session
+                .link
+                .app
+                .store
+                .previous_conversations(&customer_id)
+                .await
+            {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, "reading customer history failed");
                     let message = "the store could not be read; try again";
-                    return session.link.error(id.as_deref(), ErrorCode::Unavailable, message).await;
+                    return session
+                        .link
+                        .error(id.as_deref(), ErrorCode::Unavailable, message)
+                        .await;
                 }
             };
             let attributes = attributes
@@ -202,7 +233,9 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
         } => {
             let req: Option<Id> = id.map(Id::from);
             if let Some(req) = &req {
-                session.pending_acks.push_back((req.clone(), Instant::now()));
+                session
+                    .pending_acks
+                    .push_back((req.clone(), Instant::now()));
                 if session.pending_acks.len() > 1024 {
                     session.pending_acks.pop_front();
                 }
@@ -229,7 +262,11 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             id,
             conversation_id,
             last_seq,
-        } => return session.resume(id.as_deref(), &conversation_id, last_seq).await,
+        } => {
+            return session
+                .resume(id.as_deref(), &conversation_id, last_seq)
+                .await;
+        }
         CustomerFrame::End {
             id,
             conversation_id,
@@ -243,6 +280,9 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
     if session.submit(input).await {
         Flow::Continue
     } else {
-        Flow::Close(CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume")
+        Flow::Close(
+            CloseCode::GoingAway,
+            "the gateway is shutting down; reconnect and resume",
+        )
     }
 }

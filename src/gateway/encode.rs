@@ -6,11 +6,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::core::{
     AgentSnapshot, ConversationView, Event, EventBody, Millis, Notice, OpenConversation,
 };
+use crate::protocol::ErrorCode;
 use crate::protocol::server::{
     AgentConversationSummary, AgentView, Capacity, CustomerView, OpenConversation as WireOpen,
     Person, Sender, ServerFrame,
 };
-use crate::protocol::ErrorCode;
 
 pub fn rfc3339(ms: Millis) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
@@ -150,7 +150,11 @@ pub fn conversation(v: &ConversationView, transcript: &[String], last_seq: u64) 
         .ok()
         .or(empty);
     let Some(attributes) = attributes else {
-        return error(None, ErrorCode::Internal, "could not encode the conversation");
+        return error(
+            None,
+            ErrorCode::Internal,
+            "could not encode the conversation",
+        );
     };
     ServerFrame::Conversation {
         conversation_id: &v.conversation_id,

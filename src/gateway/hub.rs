@@ -36,7 +36,10 @@ pub enum Outbound {
         frame: Utf8Bytes,
     },
     /// A conversation-scoped frame without `seq` (`queued`, `typing`).
-    Scoped { conversation_id: Id, frame: Utf8Bytes },
+    Scoped {
+        conversation_id: Id,
+        frame: Utf8Bytes,
+    },
     /// The ack of a message: always sent; the connection's cursor moves past `seq`,
     /// so its own message is not echoed back to it.
     Acked {
@@ -46,7 +49,10 @@ pub enum Outbound {
         frame: Utf8Bytes,
     },
     /// `start` was accepted: follow the conversation from the beginning, send the ack.
-    Follow { conversation_id: Id, frame: Utf8Bytes },
+    Follow {
+        conversation_id: Id,
+        frame: Utf8Bytes,
+    },
     CustomerWelcome(Vec<OpenConversation>),
     AgentWelcome(Box<AgentSnapshot>),
     /// The agent accepted: send the whole conversation and follow it.
@@ -192,7 +198,10 @@ impl Hub {
             self.metrics.batch_records.observe(records.len() as f64);
             if let Err(e) = result {
                 tracing::error!(error = %e, records = records.len(), "store commit failed");
-                self.metrics.store_failures.with_label_values(&["commit"]).inc();
+                self.metrics
+                    .store_failures
+                    .with_label_values(&["commit"])
+                    .inc();
                 self.refuse_all(rest);
                 self.reload().await;
                 return;
@@ -248,8 +257,11 @@ impl Hub {
                     })
                     .collect();
                 for (agent_id, conn) in agents {
-                    self.switchboard
-                        .handle(Input::AgentConnected { conn, agent_id }, now_ms(), &mut effects);
+                    self.switchboard.handle(
+                        Input::AgentConnected { conn, agent_id },
+                        now_ms(),
+                        &mut effects,
+                    );
                 }
                 // Welcome replies from the reconnection above are not needed.
                 effects.retain(|e| !matches!(e, Effect::Reply { .. }));
@@ -259,7 +271,10 @@ impl Hub {
             }
             Err(e) => {
                 tracing::error!(error = %e, "reloading from the store failed");
-                self.metrics.store_failures.with_label_values(&["read"]).inc();
+                self.metrics
+                    .store_failures
+                    .with_label_values(&["read"])
+                    .inc();
             }
         }
     }

@@ -2,8 +2,8 @@
 //! names; never an id.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::protocol::{CloseCode, ErrorCode};
@@ -33,7 +33,10 @@ impl Metrics {
     pub fn new(queues: &[String]) -> Metrics {
         let registry = Registry::new();
         let connections = must(IntGaugeVec::new(
-            Opts::new("warmline_connections", "Open WebSocket connections, by role."),
+            Opts::new(
+                "warmline_connections",
+                "Open WebSocket connections, by role.",
+            ),
             &["role"],
         ));
         let frames = must(IntCounterVec::new(
@@ -84,10 +87,15 @@ impl Metrics {
                 "warmline_store_batch_records",
                 "Records per committed batch (group commit).",
             )
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]),
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0,
+            ]),
         ));
         let store_failures = must(IntCounterVec::new(
-            Opts::new("warmline_store_failures_total", "Failed store operations, by operation."),
+            Opts::new(
+                "warmline_store_failures_total",
+                "Failed store operations, by operation.",
+            ),
             &["op"],
         ));
         let waiting = must(IntGaugeVec::new(

@@ -223,7 +223,9 @@ fn check_id(field: &str, value: &str) -> Result<(), String> {
         return Err(format!("`{field}` must not be empty"));
     }
     if value.chars().count() > MAX_ID_CHARS {
-        return Err(format!("`{field}` is longer than {MAX_ID_CHARS} characters"));
+        return Err(format!(
+            "`{field}` is longer than {MAX_ID_CHARS} characters"
+        ));
     }
     Ok(())
 }
@@ -382,7 +384,11 @@ mod tests {
         check("[1,2]", ErrorCode::BadJson, "one JSON object");
         check(r#"{"id":"1"}"#, ErrorCode::InvalidField, "`type`");
         check(r#"{"type":"dance"}"#, ErrorCode::UnknownType, "dance");
-        check(r#"{"type":"accept","offer_id":"x"}"#, ErrorCode::UnknownType, "accept");
+        check(
+            r#"{"type":"accept","offer_id":"x"}"#,
+            ErrorCode::UnknownType,
+            "accept",
+        );
         check(
             r#"{"type":"message","id":"1","text":"hi"}"#,
             ErrorCode::InvalidField,
@@ -394,7 +400,10 @@ mod tests {
             "empty",
         );
         check(
-            &format!(r#"{{"type":"message","conversation_id":"c","text":"{}"}}"#, "x".repeat(1001)),
+            &format!(
+                r#"{{"type":"message","conversation_id":"c","text":"{}"}}"#,
+                "x".repeat(1001)
+            ),
             ErrorCode::InvalidField,
             "1000 bytes",
         );

@@ -121,11 +121,15 @@ fn conversation_from_row(row: &SqliteRow) -> Result<ConversationRecord, StoreErr
         queue: row.try_get::<String, _>("queue")?.into(),
         channel: Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
         state: ConversationState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
-        agent_id: row.try_get::<Option<String>, _>("agent_id")?.map(Into::into),
+        agent_id: row
+            .try_get::<Option<String>, _>("agent_id")?
+            .map(Into::into),
         priority: row.try_get("priority")?,
         ticket: millis(row.try_get("ticket")?),
         skills: skills_from_text(&skills)?,
-        language: row.try_get::<Option<String>, _>("language")?.map(Into::into),
+        language: row
+            .try_get::<Option<String>, _>("language")?
+            .map(Into::into),
         attributes: row.try_get::<String, _>("attributes")?.into(),
         created_at: millis(row.try_get("created_at")?),
         closed_at: row.try_get::<Option<i64>, _>("closed_at")?.map(millis),
@@ -168,7 +172,9 @@ fn event_from_row(conversation_id: &Id, row: &SqliteRow) -> Result<Event, StoreE
             EventBody::Closed {
                 by: role,
                 resolution: match resolution {
-                    Some(r) => Some(Resolution::parse(&r).ok_or_else(|| corrupt("resolution", &r))?),
+                    Some(r) => {
+                        Some(Resolution::parse(&r).ok_or_else(|| corrupt("resolution", &r))?)
+                    }
                     None => None,
                 },
                 note: text.map(Into::into),

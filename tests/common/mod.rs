@@ -188,7 +188,8 @@ impl TestServer {
     /// An agent that is connected and `available`.
     pub async fn available_agent(&self, id: &str) -> Client {
         let (mut a, _) = self.agent(id).await;
-        a.send(json!({"type":"status","id":"s","state":"available"})).await;
+        a.send(json!({"type":"status","id":"s","state":"available"}))
+            .await;
         a.until("ack").await;
         a
     }
@@ -196,7 +197,10 @@ impl TestServer {
     /// A plain HTTP GET: (status, body).
     pub async fn get(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.addr).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
@@ -321,7 +325,10 @@ impl Client {
             if v["type"] == kind {
                 return v;
             }
-            assert_ne!(v["type"], "error", "unexpected error while waiting for `{kind}`: {v}");
+            assert_ne!(
+                v["type"], "error",
+                "unexpected error while waiting for `{kind}`: {v}"
+            );
         }
     }
 
@@ -379,8 +386,13 @@ impl Client {
 
     /// A customer's `start` on queue `support`: the new conversation id.
     pub async fn start(&mut self) -> String {
-        let ack = self.request(json!({"type":"start","queue":"support"})).await;
-        ack["conversation_id"].as_str().expect("conversation_id").to_owned()
+        let ack = self
+            .request(json!({"type":"start","queue":"support"}))
+            .await;
+        ack["conversation_id"]
+            .as_str()
+            .expect("conversation_id")
+            .to_owned()
     }
 
     /// Sends a chat message and returns its seq from the ack.
