@@ -18,6 +18,11 @@ use crate::core::{ConnId, ConversationView, Id, Input, Participant};
 use crate::protocol::{CloseCode, ErrorCode};
 use crate::store::StoredConversation;
 
+const SLOW: (CloseCode, &str) = (
+    CloseCode::SlowConsumer,
+    "slow consumer: reconnect and resume from your last seq",
+);
+
 /// Most transcript events read from the store at once.
 const PAGE: u32 = 500;
 
@@ -57,6 +62,8 @@ pub struct Link {
     bad_since: Instant,
     last_heard: Instant,
     write_timeout: Duration,
+    /// A write did not complete within the write timeout: the client is not reading.
+    pub stalled: bool,
 }
 
 pub enum Received {
@@ -80,6 +87,7 @@ impl Link {
             bad_since: Instant::now(),
             last_heard: Instant::now(),
             write_timeout,
+            stalled: false,
         }
     }
 
@@ -95,7 +103,7 @@ impl Link {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
-                self.app.metrics.disconnect(CloseCode::SlowConsumer);
+                self.stalled = true;
                 false
             }
         }
@@ -311,13 +319,11 @@ impl Session {
                 () = shutdown.cancelled() => {
                     break Some((CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume"));
                 }
-                () = self.slow.cancelled() => {
-                    break Some((CloseCode::SlowConsumer, "slow consumer: reconnect and resume from your last seq"));
-                }
+                () = self.slow.cancelled() => break Some(SLOW),
                 item = self.rx.recv() => match item {
                     Some(item) => {
                         if !self.deliver(item).await {
-                            break None;
+                            break self.link.stalled.then_some(SLOW);
                         }
                     }
                     None => break Some((CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume")),
@@ -325,7 +331,7 @@ impl Session {
                 received = self.link.recv() => match received {
                     Received::Text(text) => match self.on_text(&text).await {
                         Flow::Continue => {}
-                        Flow::Close(CloseCode::Normal, _) => break None,
+                        Flow::Close(CloseCode::Normal, _) => break self.link.stalled.then_some(SLOW),
                         Flow::Close(code, reason) => break Some((code, reason)),
                     },
                     Received::Nothing => {}

@@ -34,7 +34,6 @@ allow_missing_origin = false
 [auth]
 agent_secret = "{SECRET}"
 [routing]
-agent_grace_ms = 60000
 [log]
 level = "warn,warmline=info"
 "#

@@ -1,0 +1,72 @@
+//! The command line: config checking and token minting.
+
+mod common;
+
+use std::process::Command;
+
+use common::{TestServer, config_with};
+
+fn warmline() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warmline"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+#[test]
+fn check_config_explains_every_problem_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = \"here\"\n[[agents]]\nid = \"a b\"\ncapacity = { chat = 500 }\n",
+    )
+    .unwrap();
+    let out = warmline().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["server.listen", "agents[0].id", "agents[0].capacity"] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+
+    let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("warmline.example.toml");
+    let out = warmline().arg("check-config").arg(&good).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_minted_agent_token_opens_the_agent_endpoint() {
+    let config = config_with(&[("alice", 1)], "");
+    let server = TestServer::start(&config).await;
+    let config_path = server.dir.path().join("warmline.toml");
+    let out = warmline()
+        .args(["token", "agent", "alice", "--ttl-hours", "1", "--config"])
+        .arg(&config_path)
+        .arg("--data-dir")
+        .arg(server.dir.path().join("token-data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let claims = warmline::gateway::Keys::new(common::SECRET, common::SECRET)
+        .verify_agent(&token)
+        .unwrap();
+    assert_eq!(claims.sub, "alice");
+
+    let out = warmline()
+        .args(["token", "agent", "nobody", "--config"])
+        .arg(&config_path)
+        .arg("--data-dir")
+        .arg(server.dir.path().join("token-data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
+}
