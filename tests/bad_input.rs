@@ -235,3 +235,16 @@ async fn a_disallowed_or_missing_origin_gets_403_before_the_upgrade() {
         .insert("Origin", http::HeaderValue::from_static(ORIGIN));
     assert!(Client::connect(request).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_customer_who_never_says_hello_is_closed_with_1008() {
+    let mut config = config_with(&[("alice", 1)], "");
+    config = config.replace(
+        "[customer]\n",
+        "[limits]\nhandshake_timeout_ms = 200\n[customer]\n",
+    );
+    let server = TestServer::start(&config).await;
+    let mut silent = server.customer().await;
+    let (code, reason) = silent.closed().await.expect("a close frame");
+    assert_eq!((code, reason.as_str()), (1008, "no hello in time"));
+}
