@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
@@ -116,25 +116,7 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             conversation_id,
             text,
             client_msg_id,
-        } => {
-            let req: Option<Id> = id.map(Id::from);
-            if let Some(req) = &req {
-                session
-                    .pending_acks
-                    .push_back((req.clone(), Instant::now()));
-                if session.pending_acks.len() > 1024 {
-                    session.pending_acks.pop_front();
-                }
-            }
-            Input::Post {
-                conn,
-                req,
-                from: Participant::Agent(agent_id),
-                conversation_id: conversation_id.into(),
-                text: text.into(),
-                client_msg_id: client_msg_id.map(Id::from),
-            }
-        }
+        } => session.post(id, conversation_id, text, client_msg_id),
         AgentFrame::Typing {
             conversation_id,
             on,

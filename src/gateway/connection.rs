@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hub::{Command, ConnHandle, Outbound};
 use super::{App, agent, customer, encode};
-use crate::core::{ConnId, ConversationView, Id, Input, Participant};
+use crate::core::{ConnId, ConversationView, Event, Id, Input, Participant};
 use crate::protocol::{CloseCode, ErrorCode};
 use crate::store::StoredConversation;
 
@@ -22,6 +22,9 @@ const SLOW: (CloseCode, &str) = (
     CloseCode::SlowConsumer,
     "slow consumer: reconnect and resume from your last seq",
 );
+
+/// Messages awaiting their ack that are remembered for the latency metric.
+const MAX_PENDING_ACKS: usize = 1024;
 
 /// Most transcript events read from the store at once.
 const PAGE: u32 = 500;
@@ -216,7 +219,7 @@ pub struct Session {
     /// Conversation -> highest `seq` this connection has been sent.
     following: HashMap<Id, u64>,
     /// Messages sent and not yet acked: (request id, when read).
-    pub pending_acks: VecDeque<(Id, Instant)>,
+    pending_acks: VecDeque<(Id, Instant)>,
 }
 
 impl Session {
@@ -462,24 +465,10 @@ impl Session {
         let mut cursor = after;
         while cursor < upto {
             let want = u32::try_from(upto - cursor).unwrap_or(PAGE).min(PAGE);
-            let events = match self
-                .link
-                .app
-                .store
-                .events_after(conversation_id, cursor, want)
-                .await
-            {
-                Ok(events) => events,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the transcript failed");
-                    self.link
-                        .app
-                        .metrics
-                        .store_failures
-                        .with_label_values(&["read"])
-                        .inc();
-                    return false;
-                }
+            let Some(events) =
+                Self::read_events(self.link.app.clone(), conversation_id, cursor, want).await
+            else {
+                return false;
             };
             if events.is_empty() {
                 break;
@@ -495,28 +484,60 @@ impl Session {
         true
     }
 
+    /// Transcript events after `after`; `None` (logged and counted) if the store failed.
+    async fn read_events(
+        app: Arc<App>,
+        conversation_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Option<Vec<Event>> {
+        match app.store.events_after(conversation_id, after, limit).await {
+            Ok(events) => Some(events),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the transcript failed");
+                app.metrics
+                    .store_failures
+                    .with_label_values(&["read"])
+                    .inc();
+                None
+            }
+        }
+    }
+
+    /// The core input for a chat message, remembering when it was read so the ack
+    /// latency can be measured.
+    pub fn post(
+        &mut self,
+        id: Option<String>,
+        conversation_id: String,
+        text: String,
+        client_msg_id: Option<String>,
+    ) -> Input {
+        let req: Option<Id> = id.map(Id::from);
+        if let Some(req) = &req {
+            if self.pending_acks.len() >= MAX_PENDING_ACKS {
+                self.pending_acks.pop_front();
+            }
+            self.pending_acks.push_back((req.clone(), Instant::now()));
+        }
+        Input::Post {
+            conn: self.conn,
+            req,
+            from: self.side.participant(),
+            conversation_id: conversation_id.into(),
+            text: text.into(),
+            client_msg_id: client_msg_id.map(Id::from),
+        }
+    }
+
     async fn send_conversation(&mut self, view: &ConversationView) -> bool {
         let mut transcript = Vec::new();
         let mut cursor = 0;
         loop {
-            let page = match self
-                .link
-                .app
-                .store
-                .events_after(&view.conversation_id, cursor, PAGE)
-                .await
-            {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the transcript failed");
-                    self.link
-                        .app
-                        .metrics
-                        .store_failures
-                        .with_label_values(&["read"])
-                        .inc();
-                    return false;
-                }
+            let Some(page) =
+                Self::read_events(self.link.app.clone(), &view.conversation_id, cursor, PAGE).await
+            else {
+                return false;
             };
             let done = page.len() < PAGE as usize;
             for event in &page {
