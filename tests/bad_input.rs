@@ -248,3 +248,17 @@ async fn a_customer_who_never_says_hello_is_closed_with_1008() {
     let (code, reason) = silent.closed().await.expect("a close frame");
     assert_eq!((code, reason.as_str()), (1008, "no hello in time"));
 }
+
+#[tokio::test]
+async fn a_plain_http_request_to_a_websocket_endpoint_gets_a_json_error() {
+    let server = TestServer::start(&config_with(&[("alice", 1)], "")).await;
+    for path in ["/ws/customer", "/ws/agent"] {
+        let (status, body) = server.get(path).await;
+        assert!((400..500).contains(&status), "{path}: {status}");
+        assert!(
+            body.contains("\"code\":\"invalid_field\""),
+            "{path}: {body}"
+        );
+        assert!(body.contains("WebSocket upgrade"), "{path}: {body}");
+    }
+}

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::{TokenError, unix_now};
 use super::connection::{Flow, Link, Session, Side};
-use super::{App, http_error, limit_upgrade};
+use super::{App, http_error, limit_upgrade, not_an_upgrade};
 use crate::core::{Id, Input, Participant, Resolution};
 use crate::protocol::client::{AgentState as WireState, Resolution as WireResolution};
 use crate::protocol::{AgentFrame, CloseCode, ErrorCode, decode_agent};
@@ -21,8 +22,12 @@ pub async fn upgrade(
     State(app): State<Arc<App>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return not_an_upgrade(&rejection),
+    };
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::connection::{Flow, Link, Received, Session, Side};
-use super::{App, http_error, limit_upgrade};
+use super::{App, http_error, limit_upgrade, not_an_upgrade};
 use crate::core::{Channel, Id, Input, Participant, StartRequest, default_customer_name};
 use crate::protocol::client::Channel as WireChannel;
 use crate::protocol::{CloseCode, CustomerFrame, ErrorCode, decode_customer};
@@ -18,8 +19,12 @@ use crate::protocol::{CloseCode, CustomerFrame, ErrorCode, decode_customer};
 pub async fn upgrade(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return not_an_upgrade(&rejection),
+    };
     if let Err(message) = origin_allowed(&app, &headers) {
         app.metrics.error(ErrorCode::Forbidden);
         return http_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &message);

@@ -150,6 +150,18 @@ pub(crate) fn limit_upgrade(ws: WebSocketUpgrade, limits: &LimitsConfig) -> WebS
         .max_frame_size(limits.max_message_bytes)
 }
 
+/// A plain HTTP request to a WebSocket endpoint.
+pub(crate) fn not_an_upgrade(
+    rejection: &axum::extract::ws::rejection::WebSocketUpgradeRejection,
+) -> Response {
+    let status = rejection.status();
+    let message = format!(
+        "this endpoint takes a WebSocket upgrade: {}",
+        rejection.body_text()
+    );
+    http_error(status, ErrorCode::InvalidField, &message)
+}
+
 /// An HTTP error with a JSON body `{"code","message"}`.
 pub(crate) fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let body = serde_json::json!({ "code": code.as_str(), "message": message });
