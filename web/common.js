@@ -47,10 +47,13 @@ window.Warmline = (function () {
       if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); form.requestSubmit(); }
     });
   }
+  function timeOf(ts) { // ts: an RFC 3339 string or a Date
+    const d = new Date(ts);
+    return h('time', { datetime: d.toISOString() }, d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+  }
   function messageItem(cls, name, text, ts) {
-    const time = ts ? h('time', { datetime: ts }, new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })) : null;
     return h('li', { class: 'msg ' + cls }, h('span', { class: 'who' }, name), h('p', { class: 'text' }, text),
-      h('span', { class: 'meta' }, time));
+      h('span', { class: 'meta' }, ts ? timeOf(ts) : null));
   }
 
   // One conversation's transcript: events ordered and deduplicated by seq, plus own messages not
@@ -112,7 +115,9 @@ window.Warmline = (function () {
       item.li.dataset.state = state;
       item.li.classList.toggle('failed', state === 'failed');
       const meta = item.li.querySelector('.meta');
-      if (state !== 'failed') { meta.replaceChildren(state === 'sending' ? 'Sending…' : 'Sent'); return; }
+      // Sent: the ack carries no time, so show when it was acknowledged (as a reload would show it).
+      if (state === 'sent') { meta.replaceChildren(timeOf(new Date())); meta.title = 'Sent'; return; }
+      if (state !== 'failed') { meta.replaceChildren('Sending…'); return; }
       meta.replaceChildren(h('span', { class: 'failed' }, 'Not sent.'),
         h('button', { type: 'button', class: 'secondary', 'data-testid': 'retry', onclick: () => this.transmit(item) }, 'Retry'));
     }
@@ -138,5 +143,5 @@ window.Warmline = (function () {
     }
   }
 
-  return { load, store, uuid, h, wsUrl, backoff, refusedBy, parse, statusLine, enterSends, messageItem, Transcript, TypingSender };
+  return { load, store, uuid, h, wsUrl, backoff, refusedBy, parse, statusLine, enterSends, timeOf, messageItem, Transcript, TypingSender };
 })();

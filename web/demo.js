@@ -80,13 +80,17 @@
         if (conv && !conv.closed) resume();          // same page load: from the last seq seen
         else if (!conv && open.length) { openConversation(open[0].conversation_id); resume(); } // fresh: from 0
         else if (!conv) showStart();
-        // The server does not repeat `queued` to a new connection: the welcome carries the position.
-        const info = conv && !conv.closed && open.find((o) => o.conversation_id === conv.id);
-        if (info && info.state !== 'active') showQueued(info.position);
+        // The server does not repeat `queued` to a new connection: the welcome carries the position,
+        // shown once the replay (whose old `assigned`, if any, says "chatting with") is done.
+        if (conv && !conv.closed) conv.waiting = open.find((o) => o.conversation_id === conv.id && o.state !== 'active') || null;
         break;
       }
       case 'resumed':
-        if (mine) { conv.caughtUp(f.last_seq); saveSeq(); }
+        if (mine) {
+          conv.caughtUp(f.last_seq); saveSeq();
+          if (conv.waiting && !conv.closed) showQueued(conv.waiting.position);
+          conv.waiting = null;
+        }
         break;
       case 'ack':
         requests.delete(f.id);
@@ -94,6 +98,13 @@
         if (r && r.kind === 'message') { r.conv.ack(r.item, f.seq); if (r.conv === conv) saveSeq(); }
         break;
       case 'error':
+        if (!ready && f.code === 'unauthorized' && W.load(TOKEN_KEY)) {
+          // The stored visitor token is not valid on this gateway (another deployment, a new secret, a
+          // wiped store): forget it and come in as a new visitor, as the server suggests.
+          W.store(TOKEN_KEY, null);
+          send({ type: 'hello' });
+          break;
+        }
         setStatus(f.message || f.code || 'Something went wrong.', true);
         requests.delete(f.id);
         if (r && r.kind === 'message') r.conv.setState(r.item, 'failed');
@@ -101,7 +112,7 @@
         if (!r && conv && !conv.live && (f.code === 'not_found' || f.code === 'forbidden')) { conv = null; showStart(); }
         break;
       case 'queued':
-        if (mine && !conv.closed) showQueued(f.position, f.eta_seconds);
+        if (mine && !conv.closed) { conv.waiting = null; showQueued(f.position, f.eta_seconds); }
         break;
       case 'message': case 'assigned': case 'closed':
         if (mine) addEvent(f);
@@ -133,6 +144,7 @@
     conv.provisional = null;
     if (firstText) { // the start text: shown first until its message event (if any) brings a seq
       const li = W.messageItem('mine', 'You', firstText, null);
+      li.querySelector('.meta').textContent = 'Sending…';
       li.dataset.seq = '0';
       ui.transcript.append(li);
       conv.provisional = { text: firstText, li };
@@ -156,6 +168,7 @@
     if (f.type === 'message' && sender.role === 'customer' && p && p.text === f.text) {
       conv.provisional = null;
       li = p.li;
+      li.querySelector('.meta').replaceChildren(f.ts ? W.timeOf(f.ts) : '');
     } else if (f.type === 'message') {
       const role = sender.role || 'system';
       const name = role === 'customer' ? 'You' : (sender.display_name || (role === 'agent' ? 'Agent' : 'System'));

@@ -19,6 +19,7 @@
 
   let token = null, ws = null, ready = false, attempt = 0, retryTimer = null, reqNo = 0, offerTimer = null;
   let me = {}, agentState = 'offline', selected = null;
+  let stateBeforeDrop = null; // the state when the last connection was lost (after its welcome)
   const requests = new Map(); // request id -> { kind, ... }
   const convs = new Map();    // conversation id -> W.Transcript with the conversation's fields (see upsert)
   const offers = new Map();   // offer id -> { li, countdown, buttons, expiresAt, conversationId }
@@ -54,6 +55,7 @@
     sock.onclose = (ev) => { if (ws === sock) onSocketClosed(ev, opened); };
   }
   function onSocketClosed(ev, opened) {
+    if (ready) stateBeforeDrop = agentState;
     ws = null; ready = false;
     requests.clear();
     convs.forEach((c) => { c.live = false; c.closing = false; });
@@ -86,7 +88,7 @@
       case 'welcome': onWelcome(f); break;
       case 'status':
         setState(f.state);
-        setStatus('Status: ' + (STATES[f.state] || f.state) + (f.reason ? ' (' + f.reason + ')' : '') + '.');
+        setStatus('Status: ' + (STATES[f.state] || f.state) + reasonText(f) + '.');
         break;
       case 'offer': addOffer(f); break;
       case 'offer_revoked':
@@ -123,6 +125,15 @@
     ui.name.textContent = me.display_name ? 'Signed in as ' + me.display_name : '';
     setState(f.state || 'offline');
     setStatus('Connected.');
+    // A gateway restart (or a drop longer than the grace period) brings the agent back `away`.
+    // The agent never chose that: an agent who was available (or in wrap-up, which the restart
+    // cut short) is made available again, so offers keep coming without them noticing the blip.
+    const before = stateBeforeDrop;
+    stateBeforeDrop = null;
+    if ((before === 'available' || before === 'wrap_up') && f.state === 'away') {
+      requestState('available');
+      setStatus('Reconnected; setting you Available again.');
+    }
     const listed = new Set();
     for (const info of f.conversations || []) {
       const c = upsert(info);
@@ -148,6 +159,10 @@
     agentState = state;
     ui.availability.value = state;
     ui.ready.hidden = state !== 'wrap_up';
+  }
+  // `reason` is a code (wrap_up, wrap_up_ended, missed_offers…); the one that repeats the state says nothing.
+  function reasonText(f) {
+    return f.reason && f.reason !== f.state ? ' (' + String(f.reason).replace(/_/g, ' ').replace('wrap up', 'wrap-up') + ')' : '';
   }
   function requestState(state) { request('status', { type: 'status', state }, { state }); }
 
