@@ -5,6 +5,8 @@
 
 pub mod io;
 pub mod model;
+#[cfg(test)]
+mod proptests;
 pub mod routing;
 pub mod switchboard;
 

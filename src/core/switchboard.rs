@@ -41,8 +41,12 @@ struct Agent {
     conversations: Vec<Id>,
     offers: Vec<Id>,
     missed_in_row: u32,
-    /// Bumped to cancel a pending grace or wrap-up timer.
+    /// Bumped to cancel a pending grace timer (on every connect and disconnect).
     generation: u64,
+    /// Bumped to cancel a pending wrap-up timer. Kept apart from `generation` so a
+    /// dropped connection does not cancel the end of wrap-up, nor a close (while
+    /// disconnected) the end of the grace period.
+    wrap_up_generation: u64,
 }
 
 struct Offer {
@@ -124,6 +128,7 @@ impl Switchboard {
                         offers: Vec::new(),
                         missed_in_row: 0,
                         generation: 0,
+                        wrap_up_generation: 0,
                     },
                 )
             })
@@ -572,6 +577,10 @@ impl Switchboard {
         if agent.slot.state == AgentState::Offline {
             agent.slot.state = AgentState::Away;
         }
+        // Back within the grace period still available: can take waiting conversations.
+        if agent.slot.state == AgentState::Available {
+            self.routing_dirty = true;
+        }
         let snapshot = self.snapshot(&agent_id);
         reply(out, conn, None, Reply::AgentWelcome(Box::new(snapshot)));
     }
@@ -633,7 +642,7 @@ impl Switchboard {
             AgentState::Away
         };
         agent.slot.state = after;
-        agent.generation += 1;
+        agent.wrap_up_generation += 1;
         if available {
             agent.missed_in_row = 0;
             if before != AgentState::Available {
@@ -810,10 +819,10 @@ impl Switchboard {
                 agent.slot.load[i] = agent.slot.load[i].saturating_sub(1);
                 if agent.slot.state == AgentState::Available && wrap_up_ms > 0 {
                     agent.slot.state = AgentState::WrapUp;
-                    agent.generation += 1;
+                    agent.wrap_up_generation += 1;
                     self.timers.push(Reverse((
                         now + wrap_up_ms,
-                        Timer::WrapUp(agent_id.clone(), agent.generation),
+                        Timer::WrapUp(agent_id.clone(), agent.wrap_up_generation),
                     )));
                     out.push(Effect::Notify {
                         to: Participant::Agent(agent_id),
@@ -936,7 +945,9 @@ impl Switchboard {
                     let Some(agent) = self.agents.get_mut(&agent_id) else {
                         continue;
                     };
-                    if agent.generation != generation || agent.slot.state != AgentState::WrapUp {
+                    if agent.wrap_up_generation != generation
+                        || agent.slot.state != AgentState::WrapUp
+                    {
                         continue;
                     }
                     agent.slot.state = AgentState::Available;
