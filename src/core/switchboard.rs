@@ -168,22 +168,35 @@ impl Switchboard {
             }
             sb.next_ticket = sb.next_ticket.max(rec.ticket + 1);
             let id = rec.id.clone();
-            let held_by = rec
-                .agent_id
-                .clone()
-                .filter(|a| rec.state == ConversationState::Active && sb.agents.contains_key(a));
+            // An agent keeps a restored conversation if they still exist and still have
+            // room for it (capacity may have been lowered in the config meanwhile).
+            let i = channel_index(rec.channel);
+            let held_by = rec.agent_id.clone().filter(|a| {
+                rec.state == ConversationState::Active
+                    && sb
+                        .agents
+                        .get(a)
+                        .is_some_and(|agent| agent.slot.load[i] < agent.slot.capacity[i])
+            });
             let mut changed = false;
             match &held_by {
                 Some(agent_id) => {
                     let agent = sb.agents.get_mut(agent_id).expect("checked above");
                     agent.conversations.push(id.clone());
-                    agent.slot.load[channel_index(rec.channel)] += 1;
+                    agent.slot.load[i] += 1;
                     if !graced.contains(agent_id) {
                         graced.push(agent_id.clone());
                     }
                 }
                 None => {
                     changed = rec.state != ConversationState::Queued || rec.agent_id.is_some();
+                    if let Some(agent_id) = rec.agent_id.take() {
+                        out.push(Effect::Persist(Record::AssignmentEnded {
+                            conversation_id: id.clone(),
+                            agent_id,
+                            at: now,
+                        }));
+                    }
                     rec.state = ConversationState::Queued;
                     rec.agent_id = None;
                     sb.waiting
@@ -1306,4 +1319,80 @@ fn offer_gone(offer_id: &Id) -> Refusal {
     Refusal::not_found(format!(
         "offer `{offer_id}` is no longer open to you (it expired, was withdrawn or was never yours)"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::io::{AgentSettings, QueueSettings};
+
+    fn settings(capacity_chat: u32) -> CoreSettings {
+        CoreSettings {
+            queues: vec![QueueSettings {
+                name: "q".into(),
+                skills: Default::default(),
+                offer_timeout_ms: 1000,
+                wrap_up_ms: 0,
+            }],
+            agents: vec![AgentSettings {
+                id: "a".into(),
+                display_name: "A".into(),
+                skills: Default::default(),
+                capacity_chat,
+                capacity_voice: 0,
+            }],
+            agent_grace_ms: 1000,
+            max_missed_offers: 3,
+            reoffer_delay_ms: 1000,
+            queued_update_interval_ms: 1000,
+            dedupe_window: 8,
+        }
+    }
+
+    fn active(id: &str, ticket: u64) -> RestoredConversation {
+        RestoredConversation {
+            record: ConversationRecord {
+                id: id.into(),
+                customer_id: format!("c-{id}").into(),
+                queue: "q".into(),
+                channel: Channel::Chat,
+                state: ConversationState::Active,
+                agent_id: Some("a".into()),
+                priority: 0,
+                ticket,
+                skills: Default::default(),
+                language: None,
+                attributes: "{}".into(),
+                created_at: 0,
+                closed_at: None,
+                closed_by: None,
+                resolution: None,
+            },
+            customer_name: "C".into(),
+            previous_conversations: 0,
+            last_seq: 3,
+            recent_client_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn restore_requeues_what_no_longer_fits_a_lowered_capacity() {
+        let mut out = Vec::new();
+        let sb = Switchboard::restore(
+            settings(1),
+            1,
+            vec![active("x", 1), active("y", 2)],
+            10,
+            &mut out,
+        );
+        sb.check_invariants().unwrap();
+        assert_eq!(sb.waiting_len(), 1, "the second no longer fits");
+        let ended = out.iter().any(|e| {
+            matches!(e, Effect::Persist(Record::AssignmentEnded { conversation_id, .. }) if &**conversation_id == "y")
+        });
+        assert!(
+            ended,
+            "the assignment that did not fit is ended in the store"
+        );
+    }
 }
