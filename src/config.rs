@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{AgentSettings, CoreSettings, QueueSettings};
+use crate::core::{AgentSettings, CoreSettings, QueueSettings, StepSettings, Strategy};
 use crate::store::Synchronous;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -100,6 +100,10 @@ pub struct RoutingConfig {
     pub reoffer_delay_ms: u64,
     pub queued_update_interval_ms: u64,
     pub dedupe_window: usize,
+    /// Default wait for the agent who last resolved the customer's contact.
+    pub affinity_wait_ms: u64,
+    /// An agent on a voice call takes no chats.
+    pub voice_excludes_chat: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -115,10 +119,52 @@ pub struct LogConfig {
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     pub name: String,
+    /// Minimum proficiency (1-10) per skill every agent of the queue needs.
     #[serde(default)]
     pub skills: BTreeMap<String, u8>,
+    /// A language every agent of the queue must speak (unless the conversation names one).
+    pub language: Option<String>,
+    /// Higher goes first, across queues.
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+    /// Relaxations over time (bullseye), in order of `after_ms`.
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
     pub offer_timeout_ms: Option<u64>,
     pub wrap_up_ms: Option<u64>,
+    /// Waiting for the customer's last agent; default routing.affinity_wait_ms.
+    pub affinity_wait_ms: Option<u64>,
+    /// After this long waiting, move to `overflow_to`.
+    pub max_wait_ms: Option<u64>,
+    pub overflow_to: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyConfig {
+    #[default]
+    LongestIdle,
+    LeastOccupied,
+    MostProficient,
+    RoundRobin,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Applies once a conversation has waited this long in the queue.
+    pub after_ms: u64,
+    /// Lower the minimum level of these required skills.
+    #[serde(default)]
+    pub min_levels: BTreeMap<String, u8>,
+    /// Stop requiring these skills.
+    #[serde(default)]
+    pub drop_skills: Vec<String>,
+    /// Let agents qualified for these queues take it too.
+    #[serde(default)]
+    pub widen_to: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -126,8 +172,12 @@ pub struct QueueConfig {
 pub struct AgentConfig {
     pub id: String,
     pub display_name: Option<String>,
+    /// Proficiency 1-10 per skill.
     #[serde(default)]
     pub skills: BTreeMap<String, u8>,
+    /// Languages the agent serves in (e.g. "en", "es").
+    #[serde(default)]
+    pub languages: Vec<String>,
     #[serde(default)]
     pub capacity: CapacityConfig,
 }
@@ -200,6 +250,8 @@ impl Default for RoutingConfig {
             reoffer_delay_ms: 30_000,
             queued_update_interval_ms: 5_000,
             dedupe_window: 256,
+            affinity_wait_ms: 30_000,
+            voice_excludes_chat: true,
         }
     }
 }
@@ -283,9 +335,8 @@ impl Config {
         if self.queues.is_empty() {
             self.queues.push(QueueConfig {
                 name: "demo".to_owned(),
-                skills: BTreeMap::new(),
-                offer_timeout_ms: None,
                 wrap_up_ms: Some(3_000),
+                ..QueueConfig::named("demo")
             });
         }
         if self.agents.is_empty() {
@@ -293,6 +344,7 @@ impl Config {
                 id: "demo".to_owned(),
                 display_name: Some("Demo Agent".to_owned()),
                 skills: BTreeMap::new(),
+                languages: vec!["en".to_owned()],
                 capacity: CapacityConfig::default(),
             });
         }
@@ -388,6 +440,58 @@ impl Config {
             if q.offer_timeout_ms == Some(0) {
                 err(format!("{key}.offer_timeout_ms"), "must be greater than 0");
             }
+            let known = |name: &String| self.queues.iter().any(|other| other.name == *name);
+            if let Some(target) = &q.overflow_to {
+                if *target == q.name {
+                    err(
+                        format!("{key}.overflow_to"),
+                        "a queue cannot overflow into itself",
+                    );
+                } else if !known(target) {
+                    err(format!("{key}.overflow_to"), "names no configured queue");
+                }
+                if q.max_wait_ms.is_none() {
+                    err(format!("{key}.max_wait_ms"), "is needed with overflow_to");
+                }
+            }
+            let mut after = 0;
+            for (j, step) in q.steps.iter().enumerate() {
+                let key = format!("{key}.steps[{j}]");
+                if step.after_ms <= after && j > 0 {
+                    err(
+                        format!("{key}.after_ms"),
+                        "steps must come in increasing after_ms",
+                    );
+                }
+                after = step.after_ms;
+                for (skill, level) in &step.min_levels {
+                    if !q.skills.contains_key(skill) {
+                        err(
+                            format!("{key}.min_levels.{skill}"),
+                            "is not a skill this queue requires",
+                        );
+                    }
+                    if !(1..=10).contains(level) {
+                        err(
+                            format!("{key}.min_levels.{skill}"),
+                            "skill levels are 1 to 10",
+                        );
+                    }
+                }
+                for skill in &step.drop_skills {
+                    if !q.skills.contains_key(skill) {
+                        err(
+                            format!("{key}.drop_skills"),
+                            "names a skill this queue does not require",
+                        );
+                    }
+                }
+                for target in &step.widen_to {
+                    if *target == q.name || !known(target) {
+                        err(format!("{key}.widen_to"), "names no other configured queue");
+                    }
+                }
+            }
         }
         let mut ids = HashSet::new();
         for (i, a) in self.agents.iter().enumerate() {
@@ -428,8 +532,29 @@ impl Config {
                 .map(|q| QueueSettings {
                     name: q.name.as_str().into(),
                     skills: q.skills.clone(),
+                    language: q.language.as_deref().map(Into::into),
+                    priority: q.priority,
+                    strategy: match q.strategy {
+                        StrategyConfig::LongestIdle => Strategy::LongestIdle,
+                        StrategyConfig::LeastOccupied => Strategy::LeastOccupied,
+                        StrategyConfig::MostProficient => Strategy::MostProficient,
+                        StrategyConfig::RoundRobin => Strategy::RoundRobin,
+                    },
+                    steps: q
+                        .steps
+                        .iter()
+                        .map(|s| StepSettings {
+                            after_ms: s.after_ms,
+                            min_levels: s.min_levels.clone(),
+                            drop_skills: s.drop_skills.clone(),
+                            widen_to: s.widen_to.iter().map(|w| w.as_str().into()).collect(),
+                        })
+                        .collect(),
                     offer_timeout_ms: q.offer_timeout_ms.unwrap_or(self.routing.offer_timeout_ms),
                     wrap_up_ms: q.wrap_up_ms.unwrap_or(self.routing.wrap_up_ms),
+                    affinity_wait_ms: q.affinity_wait_ms.unwrap_or(self.routing.affinity_wait_ms),
+                    max_wait_ms: q.max_wait_ms,
+                    overflow_to: q.overflow_to.as_deref().map(Into::into),
                 })
                 .collect(),
             agents: self
@@ -439,6 +564,7 @@ impl Config {
                     id: a.id.as_str().into(),
                     display_name: a.display_name.as_deref().unwrap_or(&a.id).into(),
                     skills: a.skills.clone(),
+                    languages: a.languages.iter().map(|l| l.as_str().into()).collect(),
                     capacity_chat: a.capacity.chat,
                     capacity_voice: a.capacity.voice,
                 })
@@ -448,6 +574,26 @@ impl Config {
             reoffer_delay_ms: self.routing.reoffer_delay_ms,
             queued_update_interval_ms: self.routing.queued_update_interval_ms,
             dedupe_window: self.routing.dedupe_window,
+            voice_excludes_chat: self.routing.voice_excludes_chat,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// A queue with every optional setting at its default.
+    pub fn named(name: &str) -> QueueConfig {
+        QueueConfig {
+            name: name.to_owned(),
+            skills: BTreeMap::new(),
+            language: None,
+            priority: 0,
+            strategy: StrategyConfig::default(),
+            steps: Vec::new(),
+            offer_timeout_ms: None,
+            wrap_up_ms: None,
+            affinity_wait_ms: None,
+            max_wait_ms: None,
+            overflow_to: None,
         }
     }
 }
@@ -467,8 +613,8 @@ fn check_skills(skills: &BTreeMap<String, u8>, key: &str, err: &mut impl FnMut(S
                 "skill names are 1-64 characters: letters, digits, `-`, `_`, `.`",
             );
         }
-        if !(1..=5).contains(level) {
-            err(format!("{key}.{name}"), "skill levels are 1 to 5");
+        if !(1..=10).contains(level) {
+            err(format!("{key}.{name}"), "skill levels are 1 to 10");
         }
     }
 }
@@ -500,7 +646,7 @@ mod tests {
             listen = "nowhere"
             [[queues]]
             name = "a"
-            skills = { x = 9 }
+            skills = { x = 11 }
             [[queues]]
             name = "a"
             "#,

@@ -92,6 +92,21 @@ async fn a_conversation_flows_both_ways_in_seq_order_and_closes_with_a_resolutio
     let closed = agent.until("closed").await;
     assert_eq!(closed["seq"], expected_seq);
 
+    // The customer is asked how it went, and answers once.
+    let request = customer.expect("survey_request").await;
+    assert_eq!(request["conversation_id"], json!(conversation_id));
+    customer
+        .request(json!({"type":"survey","conversation_id":conversation_id,"csat":5,"effort":2,"resolved":true}))
+        .await;
+    customer
+        .send(json!({"type":"survey","id":"again","conversation_id":conversation_id,"csat":1}))
+        .await;
+    let err = customer.expect("error").await;
+    assert_eq!(
+        (err["id"].clone(), err["code"].clone()),
+        (json!("again"), json!("conflict"))
+    );
+
     // After closing, the conversation takes no more messages.
     customer
         .send(

@@ -7,9 +7,10 @@
 use std::sync::Arc;
 
 use super::model::{
-    AgentState, Channel, ConnId, ConversationState, Event, Id, Millis, Participant, Record,
-    Resolution, Role, Skills, Text,
+    AgentState, Channel, ConnId, ConversationState, CustomerHistory, Event, Id, Millis,
+    Participant, Record, Resolution, Role, Skills, Text,
 };
+pub use super::routing::{Reason, Strategy};
 
 /// A request id from the client (`id`), handed back in the reply.
 pub type ReqId = Option<Id>;
@@ -88,8 +89,8 @@ pub struct StartRequest {
     pub req: ReqId,
     pub customer_id: Id,
     pub customer_name: Id,
-    /// Closed conversations this customer had before (read by the shell from the store).
-    pub previous_conversations: u32,
+    /// The customer's past contacts (read by the shell from the store).
+    pub history: CustomerHistory,
     /// Named by the shell (unique, unguessable).
     pub conversation_id: Id,
     pub queue: Id,
@@ -142,6 +143,10 @@ pub enum Notice {
     },
     /// The agent accepted: the shell sends the whole conversation (transcript from the store).
     Joined(Arc<ConversationView>),
+    /// After `closed`: the customer is asked how it went.
+    SurveyRequest {
+        conversation_id: Id,
+    },
 }
 
 impl Notice {
@@ -149,6 +154,7 @@ impl Notice {
     pub fn conversation_id(&self) -> Option<&Id> {
         match self {
             Notice::Event(e) => Some(&e.conversation_id),
+            Notice::SurveyRequest { conversation_id } => Some(conversation_id),
             Notice::Queued {
                 conversation_id, ..
             }
@@ -180,19 +186,6 @@ impl RevokeReason {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OfferReason {
-    Skill,
-}
-
-impl OfferReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OfferReason::Skill => "skill",
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct OfferView {
     pub offer_id: Id,
@@ -200,7 +193,7 @@ pub struct OfferView {
     pub channel: Channel,
     pub queue: Id,
     pub expires_in_ms: u64,
-    pub reason: OfferReason,
+    pub reason: Reason,
     pub customer_id: Id,
     pub customer_name: Id,
     pub previous_conversations: u32,
@@ -301,8 +294,52 @@ pub struct QueueSettings {
     pub name: Id,
     /// Skills (minimum levels) every agent of the queue must have.
     pub skills: Skills,
+    /// A language every agent of the queue must speak, unless the conversation names one.
+    pub language: Option<Id>,
+    /// Higher goes first, across queues.
+    pub priority: i32,
+    pub strategy: Strategy,
+    /// Relaxations over time, in order of `after_ms`.
+    pub steps: Vec<StepSettings>,
     pub offer_timeout_ms: u64,
     pub wrap_up_ms: u64,
+    /// How long the agent who last resolved the customer's contact is waited for.
+    pub affinity_wait_ms: u64,
+    /// After waiting this long, the conversation moves to `overflow_to`.
+    pub max_wait_ms: Option<u64>,
+    pub overflow_to: Option<Id>,
+}
+
+impl QueueSettings {
+    /// A queue with no requirements, longest-idle, no steps, no wrap-up, no affinity,
+    /// no overflow, and a 20 s offer timeout.
+    pub fn named(name: &str) -> QueueSettings {
+        QueueSettings {
+            name: name.into(),
+            skills: Skills::new(),
+            language: None,
+            priority: 0,
+            strategy: Strategy::LongestIdle,
+            steps: Vec::new(),
+            offer_timeout_ms: 20_000,
+            wrap_up_ms: 0,
+            affinity_wait_ms: 0,
+            max_wait_ms: None,
+            overflow_to: None,
+        }
+    }
+}
+
+/// A routing step: once a conversation has waited `after_ms`, its requirements relax.
+#[derive(Clone, Debug, Default)]
+pub struct StepSettings {
+    pub after_ms: u64,
+    /// Lower minimum levels (a skill not required is not added).
+    pub min_levels: Skills,
+    /// Skills no longer required.
+    pub drop_skills: Vec<String>,
+    /// Agents qualified for these queues may take it too (bullseye).
+    pub widen_to: Vec<Id>,
 }
 
 #[derive(Clone, Debug)]
@@ -310,6 +347,7 @@ pub struct AgentSettings {
     pub id: Id,
     pub display_name: Id,
     pub skills: Skills,
+    pub languages: Vec<Id>,
     pub capacity_chat: u32,
     pub capacity_voice: u32,
 }
@@ -328,6 +366,8 @@ pub struct CoreSettings {
     pub queued_update_interval_ms: u64,
     /// How many recent `client_msg_id`s per conversation are remembered for de-duplication.
     pub dedupe_window: usize,
+    /// An agent on a voice call (or offered one) takes no chats.
+    pub voice_excludes_chat: bool,
 }
 
 /// A conversation as the store hands it back at start-up.
@@ -335,7 +375,7 @@ pub struct CoreSettings {
 pub struct RestoredConversation {
     pub record: super::model::ConversationRecord,
     pub customer_name: Id,
-    pub previous_conversations: u32,
+    pub history: CustomerHistory,
     pub last_seq: u64,
     /// The most recent (author id, client_msg_id, seq), oldest first.
     pub recent_client_ids: Vec<(Id, Id, u64)>,

@@ -181,8 +181,20 @@ pub enum EventBody {
     },
 }
 
-/// Skills as name -> level (1..=5).
+/// Skills as name -> proficiency (1..=10).
 pub type Skills = BTreeMap<String, u8>;
+
+/// What the store knows of a customer's past contacts, for routing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CustomerHistory {
+    /// Closed conversations before this one.
+    pub previous_conversations: u32,
+    /// The agent who resolved the customer's latest resolved contact, unless the
+    /// customer rated that contact 2 or lower.
+    pub last_agent: Option<Id>,
+    /// Agents this customer rated 2 or lower.
+    pub poorly_rated: Vec<Id>,
+}
 
 /// Everything the store keeps of a conversation, written whole on every change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,6 +213,9 @@ pub struct ConversationRecord {
     /// Opaque to the core: the JSON object the customer sent at `start`.
     pub attributes: Text,
     pub created_at: Millis,
+    /// When it last joined a queue (start, overflow, transfer, requeue): routing
+    /// steps, affinity and overflow count from here.
+    pub entered_at: Millis,
     pub closed_at: Option<Millis>,
     pub closed_by: Option<Role>,
     pub resolution: Option<Resolution>,

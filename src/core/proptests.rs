@@ -80,12 +80,14 @@ fn queues() -> Vec<QueueSettings> {
             skills: Skills::new(),
             offer_timeout_ms: 6_000,
             wrap_up_ms: WRAP_MS,
+            ..QueueSettings::named("general")
         },
         QueueSettings {
             name: "billing".into(),
             skills: skills([2, 0]),
             offer_timeout_ms: 8_000,
             wrap_up_ms: 0,
+            ..QueueSettings::named("billing")
         },
     ]
 }
@@ -139,6 +141,7 @@ impl World {
                     id: agent_id(i),
                     display_name: format!("Agent {i}").into(),
                     skills: skills(a.levels),
+                    languages: Vec::new(),
                     capacity_chat: a.chat,
                     capacity_voice: a.voice,
                 })
@@ -148,6 +151,7 @@ impl World {
             reoffer_delay_ms: REOFFER_MS,
             queued_update_interval_ms: QUEUED_INTERVAL_MS,
             dedupe_window: DEDUPE_WINDOW,
+            voice_excludes_chat: false,
         }
     }
 }
@@ -379,7 +383,7 @@ impl Harness {
                 RestoredConversation {
                     record: (**rec).clone(),
                     customer_name: format!("Visitor of {}", rec.customer_id).into(),
-                    previous_conversations: 0,
+                    history: Default::default(),
                     last_seq,
                     recent_client_ids: recent,
                 }
@@ -713,6 +717,15 @@ impl Harness {
         match notice {
             // Matched against the persisted events at the end of the step.
             Notice::Event(_) => unreachable!("handled by absorb"),
+            Notice::SurveyRequest { conversation_id } => {
+                let conv = self.convs.get(conversation_id).ok_or_else(|| {
+                    format!("survey request for an unknown conversation {conversation_id}")
+                })?;
+                ensure!(
+                    *to == Participant::Customer(conv.customer.clone()),
+                    "survey request to someone else than the customer"
+                );
+            }
             Notice::Offer(view) => {
                 let Participant::Agent(agent) = to else {
                     return Err(format!("offer to a customer: {view:?}"));
@@ -1022,7 +1035,7 @@ impl Harness {
             req,
             customer_id: customer.clone(),
             customer_name: format!("Customer {customer}").into(),
-            previous_conversations: 0,
+            history: Default::default(),
             conversation_id: id.clone(),
             queue: queue_name,
             channel,

@@ -6,15 +6,15 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::io::{
-    AgentSnapshot, ConversationView, CoreSettings, Effect, Input, Notice, OfferReason, OfferView,
+    AgentSnapshot, ConversationView, CoreSettings, Effect, Input, Notice, OfferView,
     OpenConversation, QueueSettings, Refusal, Reply, ReqId, RestoredConversation, RevokeReason,
     StartRequest,
 };
 use super::model::{
-    AgentState, Author, Channel, ConnId, ConversationRecord, ConversationState, Event, EventBody,
-    Id, Millis, Participant, Record, Resolution, Role, Text,
+    AgentState, Author, Channel, ConnId, ConversationRecord, ConversationState, CustomerHistory,
+    Event, EventBody, Id, Millis, Participant, Record, Resolution, Role, Skills, Text,
 };
-use super::routing::{self, AgentSlot, channel_index};
+use super::routing::{self, AgentSlot, Need, Reason, channel_index};
 
 /// Average handle time assumed for a queue before any conversation closed in it.
 const INITIAL_HANDLE_MS: u64 = 240_000;
@@ -22,7 +22,13 @@ const INITIAL_HANDLE_MS: u64 = 240_000;
 struct Conversation {
     rec: ConversationRecord,
     customer_name: Id,
-    previous_conversations: u32,
+    history: CustomerHistory,
+    /// Requirements before any routing step: the queue's and the conversation's own.
+    base: Skills,
+    /// Routing steps of the queue in force (0: none yet).
+    step: usize,
+    /// Requirements now, after `step` steps relaxed `base`.
+    need: Skills,
     last_seq: u64,
     /// (author id, client_msg_id, seq), oldest first, at most `dedupe_window`.
     recent: VecDeque<(Id, Id, u64)>,
@@ -59,6 +65,8 @@ struct Queue {
     settings: QueueSettings,
     /// Moving average of handle time, for the `queued` estimate.
     avg_handle_ms: u64,
+    /// The agent offered a conversation of this queue last (round robin).
+    last_offered: Option<Id>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,9 +74,13 @@ enum Timer {
     OfferExpiry(Id),
     Grace(Id, u64),
     WrapUp(Id, u64),
-    /// A declined agent may be offered the conversation again, or a throttled
-    /// `queued` update is due: either way, route again.
+    /// A declined agent may be offered the conversation again, a throttled `queued`
+    /// update is due, or the wait for the customer's last agent is over: route again.
     Reroute(Id),
+    /// A routing step may apply (conversation, the `entered_at` it was set for).
+    Step(Id, Millis),
+    /// The conversation has waited the queue's `max_wait_ms` (same key).
+    Overflow(Id, Millis),
 }
 
 /// Key of the waiting line: higher priority first, then arrival order.
@@ -103,6 +115,7 @@ impl Switchboard {
                     Queue {
                         settings: q.clone(),
                         avg_handle_ms: INITIAL_HANDLE_MS,
+                        last_offered: None,
                     },
                 )
             })
@@ -117,6 +130,7 @@ impl Switchboard {
                         slot: AgentSlot {
                             id: a.id.clone(),
                             skills: a.skills.clone(),
+                            languages: a.languages.clone(),
                             capacity: [a.capacity_chat, a.capacity_voice],
                             load: [0, 0],
                             state: AgentState::Offline,
@@ -199,8 +213,6 @@ impl Switchboard {
                     }
                     rec.state = ConversationState::Queued;
                     rec.agent_id = None;
-                    sb.waiting
-                        .insert((Reverse(rec.priority), rec.ticket), id.clone());
                 }
             }
             if changed {
@@ -210,21 +222,14 @@ impl Switchboard {
                 .entry(rec.customer_id.clone())
                 .or_default()
                 .push(id.clone());
-            let recent = r.recent_client_ids.into_iter().collect();
-            sb.conversations.insert(
-                id,
-                Conversation {
-                    rec,
-                    customer_name: r.customer_name,
-                    previous_conversations: r.previous_conversations,
-                    last_seq: r.last_seq,
-                    recent,
-                    offer: None,
-                    declined: Vec::new(),
-                    queued_sent: None,
-                    queued_timer_armed: false,
-                },
-            );
+            let queued = held_by.is_none();
+            let mut conv = sb.conversation(rec, r.customer_name, r.history);
+            conv.last_seq = r.last_seq;
+            conv.recent = r.recent_client_ids.into_iter().collect();
+            sb.conversations.insert(id.clone(), conv);
+            if queued {
+                sb.wait(&id, now);
+            }
         }
         for agent_id in graced {
             let agent = sb.agents.get_mut(&agent_id).expect("known agent");
@@ -236,6 +241,160 @@ impl Switchboard {
         sb.routing_dirty = true;
         sb.route(now, out);
         sb
+    }
+
+    fn conversation(
+        &self,
+        rec: ConversationRecord,
+        customer_name: Id,
+        history: CustomerHistory,
+    ) -> Conversation {
+        let base = self.queues.get(&rec.queue).map_or_else(
+            || rec.skills.clone(),
+            |q| routing::merge(&q.settings.skills, &rec.skills),
+        );
+        Conversation {
+            rec,
+            customer_name,
+            history,
+            need: base.clone(),
+            base,
+            step: 0,
+            last_seq: 0,
+            recent: VecDeque::new(),
+            offer: None,
+            declined: Vec::new(),
+            queued_sent: None,
+            queued_timer_armed: false,
+        }
+    }
+
+    /// Puts a conversation in the waiting line (at its ticket's place) with the
+    /// requirements its wait since `entered_at` has earned, and arms its timers:
+    /// the next routing steps, the end of the wait for its last agent, overflow.
+    fn wait(&mut self, id: &Id, now: Millis) {
+        let Some(conv) = self.conversations.get_mut(id) else {
+            return;
+        };
+        let Some(queue) = self.queues.get(&conv.rec.queue) else {
+            return;
+        };
+        conv.rec.state = ConversationState::Queued;
+        self.waiting
+            .insert((Reverse(conv.rec.priority), conv.rec.ticket), id.clone());
+        let entered = conv.rec.entered_at;
+        apply_steps(conv, &queue.settings, now);
+        for step in &queue.settings.steps {
+            if entered + step.after_ms > now {
+                self.timers.push(Reverse((
+                    entered + step.after_ms,
+                    Timer::Step(id.clone(), entered),
+                )));
+            }
+        }
+        let affinity_ends = entered + queue.settings.affinity_wait_ms;
+        if conv.history.last_agent.is_some() && affinity_ends > now {
+            self.timers
+                .push(Reverse((affinity_ends, Timer::Reroute(id.clone()))));
+        }
+        if let (Some(max_wait), Some(_)) = (queue.settings.max_wait_ms, &queue.settings.overflow_to)
+        {
+            self.timers.push(Reverse((
+                (entered + max_wait).max(now),
+                Timer::Overflow(id.clone(), entered),
+            )));
+        }
+        self.routing_dirty = true;
+    }
+
+    /// The agent to offer a waiting conversation to now, and why; `None` to let it wait.
+    fn choose(&self, conversation_id: &Id, now: Millis) -> Option<(Id, Reason)> {
+        let conv = &self.conversations[conversation_id];
+        let queue = &self.queues[&conv.rec.queue];
+        let widened: Vec<&Skills> = queue.settings.steps[..conv.step]
+            .iter()
+            .flat_map(|step| &step.widen_to)
+            .filter_map(|q| self.queues.get(q))
+            .map(|q| &q.settings.skills)
+            .collect();
+        let need = Need {
+            channel: conv.rec.channel,
+            original: &conv.base,
+            current: &conv.need,
+            widened: &widened,
+            language: conv
+                .rec
+                .language
+                .as_deref()
+                .or(queue.settings.language.as_deref()),
+        };
+        let vxc = self.settings.voice_excludes_chat;
+        let declined = |agent: &Id| {
+            conv.declined
+                .iter()
+                .any(|(a, until)| a == agent && *until > now)
+        };
+        // The agent who last resolved this customer's contact is waited for, while
+        // they are at work and the queue's affinity wait lasts.
+        if let Some(last) = &conv.history.last_agent
+            && now < conv.rec.entered_at + queue.settings.affinity_wait_ms
+            && !declined(last)
+            && let Some(agent) = self.agents.get(last)
+            && agent.slot.online
+            && matches!(agent.slot.state, AgentState::Available | AgentState::WrapUp)
+            && agent.slot.qualifies(&need).is_some()
+        {
+            return agent
+                .slot
+                .can_take(conv.rec.channel, vxc)
+                .then(|| (last.clone(), Reason::History));
+        }
+        let pick = |avoid_poorly_rated: bool| {
+            routing::pick(
+                self.agents.values().map(|a| &a.slot),
+                &need,
+                queue.settings.strategy,
+                vxc,
+                queue.last_offered.as_ref(),
+                |agent| {
+                    declined(agent)
+                        || (avoid_poorly_rated && conv.history.poorly_rated.contains(agent))
+                },
+            )
+        };
+        // Agents this customer rated poorly only when nobody else qualifies.
+        pick(true)
+            .or_else(|| pick(false))
+            .map(|(agent, reason)| (agent.id.clone(), reason))
+    }
+
+    /// Moves a conversation that waited too long to the queue's overflow queue.
+    fn overflow(&mut self, conversation_id: &Id, now: Millis, out: &mut Vec<Effect>) {
+        let Some(conv) = self.conversations.get(conversation_id) else {
+            return;
+        };
+        let Some(target) = self.queues[&conv.rec.queue].settings.overflow_to.clone() else {
+            return;
+        };
+        let Some(target_queue) = self.queues.get(&target) else {
+            return;
+        };
+        let priority = conv.rec.priority.max(target_queue.settings.priority);
+        self.waiting
+            .remove(&(Reverse(conv.rec.priority), conv.rec.ticket));
+        let history = conv.history.clone();
+        let old = self.conversations.remove(conversation_id).expect("checked");
+        let mut rec = old.rec;
+        rec.queue = target;
+        rec.priority = priority;
+        rec.entered_at = now;
+        out.push(Effect::Persist(Record::Conversation(Arc::new(rec.clone()))));
+        let mut conv = self.conversation(rec, old.customer_name, history);
+        conv.last_seq = old.last_seq;
+        conv.recent = old.recent;
+        conv.declined = old.declined;
+        self.conversations.insert(conversation_id.clone(), conv);
+        self.wait(conversation_id, now);
     }
 
     /// The earliest time a timer is due, for the shell to sleep until.
@@ -394,6 +553,7 @@ impl Switchboard {
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;
+        let priority = self.queues[&s.queue].settings.priority;
         let rec = ConversationRecord {
             id: s.conversation_id.clone(),
             customer_id: s.customer_id.clone(),
@@ -401,12 +561,13 @@ impl Switchboard {
             channel: s.channel,
             state: ConversationState::Queued,
             agent_id: None,
-            priority: 0,
+            priority,
             ticket,
             skills: s.skills,
             language: s.language,
             attributes: s.attributes,
             created_at: now,
+            entered_at: now,
             closed_at: None,
             closed_by: None,
             resolution: None,
@@ -421,21 +582,9 @@ impl Switchboard {
             .entry(s.customer_id.clone())
             .or_default()
             .push(id.clone());
-        self.waiting.insert((Reverse(0), ticket), id.clone());
-        self.conversations.insert(
-            id.clone(),
-            Conversation {
-                rec,
-                customer_name: s.customer_name.clone(),
-                previous_conversations: s.previous_conversations,
-                last_seq: 0,
-                recent: VecDeque::new(),
-                offer: None,
-                declined: Vec::new(),
-                queued_sent: None,
-                queued_timer_armed: false,
-            },
-        );
+        let conv = self.conversation(rec, s.customer_name.clone(), s.history);
+        self.conversations.insert(id.clone(), conv);
+        self.wait(&id, now);
         reply(
             out,
             s.conn,
@@ -802,6 +951,12 @@ impl Switchboard {
             .conversations
             .remove(conversation_id)
             .expect("callers check the conversation is open");
+        out.push(Effect::Notify {
+            to: Participant::Customer(conv.rec.customer_id.clone()),
+            notice: Notice::SurveyRequest {
+                conversation_id: conversation_id.clone(),
+            },
+        });
         self.waiting
             .remove(&(Reverse(conv.rec.priority), conv.rec.ticket));
         if let Some(list) = self.by_customer.get_mut(&conv.rec.customer_id) {
@@ -974,6 +1129,23 @@ impl Switchboard {
                     });
                     self.routing_dirty = true;
                 }
+                Timer::Step(conversation_id, entered_at) => {
+                    if let Some(conv) = self.conversations.get_mut(&conversation_id)
+                        && conv.rec.entered_at == entered_at
+                        && let Some(queue) = self.queues.get(&conv.rec.queue)
+                    {
+                        apply_steps(conv, &queue.settings, now);
+                        self.routing_dirty = true;
+                    }
+                }
+                Timer::Overflow(conversation_id, entered_at) => {
+                    let due = self.conversations.get(&conversation_id).is_some_and(|c| {
+                        c.rec.entered_at == entered_at && c.rec.state == ConversationState::Queued
+                    });
+                    if due {
+                        self.overflow(&conversation_id, now, out);
+                    }
+                }
                 Timer::Reroute(conversation_id) => {
                     if let Some(conv) = self.conversations.get_mut(&conversation_id) {
                         conv.queued_timer_armed = false;
@@ -999,11 +1171,8 @@ impl Switchboard {
         };
         conv.rec.state = ConversationState::Queued;
         conv.rec.agent_id = None;
+        conv.rec.entered_at = now;
         conv.queued_sent = None;
-        self.waiting.insert(
-            (Reverse(conv.rec.priority), conv.rec.ticket),
-            conv.rec.id.clone(),
-        );
         out.push(Effect::Persist(Record::AssignmentEnded {
             conversation_id: conversation_id.clone(),
             agent_id: agent_id.clone(),
@@ -1027,6 +1196,7 @@ impl Switchboard {
             now,
             out,
         );
+        self.wait(conversation_id, now);
         self.routing_dirty = true;
     }
 
@@ -1037,31 +1207,18 @@ impl Switchboard {
             return;
         }
         self.routing_dirty = false;
+        let vxc = self.settings.voice_excludes_chat;
         let any_free = self
             .agents
             .values()
-            .any(|a| a.slot.can_take(Channel::Chat) || a.slot.can_take(Channel::Voice));
+            .any(|a| a.slot.can_take(Channel::Chat, vxc) || a.slot.can_take(Channel::Voice, vxc));
         if any_free {
             let order: Vec<(WaitKey, Id)> =
                 self.waiting.iter().map(|(k, v)| (*k, v.clone())).collect();
             for (key, conversation_id) in order {
-                let conv = &self.conversations[&conversation_id];
-                let queue = &self.queues[&conv.rec.queue].settings;
-                let picked = routing::pick(
-                    self.agents.values().map(|a| &a.slot),
-                    conv.rec.channel,
-                    &queue.skills,
-                    &conv.rec.skills,
-                    |agent| {
-                        conv.declined
-                            .iter()
-                            .any(|(a, until)| a == agent && *until > now)
-                    },
-                )
-                .map(|a| a.id.clone());
-                if let Some(agent_id) = picked {
+                if let Some((agent_id, reason)) = self.choose(&conversation_id, now) {
                     self.waiting.remove(&key);
-                    self.make_offer(&conversation_id, agent_id, now, out);
+                    self.make_offer(&conversation_id, agent_id, reason, now, out);
                 }
             }
         }
@@ -1072,6 +1229,7 @@ impl Switchboard {
         &mut self,
         conversation_id: &Id,
         agent_id: Id,
+        reason: Reason,
         now: Millis,
         out: &mut Vec<Effect>,
     ) {
@@ -1081,7 +1239,9 @@ impl Switchboard {
             .conversations
             .get_mut(conversation_id)
             .expect("waiting is open");
-        let timeout = self.queues[&conv.rec.queue].settings.offer_timeout_ms;
+        let queue = self.queues.get_mut(&conv.rec.queue).expect("known queue");
+        queue.last_offered = Some(agent_id.clone());
+        let timeout = queue.settings.offer_timeout_ms;
         conv.rec.state = ConversationState::Offered;
         conv.offer = Some(offer_id.clone());
         let agent = self.agents.get_mut(&agent_id).expect("picked from agents");
@@ -1107,10 +1267,10 @@ impl Switchboard {
                 channel: conv.rec.channel,
                 queue: conv.rec.queue.clone(),
                 expires_in_ms: timeout,
-                reason: OfferReason::Skill,
+                reason,
                 customer_id: conv.rec.customer_id.clone(),
                 customer_name: conv.customer_name.clone(),
-                previous_conversations: conv.previous_conversations,
+                previous_conversations: conv.history.previous_conversations,
             })),
         });
     }
@@ -1254,6 +1414,31 @@ impl Switchboard {
     }
 }
 
+/// Brings a conversation's requirements up to the routing steps its wait has earned.
+fn apply_steps(conv: &mut Conversation, queue: &QueueSettings, now: Millis) {
+    let waited = now.saturating_sub(conv.rec.entered_at);
+    let step = queue
+        .steps
+        .iter()
+        .take_while(|s| s.after_ms <= waited)
+        .count();
+    if step == conv.step {
+        return;
+    }
+    conv.step = step;
+    conv.need = conv.base.clone();
+    for s in &queue.steps[..step] {
+        for (skill, level) in &s.min_levels {
+            if let Some(min) = conv.need.get_mut(skill) {
+                *min = (*min).min(*level);
+            }
+        }
+        for skill in &s.drop_skills {
+            conv.need.remove(skill);
+        }
+    }
+}
+
 /// `queued` for a waiting customer, with a rough estimate: the queue's average
 /// handle time times the place in line, shared by the capacity of the agents online
 /// for it. No agent online: no estimate.
@@ -1291,7 +1476,7 @@ fn view(conv: &Conversation) -> ConversationView {
         state: conv.rec.state,
         customer_id: conv.rec.customer_id.clone(),
         customer_name: conv.customer_name.clone(),
-        previous_conversations: conv.previous_conversations,
+        previous_conversations: conv.history.previous_conversations,
         attributes: conv.rec.attributes.clone(),
         last_seq: conv.last_seq,
         created_at: conv.rec.created_at,
@@ -1328,16 +1513,12 @@ mod tests {
 
     fn settings(capacity_chat: u32) -> CoreSettings {
         CoreSettings {
-            queues: vec![QueueSettings {
-                name: "q".into(),
-                skills: Default::default(),
-                offer_timeout_ms: 1000,
-                wrap_up_ms: 0,
-            }],
+            queues: vec![QueueSettings::named("q")],
             agents: vec![AgentSettings {
                 id: "a".into(),
                 display_name: "A".into(),
                 skills: Default::default(),
+                languages: Vec::new(),
                 capacity_chat,
                 capacity_voice: 0,
             }],
@@ -1346,6 +1527,7 @@ mod tests {
             reoffer_delay_ms: 1000,
             queued_update_interval_ms: 1000,
             dedupe_window: 8,
+            voice_excludes_chat: true,
         }
     }
 
@@ -1364,12 +1546,13 @@ mod tests {
                 language: None,
                 attributes: "{}".into(),
                 created_at: 0,
+                entered_at: 0,
                 closed_at: None,
                 closed_by: None,
                 resolution: None,
             },
             customer_name: "C".into(),
-            previous_conversations: 0,
+            history: Default::default(),
             last_seq: 3,
             recent_client_ids: Vec::new(),
         }

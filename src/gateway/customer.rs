@@ -11,10 +11,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::connection::{Flow, Link, Received, Session, Side};
-use super::{App, http_error, limit_upgrade, not_an_upgrade};
+use super::hub::now_ms;
+use super::{App, encode, http_error, limit_upgrade, not_an_upgrade};
 use crate::core::{Channel, Id, Input, Participant, StartRequest, default_customer_name};
 use crate::protocol::client::Channel as WireChannel;
 use crate::protocol::{CloseCode, CustomerFrame, ErrorCode, decode_customer};
+use crate::store::{Survey, SurveyOutcome};
 
 pub async fn upgrade(
     State(app): State<Arc<App>>,
@@ -159,6 +161,39 @@ async fn hello(link: &mut Link) -> Option<Side> {
     }
 }
 
+/// Keeps a survey answer (durable before the ack); the store checks that the
+/// conversation is the customer's and closed.
+async fn survey_answer(session: &mut Session, id: Option<&str>, survey: &Survey) -> Flow {
+    let (code, message) = match session.link.app.store.record_survey(survey).await {
+        Ok(SurveyOutcome::Recorded) => {
+            let frame = encode::ack(id, Some(&survey.conversation_id), None);
+            return if session.link.send(frame.into()).await {
+                Flow::Continue
+            } else {
+                Flow::Close(CloseCode::Normal, "")
+            };
+        }
+        Ok(SurveyOutcome::AlreadyAnswered) => (
+            ErrorCode::Conflict,
+            "this conversation's survey was already answered",
+        ),
+        Ok(SurveyOutcome::NotFound) => (ErrorCode::NotFound, "there is no such conversation"),
+        Ok(SurveyOutcome::NotYours) => (ErrorCode::Forbidden, "that conversation is not yours"),
+        Ok(SurveyOutcome::NotClosed) => (
+            ErrorCode::Conflict,
+            "a survey is answered after the conversation closes",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "storing a survey failed");
+            (
+                ErrorCode::Unavailable,
+                "the store could not keep the answer; try again",
+            )
+        }
+    };
+    session.link.error(id, code, message).await
+}
+
 pub async fn on_text(session: &mut Session, text: &str) -> Flow {
     let max_text = session.link.app.config.limits.max_message_bytes;
     let frame = match decode_customer(text, max_text) {
@@ -192,14 +227,8 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             attributes,
             text,
         } => {
-            let previous = match session
-                .link
-                .app
-                .store
-                .previous_conversations(&customer_id)
-                .await
-            {
-                Ok(n) => n,
+            let history = match session.link.app.store.history(&customer_id).await {
+                Ok(history) => history,
                 Err(e) => {
                     tracing::error!(error = %e, "reading customer history failed");
                     let message = "the store could not be read; try again";
@@ -217,7 +246,7 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
                 req: id.map(Id::from),
                 customer_name: default_customer_name(&customer_id),
                 customer_id,
-                previous_conversations: previous,
+                history,
                 conversation_id: uuid::Uuid::now_v7().simple().to_string().into(),
                 queue: queue.into(),
                 channel: match channel {
@@ -253,6 +282,25 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             return session
                 .resume(id.as_deref(), &conversation_id, last_seq)
                 .await;
+        }
+        CustomerFrame::Survey {
+            id,
+            conversation_id,
+            csat,
+            effort,
+            resolved,
+            comment,
+        } => {
+            let survey = Survey {
+                conversation_id,
+                customer_id: customer_id.to_string(),
+                csat,
+                effort,
+                resolved,
+                comment,
+                at: now_ms(),
+            };
+            return survey_answer(session, id.as_deref(), &survey).await;
         }
         CustomerFrame::End {
             id,

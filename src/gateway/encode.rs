@@ -109,6 +109,9 @@ pub fn notice(n: &Notice) -> String {
         }
         .encode(),
         Notice::Joined(view) => conversation(view, &[], view.last_seq),
+        Notice::SurveyRequest { conversation_id } => {
+            ServerFrame::SurveyRequest { conversation_id }.encode()
+        }
     }
 }
 

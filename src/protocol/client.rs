@@ -76,6 +76,14 @@ pub enum CustomerFrame {
         id: Option<String>,
         conversation_id: String,
     },
+    Survey {
+        id: Option<String>,
+        conversation_id: String,
+        csat: u8,
+        effort: Option<u8>,
+        resolved: Option<bool>,
+        comment: Option<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,7 +127,9 @@ pub enum AgentFrame {
     },
 }
 
-const CUSTOMER_TYPES: &[&str] = &["hello", "start", "message", "typing", "resume", "end"];
+const CUSTOMER_TYPES: &[&str] = &[
+    "hello", "start", "message", "typing", "resume", "end", "survey",
+];
 const AGENT_TYPES: &[&str] = &[
     "status", "accept", "reject", "message", "typing", "resume", "close",
 ];
@@ -262,8 +272,8 @@ fn validate_customer(frame: &CustomerFrame, max_text: usize) -> Result<(), Strin
                 }
                 for (name, level) in skills {
                     check_id("skills", name)?;
-                    if !(1..=5).contains(level) {
-                        return Err(format!("skill `{name}`: level must be 1 to 5"));
+                    if !(1..=10).contains(level) {
+                        return Err(format!("skill `{name}`: level must be 1 to 10"));
                     }
                 }
             }
@@ -278,6 +288,27 @@ fn validate_customer(frame: &CustomerFrame, max_text: usize) -> Result<(), Strin
             check_id("conversation_id", conversation_id)?;
             check_opt_id("client_msg_id", client_msg_id)?;
             check_text(text, max_text)
+        }
+        CustomerFrame::Survey {
+            conversation_id,
+            csat,
+            effort,
+            comment,
+            ..
+        } => {
+            check_id("conversation_id", conversation_id)?;
+            if !(1..=5).contains(csat) {
+                return Err("`csat` is 1 to 5".to_owned());
+            }
+            if effort.is_some_and(|e| !(1..=7).contains(&e)) {
+                return Err("`effort` is 1 to 7".to_owned());
+            }
+            match comment {
+                Some(c) if c.len() > MAX_NOTE_CHARS => {
+                    Err(format!("`comment` is longer than {MAX_NOTE_CHARS} bytes"))
+                }
+                _ => Ok(()),
+            }
         }
         CustomerFrame::Typing {
             conversation_id, ..
@@ -346,7 +377,8 @@ impl CustomerFrame {
             | CustomerFrame::Message { id, .. }
             | CustomerFrame::Typing { id, .. }
             | CustomerFrame::Resume { id, .. }
-            | CustomerFrame::End { id, .. } => id.as_deref(),
+            | CustomerFrame::End { id, .. }
+            | CustomerFrame::Survey { id, .. } => id.as_deref(),
         }
     }
 }
@@ -408,9 +440,9 @@ mod tests {
             "1000 bytes",
         );
         check(
-            r#"{"type":"start","queue":"q","skills":{"x":9}}"#,
+            r#"{"type":"start","queue":"q","skills":{"x":11}}"#,
             ErrorCode::InvalidField,
-            "1 to 5",
+            "1 to 10",
         );
     }
 

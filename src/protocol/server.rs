@@ -67,6 +67,9 @@ pub enum ServerFrame<'a> {
         conversation_id: &'a str,
         last_seq: u64,
     },
+    SurveyRequest {
+        conversation_id: &'a str,
+    },
     Status {
         state: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]

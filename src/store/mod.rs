@@ -6,7 +6,9 @@ mod sqlite;
 
 use async_trait::async_trait;
 
-use crate::core::{ConversationRecord, Event, Record, RestoredConversation};
+use crate::core::{
+    ConversationRecord, CustomerHistory, Event, Millis, Record, RestoredConversation,
+};
 
 pub use sqlite::{SqliteStore, Synchronous};
 
@@ -32,6 +34,27 @@ pub struct StoredConversation {
     pub last_seq: u64,
 }
 
+/// A customer's answer to `survey_request`.
+#[derive(Debug, Clone)]
+pub struct Survey {
+    pub conversation_id: String,
+    pub customer_id: String,
+    pub csat: u8,
+    pub effort: Option<u8>,
+    pub resolved: Option<bool>,
+    pub comment: Option<String>,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SurveyOutcome {
+    Recorded,
+    AlreadyAnswered,
+    NotFound,
+    NotYours,
+    NotClosed,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Makes every record durable in one transaction, in order.
@@ -50,8 +73,11 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the agent was ever assigned to the conversation.
     async fn was_assigned(&self, conversation_id: &str, agent_id: &str)
     -> Result<bool, StoreError>;
-    /// Closed conversations the customer had before.
-    async fn previous_conversations(&self, customer_id: &str) -> Result<u32, StoreError>;
+    /// The customer's past contacts, for routing: how many, their last resolving
+    /// agent (unless rated 2 or lower), the agents they rated poorly.
+    async fn history(&self, customer_id: &str) -> Result<CustomerHistory, StoreError>;
+    /// Keeps a customer's survey answer, once per closed conversation of theirs.
+    async fn record_survey(&self, survey: &Survey) -> Result<SurveyOutcome, StoreError>;
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets `key` unless it is set; returns the value in force.
     async fn meta_init(&self, key: &str, value: &str) -> Result<String, StoreError>;

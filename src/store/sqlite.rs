@@ -13,10 +13,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{Store, StoreError, StoredConversation};
+use super::{Store, StoreError, StoredConversation, Survey, SurveyOutcome};
 use crate::core::{
-    Author, Channel, ConversationRecord, ConversationState, Event, EventBody, Id, Record,
-    Resolution, RestoredConversation, Role, Skills, default_customer_name,
+    Author, Channel, ConversationRecord, ConversationState, CustomerHistory, Event, EventBody, Id,
+    Record, Resolution, RestoredConversation, Role, Skills, default_customer_name,
 };
 
 /// `PRAGMA synchronous`: `full` survives power loss; `normal` survives a process
@@ -132,6 +132,10 @@ fn conversation_from_row(row: &SqliteRow) -> Result<ConversationRecord, StoreErr
             .map(Into::into),
         attributes: row.try_get::<String, _>("attributes")?.into(),
         created_at: millis(row.try_get("created_at")?),
+        entered_at: millis(
+            row.try_get::<Option<i64>, _>("entered_at")?
+                .unwrap_or(row.try_get("created_at")?),
+        ),
         closed_at: row.try_get::<Option<i64>, _>("closed_at")?.map(millis),
         closed_by: match closed_by {
             Some(r) => Some(Role::parse(&r).ok_or_else(|| corrupt("closed_by", &r))?),
@@ -206,12 +210,13 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             sqlx::query(
                 "INSERT INTO conversations (id, customer_id, queue, channel, state, agent_id,
                     priority, ticket, skills, language, attributes, created_at, closed_at,
-                    closed_by, resolution)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-                 ON CONFLICT(id) DO UPDATE SET state = excluded.state,
+                    closed_by, resolution, entered_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state, queue = excluded.queue,
                     agent_id = excluded.agent_id, priority = excluded.priority,
                     ticket = excluded.ticket, closed_at = excluded.closed_at,
-                    closed_by = excluded.closed_by, resolution = excluded.resolution",
+                    closed_by = excluded.closed_by, resolution = excluded.resolution,
+                    entered_at = excluded.entered_at",
             )
             .bind(&*c.id)
             .bind(&*c.customer_id)
@@ -228,6 +233,7 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .bind(c.closed_at.map(db_int))
             .bind(c.closed_by.map(Role::as_str))
             .bind(c.resolution.map(Resolution::as_str))
+            .bind(db_int(c.entered_at))
             .execute(&mut **tx)
             .await?;
         }
@@ -373,10 +379,10 @@ impl Store for SqliteStore {
             })
             .collect::<Result<_, sqlx::Error>>()?;
             recent.reverse();
-            let previous = self.previous_conversations(&record.customer_id).await?;
+            let history = self.history(&record.customer_id).await?;
             out.push(RestoredConversation {
                 customer_name: default_customer_name(&record.customer_id),
-                previous_conversations: previous,
+                history,
                 last_seq: millis(last_seq),
                 recent_client_ids: recent,
                 record,
@@ -441,14 +447,77 @@ impl Store for SqliteStore {
         Ok(found.is_some())
     }
 
-    async fn previous_conversations(&self, customer_id: &str) -> Result<u32, StoreError> {
-        let n: i64 = sqlx::query_scalar(
+    async fn history(&self, customer_id: &str) -> Result<CustomerHistory, StoreError> {
+        let previous: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM conversations WHERE customer_id = ?1 AND state = 'closed'",
         )
         .bind(customer_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        // The latest resolved contact's agent, unless the customer rated it 2 or lower.
+        let last: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT c.agent_id, s.csat FROM conversations c
+             LEFT JOIN surveys s ON s.conversation_id = c.id
+             WHERE c.customer_id = ?1 AND c.state = 'closed' AND c.resolution = 'resolved'
+               AND c.agent_id IS NOT NULL
+             ORDER BY c.closed_at DESC LIMIT 1",
+        )
+        .bind(customer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let poorly_rated: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT agent_id FROM surveys
+             WHERE customer_id = ?1 AND csat <= 2 AND agent_id IS NOT NULL",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(CustomerHistory {
+            previous_conversations: u32::try_from(previous).unwrap_or(u32::MAX),
+            last_agent: last
+                .filter(|(_, csat)| csat.is_none_or(|c| c > 2))
+                .map(|(agent, _)| agent.into()),
+            poorly_rated: poorly_rated.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    async fn record_survey(&self, survey: &Survey) -> Result<SurveyOutcome, StoreError> {
+        let Some(row) =
+            sqlx::query("SELECT customer_id, agent_id, state FROM conversations WHERE id = ?1")
+                .bind(&survey.conversation_id)
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(SurveyOutcome::NotFound);
+        };
+        let owner: String = row.try_get("customer_id")?;
+        let state: String = row.try_get("state")?;
+        if owner != survey.customer_id {
+            return Ok(SurveyOutcome::NotYours);
+        }
+        if state != "closed" {
+            return Ok(SurveyOutcome::NotClosed);
+        }
+        let agent_id: Option<String> = row.try_get("agent_id")?;
+        let done = sqlx::query(
+            "INSERT INTO surveys (conversation_id, customer_id, agent_id, csat, effort, resolved, comment, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(conversation_id) DO NOTHING",
+        )
+        .bind(&survey.conversation_id)
+        .bind(&survey.customer_id)
+        .bind(agent_id)
+        .bind(i64::from(survey.csat))
+        .bind(survey.effort.map(i64::from))
+        .bind(survey.resolved)
+        .bind(survey.comment.as_deref())
+        .bind(db_int(survey.at))
+        .execute(&self.pool)
+        .await?;
+        Ok(if done.rows_affected() == 1 {
+            SurveyOutcome::Recorded
+        } else {
+            SurveyOutcome::AlreadyAnswered
+        })
     }
 
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
