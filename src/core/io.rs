@@ -79,8 +79,26 @@ pub enum Input {
         resolution: Resolution,
         note: Option<Text>,
     },
+    /// The agent hands the conversation to a queue or a named agent.
+    Transfer {
+        conn: ConnId,
+        req: ReqId,
+        agent_id: Id,
+        conversation_id: Id,
+        to: TransferTarget,
+        /// Warm: the agent stays until the target accepts. Cold: the agent leaves now.
+        warm: bool,
+        /// For the target agent, in the offer.
+        note: Option<Text>,
+    },
     /// Time passed: fire due timers (offer expiry, grace, wrap-up, queue updates).
     Tick,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferTarget {
+    Queue(Id),
+    Agent(Id),
 }
 
 #[derive(Clone, Debug)]
@@ -147,6 +165,17 @@ pub enum Notice {
     SurveyRequest {
         conversation_id: Id,
     },
+    /// To the agent who transferred: the conversation is no longer theirs.
+    Transferred {
+        conversation_id: Id,
+        to: TransferTarget,
+        warm: bool,
+    },
+    /// To the agent who asked for a warm transfer: nobody took it; it stays theirs.
+    TransferFailed {
+        conversation_id: Id,
+        reason: &'static str,
+    },
 }
 
 impl Notice {
@@ -162,6 +191,8 @@ impl Notice {
                 conversation_id, ..
             } => Some(conversation_id),
             Notice::Offer(_)
+            | Notice::Transferred { .. }
+            | Notice::TransferFailed { .. }
             | Notice::OfferRevoked { .. }
             | Notice::Status { .. }
             | Notice::Joined(_) => None,
@@ -197,6 +228,8 @@ pub struct OfferView {
     pub customer_id: Id,
     pub customer_name: Id,
     pub previous_conversations: u32,
+    /// From the agent who transferred it.
+    pub note: Option<Text>,
 }
 
 /// An open conversation as its agent sees it.

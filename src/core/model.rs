@@ -216,6 +216,8 @@ pub struct ConversationRecord {
     /// When it last joined a queue (start, overflow, transfer, requeue): routing
     /// steps, affinity and overflow count from here.
     pub entered_at: Millis,
+    /// Completed transfers (warm or cold).
+    pub transfers: u32,
     pub closed_at: Option<Millis>,
     pub closed_by: Option<Role>,
     pub resolution: Option<Resolution>,

@@ -478,7 +478,8 @@ impl Harness {
             | Input::SetStatus { conn, req, .. }
             | Input::Accept { conn, req, .. }
             | Input::Reject { conn, req, .. }
-            | Input::Close { conn, req, .. } => (Some((*conn, req.clone())), None),
+            | Input::Close { conn, req, .. }
+            | Input::Transfer { conn, req, .. } => (Some((*conn, req.clone())), None),
             Input::CustomerHello { conn, .. } | Input::AgentConnected { conn, .. } => {
                 (None, Some(*conn))
             }
@@ -717,6 +718,9 @@ impl Harness {
         match notice {
             // Matched against the persisted events at the end of the step.
             Notice::Event(_) => unreachable!("handled by absorb"),
+            Notice::Transferred { .. } | Notice::TransferFailed { .. } => {
+                return Err(format!("no transfer was asked for, yet {notice:?}"));
+            }
             Notice::SurveyRequest { conversation_id } => {
                 let conv = self.convs.get(conversation_id).ok_or_else(|| {
                     format!("survey request for an unknown conversation {conversation_id}")

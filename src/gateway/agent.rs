@@ -14,8 +14,11 @@ use axum::response::{IntoResponse, Response};
 use super::auth::{TokenError, unix_now};
 use super::connection::{Flow, Link, Session, Side};
 use super::{App, http_error, limit_upgrade, not_an_upgrade};
+use crate::core::TransferTarget;
 use crate::core::{Id, Input, Participant, Resolution};
-use crate::protocol::client::{AgentState as WireState, Resolution as WireResolution};
+use crate::protocol::client::{
+    AgentState as WireState, Resolution as WireResolution, TransferMode, TransferTo as WireTo,
+};
 use crate::protocol::{AgentFrame, CloseCode, ErrorCode, decode_agent};
 
 pub async fn upgrade(
@@ -140,6 +143,24 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
                 .resume(id.as_deref(), &conversation_id, last_seq)
                 .await;
         }
+        AgentFrame::Transfer {
+            id,
+            conversation_id,
+            to,
+            mode,
+            note,
+        } => Input::Transfer {
+            conn,
+            req: id.map(Id::from),
+            agent_id,
+            conversation_id: conversation_id.into(),
+            to: match to {
+                WireTo::Queue(q) => TransferTarget::Queue(q.into()),
+                WireTo::Agent(a) => TransferTarget::Agent(a.into()),
+            },
+            warm: mode == TransferMode::Warm,
+            note: note.map(Into::into),
+        },
         AgentFrame::Close {
             id,
             conversation_id,

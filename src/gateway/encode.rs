@@ -5,11 +5,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::core::{
     AgentSnapshot, ConversationView, Event, EventBody, Millis, Notice, OpenConversation,
+    TransferTarget,
 };
 use crate::protocol::ErrorCode;
 use crate::protocol::server::{
     AgentConversationSummary, AgentView, Capacity, CustomerView, OpenConversation as WireOpen,
-    Person, Sender, ServerFrame,
+    Person, Sender, ServerFrame, TransferTo,
 };
 
 pub fn rfc3339(ms: Millis) -> String {
@@ -90,7 +91,7 @@ pub fn notice(n: &Notice) -> String {
                 returning: o.previous_conversations > 0,
                 previous_conversations: o.previous_conversations,
             },
-            note: None,
+            note: o.note.as_deref(),
         }
         .encode(),
         Notice::OfferRevoked {
@@ -109,6 +110,27 @@ pub fn notice(n: &Notice) -> String {
         }
         .encode(),
         Notice::Joined(view) => conversation(view, &[], view.last_seq),
+        Notice::Transferred {
+            conversation_id,
+            to,
+            warm,
+        } => ServerFrame::Transferred {
+            conversation_id,
+            to: match to {
+                TransferTarget::Queue(q) => TransferTo::Queue(q),
+                TransferTarget::Agent(a) => TransferTo::Agent(a),
+            },
+            mode: if *warm { "warm" } else { "cold" },
+        }
+        .encode(),
+        Notice::TransferFailed {
+            conversation_id,
+            reason,
+        } => ServerFrame::TransferFailed {
+            conversation_id,
+            reason,
+        }
+        .encode(),
         Notice::SurveyRequest { conversation_id } => {
             ServerFrame::SurveyRequest { conversation_id }.encode()
         }

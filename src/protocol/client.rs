@@ -33,6 +33,21 @@ pub enum Resolution {
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    Warm,
+    Cold,
+}
+
+/// `{"queue":"q"}` or `{"agent":"id"}`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransferTo {
+    Queue(String),
+    Agent(String),
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum AgentState {
     Available,
     Away,
@@ -125,13 +140,20 @@ pub enum AgentFrame {
         note: Option<String>,
         follow_up_at: Option<String>,
     },
+    Transfer {
+        id: Option<String>,
+        conversation_id: String,
+        to: TransferTo,
+        mode: TransferMode,
+        note: Option<String>,
+    },
 }
 
 const CUSTOMER_TYPES: &[&str] = &[
     "hello", "start", "message", "typing", "resume", "end", "survey",
 ];
 const AGENT_TYPES: &[&str] = &[
-    "status", "accept", "reject", "message", "typing", "resume", "close",
+    "status", "accept", "reject", "message", "typing", "resume", "close", "transfer",
 ];
 
 /// Why a frame was refused: the code, a sentence for a person, and the request `id`
@@ -353,6 +375,24 @@ fn validate_agent(frame: &AgentFrame, max_text: usize) -> Result<(), String> {
         | AgentFrame::Resume {
             conversation_id, ..
         } => check_id("conversation_id", conversation_id),
+        AgentFrame::Transfer {
+            conversation_id,
+            to,
+            note,
+            ..
+        } => {
+            check_id("conversation_id", conversation_id)?;
+            match to {
+                TransferTo::Queue(q) => check_id("to.queue", q)?,
+                TransferTo::Agent(a) => check_id("to.agent", a)?,
+            }
+            match note {
+                Some(n) if n.len() > MAX_NOTE_CHARS => {
+                    Err(format!("`note` is longer than {MAX_NOTE_CHARS} bytes"))
+                }
+                _ => Ok(()),
+            }
+        }
         AgentFrame::Close {
             conversation_id,
             note,
@@ -392,7 +432,8 @@ impl AgentFrame {
             | AgentFrame::Message { id, .. }
             | AgentFrame::Typing { id, .. }
             | AgentFrame::Resume { id, .. }
-            | AgentFrame::Close { id, .. } => id.as_deref(),
+            | AgentFrame::Close { id, .. }
+            | AgentFrame::Transfer { id, .. } => id.as_deref(),
         }
     }
 }

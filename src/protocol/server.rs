@@ -91,6 +91,17 @@ pub enum ServerFrame<'a> {
         conversation_id: &'a str,
         reason: &'a str,
     },
+    /// To the agent who transferred: the conversation is no longer theirs.
+    Transferred {
+        conversation_id: &'a str,
+        to: TransferTo<'a>,
+        mode: &'a str,
+    },
+    /// A warm transfer nobody took: the conversation stays with the agent.
+    TransferFailed {
+        conversation_id: &'a str,
+        reason: &'a str,
+    },
     Conversation {
         conversation_id: &'a str,
         channel: &'a str,
@@ -105,6 +116,13 @@ pub enum ServerFrame<'a> {
         signals: BTreeMap<&'a str, f64>,
         last_seq: u64,
     },
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferTo<'a> {
+    Queue(&'a str),
+    Agent(&'a str),
 }
 
 #[derive(Serialize, Debug)]

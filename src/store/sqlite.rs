@@ -136,6 +136,7 @@ fn conversation_from_row(row: &SqliteRow) -> Result<ConversationRecord, StoreErr
             row.try_get::<Option<i64>, _>("entered_at")?
                 .unwrap_or(row.try_get("created_at")?),
         ),
+        transfers: u32::try_from(row.try_get::<i64, _>("transfers")?).unwrap_or(0),
         closed_at: row.try_get::<Option<i64>, _>("closed_at")?.map(millis),
         closed_by: match closed_by {
             Some(r) => Some(Role::parse(&r).ok_or_else(|| corrupt("closed_by", &r))?),
@@ -210,13 +211,13 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             sqlx::query(
                 "INSERT INTO conversations (id, customer_id, queue, channel, state, agent_id,
                     priority, ticket, skills, language, attributes, created_at, closed_at,
-                    closed_by, resolution, entered_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                    closed_by, resolution, entered_at, transfers)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
                  ON CONFLICT(id) DO UPDATE SET state = excluded.state, queue = excluded.queue,
                     agent_id = excluded.agent_id, priority = excluded.priority,
                     ticket = excluded.ticket, closed_at = excluded.closed_at,
                     closed_by = excluded.closed_by, resolution = excluded.resolution,
-                    entered_at = excluded.entered_at",
+                    entered_at = excluded.entered_at, transfers = excluded.transfers",
             )
             .bind(&*c.id)
             .bind(&*c.customer_id)
@@ -234,6 +235,7 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .bind(c.closed_by.map(Role::as_str))
             .bind(c.resolution.map(Resolution::as_str))
             .bind(db_int(c.entered_at))
+            .bind(i64::from(c.transfers))
             .execute(&mut **tx)
             .await?;
         }

@@ -2,6 +2,8 @@
 -- from here). Older rows: their creation time.
 ALTER TABLE conversations ADD COLUMN entered_at INTEGER;
 UPDATE conversations SET entered_at = created_at WHERE entered_at IS NULL;
+-- Completed transfers.
+ALTER TABLE conversations ADD COLUMN transfers INTEGER NOT NULL DEFAULT 0;
 
 -- The customer's answer to `survey_request`: one per conversation.
 CREATE TABLE surveys (

@@ -5,16 +5,19 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
+mod transfer;
+
 use super::io::{
     AgentSnapshot, ConversationView, CoreSettings, Effect, Input, Notice, OfferView,
     OpenConversation, QueueSettings, Refusal, Reply, ReqId, RestoredConversation, RevokeReason,
-    StartRequest,
+    StartRequest, TransferTarget,
 };
 use super::model::{
     AgentState, Author, Channel, ConnId, ConversationRecord, ConversationState, CustomerHistory,
     Event, EventBody, Id, Millis, Participant, Record, Resolution, Role, Skills, Text,
 };
 use super::routing::{self, AgentSlot, Need, Reason, channel_index};
+use transfer::{Handoff, PendingTransfer};
 
 /// Average handle time assumed for a queue before any conversation closed in it.
 const INITIAL_HANDLE_MS: u64 = 240_000;
@@ -38,6 +41,10 @@ struct Conversation {
     /// Last `queued` update sent: (position, when).
     queued_sent: Option<(u32, Millis)>,
     queued_timer_armed: bool,
+    /// A warm transfer under way: the agent stays until the target accepts.
+    transfer: Option<PendingTransfer>,
+    /// A cold transfer waiting for its next agent: the offer says why, with the note.
+    handoff: Option<Handoff>,
 }
 
 struct Agent {
@@ -59,6 +66,8 @@ struct Offer {
     conversation_id: Id,
     agent_id: Id,
     channel: Channel,
+    /// Part of a warm transfer: the conversation stays with its agent meanwhile.
+    warm: bool,
 }
 
 struct Queue {
@@ -266,6 +275,8 @@ impl Switchboard {
             declined: Vec::new(),
             queued_sent: None,
             queued_timer_armed: false,
+            transfer: None,
+            handoff: None,
         }
     }
 
@@ -349,6 +360,16 @@ impl Switchboard {
                 .can_take(conv.rec.channel, vxc)
                 .then(|| (last.clone(), Reason::History));
         }
+        // A cold transfer to a named agent: them first, if they can take it now.
+        if let Some(target) = conv.handoff.as_ref().and_then(|h| h.agent.as_ref())
+            && !declined(target)
+            && self
+                .agents
+                .get(target)
+                .is_some_and(|a| a.slot.can_take(conv.rec.channel, vxc))
+        {
+            return Some((target.clone(), Reason::Transfer));
+        }
         let pick = |avoid_poorly_rated: bool| {
             routing::pick(
                 self.agents.values().map(|a| &a.slot),
@@ -363,9 +384,15 @@ impl Switchboard {
             )
         };
         // Agents this customer rated poorly only when nobody else qualifies.
-        pick(true)
-            .or_else(|| pick(false))
-            .map(|(agent, reason)| (agent.id.clone(), reason))
+        let transferred = conv.handoff.is_some();
+        pick(true).or_else(|| pick(false)).map(|(agent, reason)| {
+            let reason = if transferred {
+                Reason::Transfer
+            } else {
+                reason
+            };
+            (agent.id.clone(), reason)
+        })
     }
 
     /// Moves a conversation that waited too long to the queue's overflow queue.
@@ -532,6 +559,25 @@ impl Switchboard {
                 }
                 Err(refusal) => reply(out, conn, req, Reply::Refused(refusal)),
             },
+            Input::Transfer {
+                conn,
+                req,
+                agent_id,
+                conversation_id,
+                to,
+                warm,
+                note,
+            } => self.transfer(
+                conn,
+                req,
+                agent_id,
+                conversation_id,
+                to,
+                warm,
+                note,
+                now,
+                out,
+            ),
             Input::Tick => self.fire_timers(now, out),
         }
         self.route(now, out);
@@ -568,6 +614,7 @@ impl Switchboard {
             attributes: s.attributes,
             created_at: now,
             entered_at: now,
+            transfers: 0,
             closed_at: None,
             closed_by: None,
             resolution: None,
@@ -853,12 +900,16 @@ impl Switchboard {
         agent.missed_in_row = 0;
         agent.slot.idle_since = now;
         let display_name = agent.display_name.clone();
+        if offer.warm {
+            self.hand_over(&offer.conversation_id, now, out);
+        }
         let conv = self
             .conversations
             .get_mut(&offer.conversation_id)
             .expect("offers name open conversations");
         conv.offer = None;
         conv.declined.clear();
+        conv.handoff = None;
         conv.rec.state = ConversationState::Active;
         conv.rec.agent_id = Some(agent_id.clone());
         out.push(Effect::Persist(Record::Conversation(Arc::new(
@@ -934,6 +985,9 @@ impl Switchboard {
         now: Millis,
         out: &mut Vec<Effect>,
     ) {
+        if let Some(conv) = self.conversations.get_mut(conversation_id) {
+            conv.transfer = None;
+        }
         if let Some(offer_id) = self.conversations[conversation_id].offer.clone() {
             self.withdraw_offer(&offer_id, Some(RevokeReason::Withdrawn), now, false, out);
         }
@@ -1033,6 +1087,13 @@ impl Switchboard {
                     reason,
                 },
             });
+        }
+        if offer.warm {
+            if let Some(conv) = self.conversations.get_mut(&offer.conversation_id) {
+                conv.offer = None;
+            }
+            self.continue_warm(&offer.conversation_id, now, out);
+            return;
         }
         if let Some(conv) = self.conversations.get_mut(&offer.conversation_id) {
             conv.offer = None;
@@ -1166,6 +1227,14 @@ impl Switchboard {
         now: Millis,
         out: &mut Vec<Effect>,
     ) {
+        // A warm transfer the agent started is called off: nobody would stay.
+        let pending = self
+            .conversations
+            .get_mut(conversation_id)
+            .and_then(|c| c.transfer.take().and(c.offer.clone()));
+        if let Some(offer_id) = pending {
+            self.withdraw_offer(&offer_id, Some(RevokeReason::Withdrawn), now, false, out);
+        }
         let Some(conv) = self.conversations.get_mut(conversation_id) else {
             return;
         };
@@ -1239,10 +1308,25 @@ impl Switchboard {
             .conversations
             .get_mut(conversation_id)
             .expect("waiting is open");
-        let queue = self.queues.get_mut(&conv.rec.queue).expect("known queue");
+        // A warm transfer keeps the conversation active with its agent meanwhile, and
+        // is offered on behalf of its target queue.
+        let warm = conv.transfer.is_some();
+        let queue_name = match conv.transfer.as_ref().map(|t| &t.to) {
+            Some(TransferTarget::Queue(q)) => q.clone(),
+            _ => conv.rec.queue.clone(),
+        };
+        let note = conv
+            .transfer
+            .as_ref()
+            .map(|t| t.note.clone())
+            .or_else(|| conv.handoff.as_ref().map(|h| h.note.clone()))
+            .flatten();
+        let queue = self.queues.get_mut(&queue_name).expect("known queue");
         queue.last_offered = Some(agent_id.clone());
         let timeout = queue.settings.offer_timeout_ms;
-        conv.rec.state = ConversationState::Offered;
+        if !warm {
+            conv.rec.state = ConversationState::Offered;
+        }
         conv.offer = Some(offer_id.clone());
         let agent = self.agents.get_mut(&agent_id).expect("picked from agents");
         agent.offers.push(offer_id.clone());
@@ -1253,6 +1337,7 @@ impl Switchboard {
                 conversation_id: conversation_id.clone(),
                 agent_id: agent_id.clone(),
                 channel: conv.rec.channel,
+                warm,
             },
         );
         self.timers.push(Reverse((
@@ -1265,12 +1350,13 @@ impl Switchboard {
                 offer_id,
                 conversation_id: conversation_id.clone(),
                 channel: conv.rec.channel,
-                queue: conv.rec.queue.clone(),
+                queue: queue_name,
                 expires_in_ms: timeout,
                 reason,
                 customer_id: conv.rec.customer_id.clone(),
                 customer_name: conv.customer_name.clone(),
                 previous_conversations: conv.history.previous_conversations,
+                note,
             })),
         });
     }
@@ -1547,6 +1633,7 @@ mod tests {
                 attributes: "{}".into(),
                 created_at: 0,
                 entered_at: 0,
+                transfers: 0,
                 closed_at: None,
                 closed_by: None,
                 resolution: None,
