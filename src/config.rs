@@ -24,6 +24,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub routing: RoutingConfig,
     pub log: LogConfig,
+    /// The skills queues and agents may name. Empty: any.
+    pub skills: Vec<String>,
     pub queues: Vec<QueueConfig>,
     pub agents: Vec<AgentConfig>,
 }
@@ -86,6 +88,9 @@ pub struct AuthConfig {
     pub agent_secret: Option<String>,
     /// Secret for signing visitor tokens. Unset: generated and kept in the store.
     pub visitor_secret: Option<String>,
+    /// Bearer token for the operator API (/api/v1). Unset: generated, kept in the
+    /// store and printed at start.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -419,6 +424,7 @@ impl Config {
         for (key, secret) in [
             ("auth.agent_secret", &self.auth.agent_secret),
             ("auth.visitor_secret", &self.auth.visitor_secret),
+            ("auth.admin_token", &self.auth.admin_token),
         ] {
             if secret.as_ref().is_some_and(|s| s.len() < 32) {
                 err(key.into(), "must be at least 32 characters");
@@ -436,7 +442,7 @@ impl Config {
             if !names.insert(&q.name) {
                 err(format!("{key}.name"), "another queue has this name");
             }
-            check_skills(&q.skills, &format!("{key}.skills"), &mut err);
+            check_skills(&q.skills, &self.skills, &format!("{key}.skills"), &mut err);
             if q.offer_timeout_ms == Some(0) {
                 err(format!("{key}.offer_timeout_ms"), "must be greater than 0");
             }
@@ -505,7 +511,7 @@ impl Config {
             if !ids.insert(&a.id) {
                 err(format!("{key}.id"), "another agent has this id");
             }
-            check_skills(&a.skills, &format!("{key}.skills"), &mut err);
+            check_skills(&a.skills, &self.skills, &format!("{key}.skills"), &mut err);
             if a.capacity.chat > 100 || a.capacity.voice > 10 {
                 err(
                     format!("{key}.capacity"),
@@ -529,46 +535,9 @@ impl Config {
             queues: self
                 .queues
                 .iter()
-                .map(|q| QueueSettings {
-                    name: q.name.as_str().into(),
-                    skills: q.skills.clone(),
-                    language: q.language.as_deref().map(Into::into),
-                    priority: q.priority,
-                    strategy: match q.strategy {
-                        StrategyConfig::LongestIdle => Strategy::LongestIdle,
-                        StrategyConfig::LeastOccupied => Strategy::LeastOccupied,
-                        StrategyConfig::MostProficient => Strategy::MostProficient,
-                        StrategyConfig::RoundRobin => Strategy::RoundRobin,
-                    },
-                    steps: q
-                        .steps
-                        .iter()
-                        .map(|s| StepSettings {
-                            after_ms: s.after_ms,
-                            min_levels: s.min_levels.clone(),
-                            drop_skills: s.drop_skills.clone(),
-                            widen_to: s.widen_to.iter().map(|w| w.as_str().into()).collect(),
-                        })
-                        .collect(),
-                    offer_timeout_ms: q.offer_timeout_ms.unwrap_or(self.routing.offer_timeout_ms),
-                    wrap_up_ms: q.wrap_up_ms.unwrap_or(self.routing.wrap_up_ms),
-                    affinity_wait_ms: q.affinity_wait_ms.unwrap_or(self.routing.affinity_wait_ms),
-                    max_wait_ms: q.max_wait_ms,
-                    overflow_to: q.overflow_to.as_deref().map(Into::into),
-                })
+                .map(|q| q.settings(&self.routing))
                 .collect(),
-            agents: self
-                .agents
-                .iter()
-                .map(|a| AgentSettings {
-                    id: a.id.as_str().into(),
-                    display_name: a.display_name.as_deref().unwrap_or(&a.id).into(),
-                    skills: a.skills.clone(),
-                    languages: a.languages.iter().map(|l| l.as_str().into()).collect(),
-                    capacity_chat: a.capacity.chat,
-                    capacity_voice: a.capacity.voice,
-                })
-                .collect(),
+            agents: self.agents.iter().map(AgentConfig::settings).collect(),
             agent_grace_ms: self.routing.agent_grace_ms,
             max_missed_offers: self.routing.max_missed_offers,
             reoffer_delay_ms: self.routing.reoffer_delay_ms,
@@ -580,6 +549,37 @@ impl Config {
 }
 
 impl QueueConfig {
+    /// The core's view, with the routing defaults filled in.
+    pub fn settings(&self, routing: &RoutingConfig) -> QueueSettings {
+        QueueSettings {
+            name: self.name.as_str().into(),
+            skills: self.skills.clone(),
+            language: self.language.as_deref().map(Into::into),
+            priority: self.priority,
+            strategy: match self.strategy {
+                StrategyConfig::LongestIdle => Strategy::LongestIdle,
+                StrategyConfig::LeastOccupied => Strategy::LeastOccupied,
+                StrategyConfig::MostProficient => Strategy::MostProficient,
+                StrategyConfig::RoundRobin => Strategy::RoundRobin,
+            },
+            steps: self
+                .steps
+                .iter()
+                .map(|s| StepSettings {
+                    after_ms: s.after_ms,
+                    min_levels: s.min_levels.clone(),
+                    drop_skills: s.drop_skills.clone(),
+                    widen_to: s.widen_to.iter().map(|w| w.as_str().into()).collect(),
+                })
+                .collect(),
+            offer_timeout_ms: self.offer_timeout_ms.unwrap_or(routing.offer_timeout_ms),
+            wrap_up_ms: self.wrap_up_ms.unwrap_or(routing.wrap_up_ms),
+            affinity_wait_ms: self.affinity_wait_ms.unwrap_or(routing.affinity_wait_ms),
+            max_wait_ms: self.max_wait_ms,
+            overflow_to: self.overflow_to.as_deref().map(Into::into),
+        }
+    }
+
     /// A queue with every optional setting at its default.
     pub fn named(name: &str) -> QueueConfig {
         QueueConfig {
@@ -598,6 +598,19 @@ impl QueueConfig {
     }
 }
 
+impl AgentConfig {
+    pub fn settings(&self) -> AgentSettings {
+        AgentSettings {
+            id: self.id.as_str().into(),
+            display_name: self.display_name.as_deref().unwrap_or(&self.id).into(),
+            skills: self.skills.clone(),
+            languages: self.languages.iter().map(|l| l.as_str().into()).collect(),
+            capacity_chat: self.capacity.chat,
+            capacity_voice: self.capacity.voice,
+        }
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
@@ -605,8 +618,19 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn check_skills(skills: &BTreeMap<String, u8>, key: &str, err: &mut impl FnMut(String, &str)) {
+fn check_skills(
+    skills: &BTreeMap<String, u8>,
+    catalogue: &[String],
+    key: &str,
+    err: &mut impl FnMut(String, &str),
+) {
     for (name, level) in skills {
+        if !catalogue.is_empty() && !catalogue.contains(name) {
+            err(
+                format!("{key}.{name}"),
+                "is not a known skill (see `skills` in the config)",
+            );
+        }
         if !valid_name(name) {
             err(
                 format!("{key}.{name}"),

@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::core::{RestoredConversation, Switchboard};
 use crate::gateway::auth::random_secret;
-use crate::gateway::hub::{Hub, now_ms, persisted};
+use crate::gateway::definitions::Definitions;
+use crate::gateway::hub::{Hub, KnownAgents, now_ms, persisted};
 use crate::gateway::metrics::Metrics;
 use crate::gateway::{App, Keys};
 use crate::store::{SqliteStore, Store, StoreError};
@@ -40,6 +41,7 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     agent_secret: String,
     visitor_secret: String,
+    admin_token: String,
 }
 
 impl Gateway {
@@ -61,16 +63,25 @@ impl Gateway {
             Some(secret) => secret.clone(),
             None => store.meta_init("visitor_secret", &random_secret()).await?,
         };
+        let admin_token = match &config.auth.admin_token {
+            Some(token) => token.clone(),
+            None => store.meta_init("admin_token", &random_secret()).await?,
+        };
         Ok(Gateway {
             config: Arc::new(config),
             store,
             agent_secret,
             visitor_secret,
+            admin_token,
         })
     }
 
     pub fn agent_secret(&self) -> &str {
         &self.agent_secret
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     pub fn config(&self) -> &Config {
@@ -85,7 +96,19 @@ impl Gateway {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), StoreError> {
-        let settings = self.config.core_settings();
+        let stored = self.store.definitions().await?;
+        let (definitions, warnings) = Definitions::new(&self.config, &stored);
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        let in_force = definitions.config();
+        for problem in in_force.validate() {
+            tracing::warn!(%problem, "the queues and agents in force have a problem");
+        }
+        let known_agents: KnownAgents = Arc::new(std::sync::RwLock::new(
+            in_force.agents.iter().map(|a| a.id.clone()).collect(),
+        ));
+        let settings = in_force.core_settings();
         let restored: Vec<RestoredConversation> = self.store.load_open().await?;
         let restored_count = restored.len();
         let mut effects = Vec::new();
@@ -94,12 +117,13 @@ impl Gateway {
         self.store.commit(&persisted(&effects)).await?;
         tracing::info!(open_conversations = restored_count, "state restored");
 
-        let queues: Vec<String> = self.config.queues.iter().map(|q| q.name.clone()).collect();
+        let queues: Vec<String> = in_force.queues.iter().map(|q| q.name.clone()).collect();
         let metrics = Arc::new(Metrics::new(&queues));
         let (tx, rx) = mpsc::channel(self.config.limits.core_queue);
         let hub = Hub::new(
             switchboard,
-            settings,
+            definitions,
+            known_agents.clone(),
             self.store.clone(),
             metrics.clone(),
             self.config.store.max_batch,
@@ -115,6 +139,8 @@ impl Gateway {
             keys,
             metrics,
             shutdown,
+            known_agents,
+            self.admin_token.clone(),
         ));
         gateway::serve(listener, app.clone(), grace).await;
         drop(app);

@@ -185,6 +185,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  agent console:  http://{addr}/agent/?token={token}");
     println!("  (agent `{first_agent}`, token valid 12 h; more with `warmline token agent ID`)");
     println!("  metrics:        http://{addr}/metrics");
+    println!(
+        "  operator API:   http://{addr}/api/v1/queues  (Authorization: Bearer {})",
+        gateway.admin_token()
+    );
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -12,4 +12,4 @@ pub mod switchboard;
 
 pub use io::*;
 pub use model::*;
-pub use switchboard::Switchboard;
+pub use switchboard::{QueueState, Switchboard};

@@ -57,7 +57,11 @@ pub async fn upgrade(
             return http_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, &message);
         }
     };
-    if !app.config.agents.iter().any(|a| a.id == claims.sub) {
+    let known = app
+        .known_agents
+        .read()
+        .is_ok_and(|agents| agents.contains(&claims.sub));
+    if !known {
         app.metrics.error(ErrorCode::Unauthorized);
         return http_error(
             StatusCode::UNAUTHORIZED,

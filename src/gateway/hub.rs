@@ -11,14 +11,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::definitions::{ApiError, Definitions};
 use super::encode;
 use super::metrics::Metrics;
+use crate::config::{AgentConfig, QueueConfig};
 use crate::core::{
-    AgentSnapshot, ConnId, ConversationView, CoreSettings, Effect, EventBody, Id, Input, Millis,
-    Notice, OpenConversation, Participant, Record, RefusalKind, Reply, Switchboard,
+    AgentSnapshot, ConnId, ConversationView, Effect, EventBody, Id, Input, Millis, Notice,
+    OpenConversation, Participant, Record, RefusalKind, Reply, Switchboard,
 };
 use crate::protocol::ErrorCode;
 use crate::store::Store;
@@ -66,6 +70,21 @@ pub struct ConnHandle {
     pub slow: CancellationToken,
 }
 
+/// What the operator API asks of the hub.
+pub enum AdminRequest {
+    ListQueues,
+    GetQueue(String),
+    PutQueue { queue: QueueConfig, create: bool },
+    RemoveQueue(String),
+    QueueState(String),
+    ListAgents,
+    GetAgent(String),
+    PutAgent { agent: AgentConfig, create: bool },
+    RemoveAgent(String),
+}
+
+pub type AdminReply = Result<Value, ApiError>;
+
 pub enum Command {
     Attach {
         conn: ConnId,
@@ -77,7 +96,14 @@ pub enum Command {
         who: Participant,
     },
     Core(Input),
+    Admin {
+        request: AdminRequest,
+        reply: oneshot::Sender<AdminReply>,
+    },
 }
+
+/// Agent ids the agent handshake accepts.
+pub type KnownAgents = Arc<std::sync::RwLock<std::collections::HashSet<String>>>;
 
 pub fn now_ms() -> Millis {
     SystemTime::now()
@@ -87,7 +113,9 @@ pub fn now_ms() -> Millis {
 
 pub struct Hub {
     switchboard: Switchboard,
-    settings: CoreSettings,
+    definitions: Definitions,
+    /// Agent ids the handshake accepts, kept in step with the definitions.
+    known_agents: KnownAgents,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     conns: HashMap<ConnId, ConnHandle>,
@@ -99,14 +127,16 @@ pub struct Hub {
 impl Hub {
     pub fn new(
         switchboard: Switchboard,
-        settings: CoreSettings,
+        definitions: Definitions,
+        known_agents: KnownAgents,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         max_batch: usize,
     ) -> Hub {
         Hub {
             switchboard,
-            settings,
+            definitions,
+            known_agents,
             store,
             metrics,
             conns: HashMap::new(),
@@ -150,6 +180,10 @@ impl Hub {
                     }
                     Command::Detach { conn, who } => self.detach(conn, who, now, &mut effects),
                     Command::Core(input) => self.switchboard.handle(input, now, &mut effects),
+                    Command::Admin { request, reply } => {
+                        let answer = self.admin(request, now).await;
+                        let _ = reply.send(answer);
+                    }
                 }
             }
             self.switchboard.handle(Input::Tick, now, &mut effects);
@@ -157,6 +191,109 @@ impl Hub {
             self.refresh_gauges();
         }
         tracing::debug!("hub stopped");
+    }
+
+    /// Operator API requests. A change is validated, made durable, then applied to
+    /// the core; the reply is the definition as it now stands.
+    async fn admin(&mut self, request: AdminRequest, now: Millis) -> AdminReply {
+        match request {
+            AdminRequest::ListQueues => Ok(self.definitions.queues_json()),
+            AdminRequest::GetQueue(name) => self.definitions.queue_json(&name),
+            AdminRequest::ListAgents => Ok(self.definitions.agents_json()),
+            AdminRequest::GetAgent(id) => self.definitions.agent_json(&id),
+            AdminRequest::QueueState(name) => {
+                let state = self.switchboard.queue_state(&name, now).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::NotFound,
+                        format!("there is no queue named `{name}`"),
+                    )
+                })?;
+                Ok(json!({
+                    "queue": name,
+                    "waiting": state.waiting,
+                    "offered": state.offered,
+                    "active": state.active,
+                    "longest_wait_ms": state.longest_wait_ms,
+                    "agents": {
+                        "available": state.agents_available,
+                        "away": state.agents_away,
+                        "wrap_up": state.agents_wrap_up,
+                        "offline": state.agents_offline,
+                    },
+                }))
+            }
+            AdminRequest::PutQueue { queue, create } => {
+                self.definitions.check_put_queue(&queue, create)?;
+                self.persist_definition("queue", &queue.name, &queue, now)
+                    .await?;
+                let settings = queue.settings(self.definitions.routing());
+                let name = queue.name.clone();
+                self.definitions.put_queue(queue);
+                self.switchboard.define_queue(settings, now);
+                self.metrics.waiting.with_label_values(&[name.as_str()]);
+                self.definitions.queue_json(&name)
+            }
+            AdminRequest::PutAgent { agent, create } => {
+                self.definitions.check_put_agent(&agent, create)?;
+                self.persist_definition("agent", &agent.id, &agent, now)
+                    .await?;
+                let settings = agent.settings();
+                let id = agent.id.clone();
+                self.definitions.put_agent(agent);
+                self.switchboard.define_agent(settings);
+                if let Ok(mut known) = self.known_agents.write() {
+                    known.insert(id.clone());
+                }
+                self.definitions.agent_json(&id)
+            }
+            AdminRequest::RemoveQueue(name) => {
+                self.definitions.check_remove_queue(&name)?;
+                self.switchboard
+                    .remove_queue(&name)
+                    .map_err(refusal_to_api)?;
+                self.unpersist_definition("queue", &name).await?;
+                self.definitions.remove_queue(&name);
+                Ok(Value::Null)
+            }
+            AdminRequest::RemoveAgent(id) => {
+                self.definitions.check_remove_agent(&id)?;
+                self.switchboard.remove_agent(&id).map_err(refusal_to_api)?;
+                self.unpersist_definition("agent", &id).await?;
+                self.definitions.remove_agent(&id);
+                if let Ok(mut known) = self.known_agents.write() {
+                    known.remove(&id);
+                }
+                Ok(Value::Null)
+            }
+        }
+    }
+
+    async fn persist_definition<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        item: &T,
+        now: Millis,
+    ) -> Result<(), ApiError> {
+        let body = serde_json::to_string(item).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                e.to_string(),
+            )
+        })?;
+        self.store
+            .put_definition(kind, id, &body, now)
+            .await
+            .map_err(store_unavailable)
+    }
+
+    async fn unpersist_definition(&self, kind: &str, id: &str) -> Result<(), ApiError> {
+        self.store
+            .delete_definition(kind, id)
+            .await
+            .map_err(store_unavailable)
     }
 
     fn detach(&mut self, conn: ConnId, who: Participant, now: Millis, out: &mut Vec<Effect>) {
@@ -241,7 +378,7 @@ impl Hub {
             Ok(restored) => {
                 let mut effects = Vec::new();
                 self.switchboard = Switchboard::restore(
-                    self.settings.clone(),
+                    self.definitions.config().core_settings(),
                     now_ms(),
                     restored,
                     now_ms(),
@@ -386,6 +523,24 @@ impl Hub {
             .open_conversations
             .set(i64::try_from(self.switchboard.open_conversations()).unwrap_or(i64::MAX));
     }
+}
+
+pub fn refusal_to_api(refusal: crate::core::Refusal) -> ApiError {
+    let (status, code) = match refusal.kind {
+        RefusalKind::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        RefusalKind::Forbidden => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+        RefusalKind::Conflict => (StatusCode::CONFLICT, ErrorCode::Conflict),
+    };
+    ApiError::new(status, code, refusal.message)
+}
+
+fn store_unavailable(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "storing a definition failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        "the store could not keep the change; nothing was changed, try again",
+    )
 }
 
 pub fn persisted(effects: &[Effect]) -> Vec<Record> {

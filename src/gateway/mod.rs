@@ -3,10 +3,12 @@
 //! core (`hub`), and serves health, metrics and the embedded pages.
 
 mod agent;
+mod api;
 mod assets;
 pub mod auth;
 mod connection;
 mod customer;
+pub mod definitions;
 mod encode;
 pub mod hub;
 pub mod metrics;
@@ -48,10 +50,15 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Every WebSocket session, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Agent ids the handshake accepts (the hub keeps it in step with definitions).
+    pub known_agents: hub::KnownAgents,
+    /// Bearer token of the operator API.
+    pub admin_token: String,
     next_conn: AtomicU64,
 }
 
 impl App {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         hub: mpsc::Sender<Command>,
@@ -59,6 +66,8 @@ impl App {
         keys: Keys,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
+        known_agents: hub::KnownAgents,
+        admin_token: String,
     ) -> App {
         App {
             config,
@@ -68,6 +77,8 @@ impl App {
             metrics,
             shutdown,
             tracker: TaskTracker::new(),
+            known_agents,
+            admin_token,
             next_conn: AtomicU64::new(1),
         }
     }
@@ -84,6 +95,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(api::routes())
         .fallback(assets::serve)
         .with_state(app)
 }

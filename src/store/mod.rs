@@ -81,6 +81,16 @@ pub trait Store: Send + Sync + 'static {
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets `key` unless it is set; returns the value in force.
     async fn meta_init(&self, key: &str, value: &str) -> Result<String, StoreError>;
+    /// Queue and agent definitions made through the operator API: (kind, body JSON).
+    async fn definitions(&self) -> Result<Vec<(String, String)>, StoreError>;
+    async fn put_definition(
+        &self,
+        kind: &str,
+        id: &str,
+        body: &str,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+    async fn delete_definition(&self, kind: &str, id: &str) -> Result<(), StoreError>;
     /// Cheap liveness probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Checkpoints and closes; later calls fail.

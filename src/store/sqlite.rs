@@ -16,7 +16,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{Store, StoreError, StoredConversation, Survey, SurveyOutcome};
 use crate::core::{
     Author, Channel, ConversationRecord, ConversationState, CustomerHistory, Event, EventBody, Id,
-    Record, Resolution, RestoredConversation, Role, Skills, default_customer_name,
+    Millis, Record, Resolution, RestoredConversation, Role, Skills, default_customer_name,
 };
 
 /// `PRAGMA synchronous`: `full` survives power loss; `normal` survives a process
@@ -539,6 +539,43 @@ impl Store for SqliteStore {
             .bind(key)
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn definitions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT kind, body FROM definitions ORDER BY kind, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put_definition(
+        &self,
+        kind: &str,
+        id: &str,
+        body: &str,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO definitions (kind, id, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(body)
+        .bind(db_int(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_definition(&self, kind: &str, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM definitions WHERE kind = ?1 AND id = ?2")
+            .bind(kind)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -5,7 +5,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
+mod definitions;
 mod transfer;
+
+pub use definitions::QueueState;
 
 use super::io::{
     AgentSnapshot, ConversationView, CoreSettings, Effect, Input, Notice, OfferView,

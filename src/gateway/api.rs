@@ -1,0 +1,288 @@
+//! The operator API, `/api/v1`, behind a Bearer admin token: queues and agents
+//! (list, read, create, change, remove) and the live state of a queue. Errors are
+//! JSON `{"code","message","field"?}`; a body that does not parse names the field.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::App;
+use super::definitions::ApiError;
+use super::hub::{AdminRequest, Command};
+use crate::config::{AgentConfig, QueueConfig};
+use crate::protocol::ErrorCode;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/v1/queues", get(list_queues).post(create_queue))
+        .route(
+            "/api/v1/queues/{name}",
+            get(get_queue).put(update_queue).delete(delete_queue),
+        )
+        .route("/api/v1/queues/{name}/state", get(queue_state))
+        .route("/api/v1/agents", get(list_agents).post(create_agent))
+        .route(
+            "/api/v1/agents/{id}",
+            get(get_agent).put(update_agent).delete(delete_agent),
+        )
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "code": self.code.as_str(), "message": self.message });
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// The admin token, compared without an early exit.
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .as_bytes();
+    let want = app.admin_token.as_bytes();
+    let same = given.len() == want.len()
+        && given
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "the operator API needs `Authorization: Bearer <admin token>`",
+        ))
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let message = e.inner().to_string();
+        let message = message
+            .find(" at line ")
+            .map_or(message.as_str(), |i| &message[..i])
+            .to_owned();
+        if field == "." {
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadJson, message)
+        } else {
+            ApiError::invalid(field, message)
+        }
+    })
+}
+
+async fn ask(app: &App, request: AdminRequest) -> Result<serde_json::Value, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the gateway is shutting down",
+        )
+    };
+    app.hub
+        .send(Command::Admin { request, reply })
+        .await
+        .map_err(|_| unavailable())?;
+    answer.await.map_err(|_| unavailable())?
+}
+
+async fn run(app: Arc<App>, headers: HeaderMap, request: AdminRequest, ok: StatusCode) -> Response {
+    if let Err(e) = authorize(&app, &headers) {
+        app.metrics.error(e.code);
+        return e.into_response();
+    }
+    match ask(&app, request).await {
+        Ok(serde_json::Value::Null) => StatusCode::NO_CONTENT.into_response(),
+        Ok(value) => (ok, axum::Json(value)).into_response(),
+        Err(e) => {
+            app.metrics.error(e.code);
+            e.into_response()
+        }
+    }
+}
+
+/// Parses the body, and checks that its name matches the path's.
+fn body_named<T: DeserializeOwned>(
+    body: &Bytes,
+    path_name: Option<&str>,
+    name_of: impl Fn(&T) -> &str,
+    field: &str,
+) -> Result<T, ApiError> {
+    let item: T = parse(body)?;
+    if let Some(path_name) = path_name
+        && name_of(&item) != path_name
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!("must match the path (`{path_name}`)"),
+        ));
+    }
+    Ok(item)
+}
+
+async fn list_queues(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    run(app, headers, AdminRequest::ListQueues, StatusCode::OK).await
+}
+
+async fn get_queue(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    run(app, headers, AdminRequest::GetQueue(name), StatusCode::OK).await
+}
+
+async fn queue_state(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    run(app, headers, AdminRequest::QueueState(name), StatusCode::OK).await
+}
+
+async fn create_queue(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    match body_named::<QueueConfig>(&body, None, |q| &q.name, "name") {
+        Ok(queue) => {
+            run(
+                app,
+                headers,
+                AdminRequest::PutQueue {
+                    queue,
+                    create: true,
+                },
+                StatusCode::CREATED,
+            )
+            .await
+        }
+        Err(e) => refuse(&app, &headers, e),
+    }
+}
+
+async fn update_queue(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    match body_named::<QueueConfig>(&body, Some(&name), |q| &q.name, "name") {
+        Ok(queue) => {
+            run(
+                app,
+                headers,
+                AdminRequest::PutQueue {
+                    queue,
+                    create: false,
+                },
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(e) => refuse(&app, &headers, e),
+    }
+}
+
+async fn delete_queue(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    run(
+        app,
+        headers,
+        AdminRequest::RemoveQueue(name),
+        StatusCode::NO_CONTENT,
+    )
+    .await
+}
+
+async fn list_agents(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    run(app, headers, AdminRequest::ListAgents, StatusCode::OK).await
+}
+
+async fn get_agent(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    run(app, headers, AdminRequest::GetAgent(id), StatusCode::OK).await
+}
+
+async fn create_agent(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    match body_named::<AgentConfig>(&body, None, |a| &a.id, "id") {
+        Ok(agent) => {
+            run(
+                app,
+                headers,
+                AdminRequest::PutAgent {
+                    agent,
+                    create: true,
+                },
+                StatusCode::CREATED,
+            )
+            .await
+        }
+        Err(e) => refuse(&app, &headers, e),
+    }
+}
+
+async fn update_agent(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    match body_named::<AgentConfig>(&body, Some(&id), |a| &a.id, "id") {
+        Ok(agent) => {
+            run(
+                app,
+                headers,
+                AdminRequest::PutAgent {
+                    agent,
+                    create: false,
+                },
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(e) => refuse(&app, &headers, e),
+    }
+}
+
+async fn delete_agent(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    run(
+        app,
+        headers,
+        AdminRequest::RemoveAgent(id),
+        StatusCode::NO_CONTENT,
+    )
+    .await
+}
+
+/// A bad body: the caller still has to be authorised to learn what was wrong.
+fn refuse(app: &App, headers: &HeaderMap, e: ApiError) -> Response {
+    let e = authorize(app, headers).err().unwrap_or(e);
+    app.metrics.error(e.code);
+    e.into_response()
+}

@@ -1,0 +1,315 @@
+//! The book of queue and agent definitions: those from the config file (read-only
+//! through the API: edit the file) and those made through the operator API (kept in
+//! the store). A change is checked by validating the whole config it would make, so
+//! the API and `warmline check-config` agree on what is valid.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::config::{AgentConfig, Config, QueueConfig};
+use crate::protocol::ErrorCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Config,
+    Api,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Api => "api",
+        }
+    }
+}
+
+/// An operator API failure: HTTP status, error code, a sentence, and the field at
+/// fault when there is one.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: ErrorCode::InvalidField,
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+}
+
+pub struct Definitions {
+    file: Config,
+    queues: Vec<(QueueConfig, Source)>,
+    agents: Vec<(AgentConfig, Source)>,
+}
+
+impl Definitions {
+    /// The file's definitions plus the API's (`(kind, body)` rows from the store).
+    /// Rows that no longer parse, or clash with the file, are skipped and reported.
+    pub fn new(file: &Config, stored: &[(String, String)]) -> (Definitions, Vec<String>) {
+        let mut defs = Definitions {
+            file: file.clone(),
+            queues: file
+                .queues
+                .iter()
+                .cloned()
+                .map(|q| (q, Source::Config))
+                .collect(),
+            agents: file
+                .agents
+                .iter()
+                .cloned()
+                .map(|a| (a, Source::Config))
+                .collect(),
+        };
+        let mut warnings = Vec::new();
+        for (kind, body) in stored {
+            match kind.as_str() {
+                "queue" => match serde_json::from_str::<QueueConfig>(body) {
+                    Ok(q) if defs.queue(&q.name).is_none() => defs.queues.push((q, Source::Api)),
+                    Ok(q) => warnings.push(format!(
+                        "queue `{}` is now in the config file; the API's definition is ignored",
+                        q.name
+                    )),
+                    Err(e) => {
+                        warnings.push(format!("a stored queue definition does not parse: {e}"))
+                    }
+                },
+                "agent" => match serde_json::from_str::<AgentConfig>(body) {
+                    Ok(a) if defs.agent(&a.id).is_none() => defs.agents.push((a, Source::Api)),
+                    Ok(a) => warnings.push(format!(
+                        "agent `{}` is now in the config file; the API's definition is ignored",
+                        a.id
+                    )),
+                    Err(e) => {
+                        warnings.push(format!("a stored agent definition does not parse: {e}"))
+                    }
+                },
+                other => warnings.push(format!("unknown definition kind `{other}`")),
+            }
+        }
+        (defs, warnings)
+    }
+
+    /// The configuration in force: the file's, with every queue and agent.
+    pub fn config(&self) -> Config {
+        Config {
+            queues: self.queues.iter().map(|(q, _)| q.clone()).collect(),
+            agents: self.agents.iter().map(|(a, _)| a.clone()).collect(),
+            ..self.file.clone()
+        }
+    }
+
+    fn queue(&self, name: &str) -> Option<&(QueueConfig, Source)> {
+        self.queues.iter().find(|(q, _)| q.name == name)
+    }
+
+    fn agent(&self, id: &str) -> Option<&(AgentConfig, Source)> {
+        self.agents.iter().find(|(a, _)| a.id == id)
+    }
+
+    pub fn queue_json(&self, name: &str) -> Result<Value, ApiError> {
+        self.queue(name)
+            .map(|(q, source)| with_source(q, *source))
+            .ok_or_else(|| ApiError::not_found(format!("there is no queue named `{name}`")))
+    }
+
+    pub fn agent_json(&self, id: &str) -> Result<Value, ApiError> {
+        self.agent(id)
+            .map(|(a, source)| with_source(a, *source))
+            .ok_or_else(|| ApiError::not_found(format!("there is no agent `{id}`")))
+    }
+
+    pub fn queues_json(&self) -> Value {
+        Value::Array(
+            self.queues
+                .iter()
+                .map(|(q, s)| with_source(q, *s))
+                .collect(),
+        )
+    }
+
+    pub fn agents_json(&self) -> Value {
+        Value::Array(
+            self.agents
+                .iter()
+                .map(|(a, s)| with_source(a, *s))
+                .collect(),
+        )
+    }
+
+    /// Checks that `queue` may be created (`create`) or replace the one of its name.
+    pub fn check_put_queue(&self, queue: &QueueConfig, create: bool) -> Result<(), ApiError> {
+        let existing = self.queues.iter().position(|(q, _)| q.name == queue.name);
+        match (existing, create) {
+            (Some(_), true) => {
+                return Err(ApiError::conflict(format!(
+                    "queue `{}` exists; PUT /api/v1/queues/{} changes it",
+                    queue.name, queue.name
+                )));
+            }
+            (None, false) => {
+                return Err(ApiError::not_found(format!(
+                    "there is no queue named `{}`",
+                    queue.name
+                )));
+            }
+            (Some(i), false) if self.queues[i].1 == Source::Config => {
+                return Err(from_file("queue", &queue.name));
+            }
+            _ => {}
+        }
+        let mut candidate = self.config();
+        let index = existing.unwrap_or(candidate.queues.len());
+        match existing {
+            Some(i) => candidate.queues[i] = queue.clone(),
+            None => candidate.queues.push(queue.clone()),
+        }
+        check(&candidate, &format!("queues[{index}]"))
+    }
+
+    pub fn check_put_agent(&self, agent: &AgentConfig, create: bool) -> Result<(), ApiError> {
+        let existing = self.agents.iter().position(|(a, _)| a.id == agent.id);
+        match (existing, create) {
+            (Some(_), true) => {
+                return Err(ApiError::conflict(format!(
+                    "agent `{}` exists; PUT /api/v1/agents/{} changes it",
+                    agent.id, agent.id
+                )));
+            }
+            (None, false) => {
+                return Err(ApiError::not_found(format!(
+                    "there is no agent `{}`",
+                    agent.id
+                )));
+            }
+            (Some(i), false) if self.agents[i].1 == Source::Config => {
+                return Err(from_file("agent", &agent.id));
+            }
+            _ => {}
+        }
+        let mut candidate = self.config();
+        let index = existing.unwrap_or(candidate.agents.len());
+        match existing {
+            Some(i) => candidate.agents[i] = agent.clone(),
+            None => candidate.agents.push(agent.clone()),
+        }
+        check(&candidate, &format!("agents[{index}]"))
+    }
+
+    pub fn check_remove_queue(&self, name: &str) -> Result<(), ApiError> {
+        match self.queue(name) {
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "there is no queue named `{name}`"
+                )));
+            }
+            Some((_, Source::Config)) => return Err(from_file("queue", name)),
+            Some(_) => {}
+        }
+        let users: Vec<&str> = self
+            .queues
+            .iter()
+            .filter(|(q, _)| {
+                q.overflow_to.as_deref() == Some(name)
+                    || q.steps.iter().any(|s| s.widen_to.iter().any(|w| w == name))
+            })
+            .map(|(q, _)| q.name.as_str())
+            .collect();
+        if users.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::conflict(format!(
+                "queue `{name}` is an overflow or widening target of: {}",
+                users.join(", ")
+            )))
+        }
+    }
+
+    pub fn check_remove_agent(&self, id: &str) -> Result<(), ApiError> {
+        match self.agent(id) {
+            None => Err(ApiError::not_found(format!("there is no agent `{id}`"))),
+            Some((_, Source::Config)) => Err(from_file("agent", id)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub fn put_queue(&mut self, queue: QueueConfig) {
+        match self.queues.iter_mut().find(|(q, _)| q.name == queue.name) {
+            Some(slot) => slot.0 = queue,
+            None => self.queues.push((queue, Source::Api)),
+        }
+    }
+
+    pub fn put_agent(&mut self, agent: AgentConfig) {
+        match self.agents.iter_mut().find(|(a, _)| a.id == agent.id) {
+            Some(slot) => slot.0 = agent,
+            None => self.agents.push((agent, Source::Api)),
+        }
+    }
+
+    pub fn remove_queue(&mut self, name: &str) {
+        self.queues.retain(|(q, _)| q.name != name);
+    }
+
+    pub fn remove_agent(&mut self, id: &str) {
+        self.agents.retain(|(a, _)| a.id != id);
+    }
+
+    pub fn routing(&self) -> &crate::config::RoutingConfig {
+        &self.file.routing
+    }
+}
+
+fn with_source<T: serde::Serialize>(item: &T, source: Source) -> Value {
+    let mut value = serde_json::to_value(item).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("source".to_owned(), json!(source.as_str()));
+    }
+    value
+}
+
+fn from_file(kind: &str, id: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "{kind} `{id}` is defined in the config file; change it there (the API manages only what it created)"
+    ))
+}
+
+/// Validates the candidate config; an error about the changed item names its field,
+/// any other is a conflict with the rest of the configuration.
+fn check(candidate: &Config, prefix: &str) -> Result<(), ApiError> {
+    let errors = candidate.validate();
+    if let Some(e) = errors.iter().find(|e| e.key.starts_with(prefix)) {
+        let field = e.key[prefix.len()..].trim_start_matches('.').to_owned();
+        return Err(ApiError::invalid(field, e.message.clone()));
+    }
+    match errors.first() {
+        Some(e) => Err(ApiError::conflict(format!("the change would break {e}"))),
+        None => Ok(()),
+    }
+}
