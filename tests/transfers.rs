@@ -151,3 +151,22 @@ async fn a_cold_transfer_goes_ahead_of_the_others_in_the_target_queue() {
         .await;
     assert_eq!(carol.take("error").await["code"], "invalid_field");
 }
+
+#[tokio::test]
+async fn a_cold_transfer_is_never_offered_back_to_the_agent_who_made_it() {
+    let server = TestServer::start(&config()).await;
+    let (mut customer, mut alice, conversation_id) = with_alice(&server).await;
+    let mut bob = server.available_agent("bob").await;
+    // alice has idled longer than bob and has room again once she lets go.
+    alice
+        .request(json!({"type":"transfer","conversation_id":conversation_id,"to":{"queue":"support"},"mode":"cold"}))
+        .await;
+    let offer = bob.take("offer").await;
+    assert_eq!(
+        (offer["conversation_id"].clone(), offer["reason"].clone()),
+        (json!(conversation_id), json!("transfer"))
+    );
+    bob.request(json!({"type":"accept","offer_id":offer["offer_id"]}))
+        .await;
+    assert_eq!(customer.until("assigned").await["agent"]["id"], "bob");
+}

@@ -11,6 +11,8 @@
     chat: $('chat'), queueInfo: $('queue-info'), transcript: $('transcript'), typing: $('typing'),
     composer: $('composer'), input: $('message-input'), send: $('send'), end: $('end'),
     closed: $('closed'), closedText: $('closed-text'), newChat: $('new-chat'),
+    survey: $('survey'), csat: $('csat'), resolved: $('resolved'), comment: $('survey-comment'),
+    surveySend: $('survey-send'), surveyResult: $('survey-result'),
   };
   const setStatus = W.statusLine($('statusline'), ui.status);
 
@@ -21,6 +23,9 @@
   const requests = new Map(); // request id -> { kind, ... }
   // The current conversation: a W.Transcript, plus `closed` and `provisional` (the start text).
   let conv = null;
+  // The survey for the current conversation, once asked: { conversationId, csat, resolved, state }
+  // where state is '' (being filled in), 'sending', 'done' or 'answered' (the server had one already).
+  let survey = null;
   const typing = new W.TypingSender(send);
 
   function send(frame) {
@@ -52,6 +57,7 @@
   function onSocketClosed(ev) {
     ws = null; ready = false;
     requests.clear(); // an unanswered start or end is settled by the next welcome and resume
+    if (survey && survey.state === 'sending') survey.state = ''; // send again (a second copy gets `conflict`)
     if (conv) conv.live = false;
     typing.stop(false);
     showTyping(false);
@@ -96,6 +102,7 @@
         requests.delete(f.id);
         if (r && r.kind === 'start') { openConversation(f.conversation_id, r.text); conv.caughtUp(0); }
         if (r && r.kind === 'message') { r.conv.ack(r.item, f.seq); if (r.conv === conv) saveSeq(); }
+        if (r && r.kind === 'survey') surveyAnswered(r.survey, 'done');
         break;
       case 'error':
         if (!ready && f.code === 'unauthorized' && W.load(TOKEN_KEY)) {
@@ -105,6 +112,7 @@
           send({ type: 'hello' });
           break;
         }
+        if (r && r.kind === 'survey') { requests.delete(f.id); surveyRefused(r.survey, f); break; }
         setStatus(f.message || f.code || 'Something went wrong.', true);
         requests.delete(f.id);
         if (r && r.kind === 'message') r.conv.setState(r.item, 'failed');
@@ -120,7 +128,10 @@
       case 'typing':
         if (mine && f.role !== 'customer') showTyping(!!f.on);
         break;
-      default: // survey_request, switched, rtc…: not used by this demo
+      case 'survey_request':
+        if (mine) showSurvey(f.conversation_id);
+        break;
+      default: // switched, rtc…: not used by this demo
     }
     updateControls();
   }
@@ -151,6 +162,7 @@
     }
     ui.queueInfo.textContent = '';
     ui.closed.hidden = true;
+    if (survey && survey.conversationId !== id) hideSurvey();
     ui.startForm.hidden = true;
     ui.chat.hidden = false;
   }
@@ -203,6 +215,72 @@
     if (on) theirTypingTimer = setTimeout(() => showTyping(false), 8000); // in case "off" is lost
   }
 
+  // ---- survey (after `closed`, when the server sends `survey_request`) -----------------
+  function showSurvey(conversationId) {
+    if (survey && survey.conversationId === conversationId) return; // asked again (another tab's close)
+    survey = { conversationId, csat: null, resolved: null, state: '' };
+    ui.comment.value = '';
+    ui.surveyResult.textContent = '';
+    ui.surveyResult.classList.remove('error');
+    renderSurvey();
+  }
+  function hideSurvey() {
+    survey = null;
+    ui.surveyResult.textContent = '';
+    renderSurvey();
+  }
+  function renderSurvey() {
+    const s = survey, open = !!s && (s.state === '' || s.state === 'sending');
+    ui.survey.hidden = !open;
+    if (!s) return;
+    ui.csat.querySelectorAll('button').forEach((b) => b.setAttribute('aria-pressed', String(Number(b.dataset.csat) === s.csat)));
+    ui.resolved.querySelectorAll('button').forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.resolved === String(s.resolved))));
+    ui.survey.querySelectorAll('button, textarea').forEach((e) => { e.disabled = s.state === 'sending'; });
+    ui.surveySend.disabled = s.state === 'sending' || s.csat == null || !ready;
+    if (s.state === 'done') ui.surveyResult.textContent = 'Thank you for your feedback.';
+    if (s.state === 'answered') ui.surveyResult.textContent = 'Already answered: thank you.';
+  }
+  function surveyAnswered(s, state) {
+    if (s !== survey) return; // a new chat was started meanwhile
+    s.state = state;
+    renderSurvey();
+  }
+  function surveyRefused(s, f) {
+    if (s !== survey) return;
+    if (f.code === 'conflict') return surveyAnswered(s, 'answered');
+    s.state = ''; // can be sent again
+    ui.surveyResult.textContent = 'Not sent: ' + (f.message || f.code) + '.';
+    ui.surveyResult.classList.add('error');
+    renderSurvey();
+  }
+  ui.csat.addEventListener('click', (ev) => {
+    const b = ev.target.closest('button');
+    if (!b || !survey) return;
+    survey.csat = Number(b.dataset.csat);
+    renderSurvey();
+  });
+  ui.resolved.addEventListener('click', (ev) => {
+    const b = ev.target.closest('button');
+    if (!b || !survey) return;
+    const value = b.dataset.resolved === 'true';
+    survey.resolved = survey.resolved === value ? null : value; // a second click takes the answer back
+    renderSurvey();
+  });
+  ui.survey.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const s = survey;
+    if (!s || s.state !== '' || s.csat == null || !ready) return;
+    const frame = { type: 'survey', conversation_id: s.conversationId, csat: s.csat };
+    if (s.resolved != null) frame.resolved = s.resolved;
+    const comment = ui.comment.value.trim();
+    if (comment) frame.comment = comment;
+    s.state = 'sending';
+    ui.surveyResult.textContent = '';
+    ui.surveyResult.classList.remove('error');
+    request('survey', frame, { survey: s });
+    renderSurvey();
+  });
+
   // ---- controls --------------------------------------------------------------------
   function showStart() {
     ui.chat.hidden = true;
@@ -214,6 +292,7 @@
     ui.composer.hidden = !open;
     ui.input.disabled = ui.send.disabled = !open;
     ui.end.disabled = !open || !ready || pendingRequest('end');
+    renderSurvey();
   }
 
   ui.startForm.addEventListener('submit', (ev) => {
@@ -245,6 +324,7 @@
   });
   ui.newChat.addEventListener('click', () => {
     conv = null;
+    hideSurvey();
     ui.transcript.replaceChildren();
     ui.closed.hidden = true;
     showStart();

@@ -5,6 +5,11 @@
   const h = W.h;
   const TOKEN_KEY = 'warmline.agent_token';
   const STATES = { available: 'Available', away: 'Away', wrap_up: 'Wrap-up', offline: 'Offline' };
+  // Why an offer came to this agent (offer.reason), in words.
+  const OFFER_REASONS = {
+    transfer: 'Transferred to you', history: 'Returning customer you helped before',
+    expanded: 'Matched after widening', skill: 'Skill match',
+  };
   const $ = (id) => document.getElementById(id);
   const ui = {
     name: $('agent-name'), availability: $('availability'), ready: $('ready'), signOut: $('sign-out'),
@@ -14,6 +19,9 @@
     slot: $('transcript-slot'), typing: $('typing'), composer: $('composer'), input: $('message-input'), send: $('send'),
     closeForm: $('close-form'), resolution: $('resolution'), note: $('close-note'), close: $('close'),
     closed: $('closed'), closedText: $('closed-text'), dismiss: $('dismiss'),
+    transferForm: $('transfer-form'), transferKind: $('transfer-kind'), transferTargetLabel: $('transfer-target-label'),
+    transferTarget: $('transfer-target'), transferMode: $('transfer-mode'), transferNote: $('transfer-note'),
+    transfer: $('transfer'), transferStatus: $('transfer-status'),
   };
   const setStatus = W.statusLine($('statusline'), ui.status);
 
@@ -58,7 +66,13 @@
     if (ready) stateBeforeDrop = agentState;
     ws = null; ready = false;
     requests.clear();
-    convs.forEach((c) => { c.live = false; c.closing = false; });
+    convs.forEach((c) => {
+      c.live = false; c.closing = false;
+      if (c.transferring) { // its outcome may come while we are away; say so rather than wait forever
+        c.transferring = null;
+        c.transferNote = { text: 'The connection dropped during the transfer; it may still be under way.', error: true };
+      }
+    });
     [...offers.keys()].forEach(removeOffer); // they belonged to the old connection; the server offers again
     typing.stop(false);
     updateControls();
@@ -100,16 +114,20 @@
       case 'message': case 'assigned': case 'closed': if (c) addEvent(c, f); break;
       case 'typing': if (c && f.role === 'customer') showTyping(c, !!f.on); break;
       case 'signals': if (c) { c.signals = f; refresh(c); } break;
+      case 'transferred': onTransferred(c, f); break;
+      case 'transfer_failed': onTransferFailed(c, f); break;
       case 'ack':
         requests.delete(f.id);
         if (!r) break;
         if (r.kind === 'message') r.conv.ack(r.item, f.seq);
         if (r.kind === 'accept' || r.kind === 'reject') removeOffer(r.offerId);
         if (r.kind === 'status') { setState(r.state); setStatus('Status: ' + STATES[r.state] + '.'); }
+        if (r.kind === 'transfer') onTransferAck(r);
         break;
       case 'error':
-        setStatus(f.message || f.code || 'Something went wrong.', true);
         requests.delete(f.id);
+        if (r && r.kind === 'transfer') { onTransferRefused(r, f); break; } // shown by the transfer form
+        setStatus(f.message || f.code || 'Something went wrong.', true);
         if (!r) break;
         if (r.kind === 'message') r.conv.setState(r.item, 'failed');
         if (r.kind === 'accept' || r.kind === 'reject') removeOffer(r.offerId);
@@ -139,6 +157,7 @@
       const c = upsert(info);
       listed.add(c.id);
       if (c.gone) c.gone = c.closed = false;
+      c.transferred = null; // listed: this agent's again
       c.live = false;
       send({ type: 'resume', conversation_id: c.id, last_seq: c.lastSeq }); // 0 on a fresh page load
     }
@@ -148,6 +167,7 @@
   function onConversation(f) {
     const c = upsert(f);
     c.closed = f.state === 'closed'; c.gone = false;
+    c.transferred = c.transferring = c.transferNote = null; // accepted (again, if it was passed back to us)
     for (const ev of f.transcript || []) addEvent(c, ev);
     offers.forEach((o, id) => { if (o.conversationId === c.id) removeOffer(id); });
     c.caughtUp(f.last_seq);
@@ -177,9 +197,11 @@
     ];
     const li = h('li', { class: 'card', 'data-testid': 'offer', 'data-offer-id': f.offer_id, 'data-conversation-id': f.conversation_id },
       h('h3', null, 'New ' + (f.channel || 'chat') + ': ' + (cust.display_name || 'Customer')),
-      h('p', null, 'Queue: ' + f.queue + (f.reason ? ' · Reason: ' + f.reason : '')),
+      f.reason ? h('p', { class: 'offer-reason', 'data-testid': 'offer-reason', 'data-reason': f.reason },
+        OFFER_REASONS[f.reason] || String(f.reason).replace(/_/g, ' ')) : null,
+      h('p', null, 'Queue: ' + f.queue),
       h('p', null, cust.returning ? 'Returning customer (' + prev + ' previous conversation' + (prev === 1 ? ')' : 's)') : 'New customer'),
-      f.note ? h('p', null, 'Note: ' + f.note) : null,
+      f.note ? h('blockquote', { class: 'offer-note', 'data-testid': 'offer-note' }, h('span', { class: 'who' }, 'Note'), f.note) : null,
       h('p', null, 'Expires in ', countdown),
       h('div', { class: 'actions' }, ...buttons));
     offers.set(f.offer_id, { li, countdown, buttons, expiresAt: Date.now() + (f.expires_in_ms || 0), conversationId: f.conversation_id });
@@ -215,7 +237,8 @@
       const ol = h('ol', { class: 'transcript', 'data-testid': 'transcript', role: 'log', 'aria-live': 'polite', 'aria-label': 'Transcript' });
       c = new W.Transcript(info.conversation_id, ol, (t, item) =>
         ready && request('message', { type: 'message', conversation_id: t.id, text: item.text, client_msg_id: item.clientMsgId }, { conv: t, item }));
-      Object.assign(c, { closed: false, gone: false, closing: false, unread: 0, draft: '', typing: false });
+      Object.assign(c, { closed: false, gone: false, closing: false, unread: 0, draft: '', typing: false,
+        transferring: null, transferred: null, transferNote: null });
       c.btn = h('button', { type: 'button', 'data-testid': 'conversation-item', 'data-conversation-id': c.id, onclick: () => select(c.id) });
       c.item = h('li', null, c.btn);
       ui.list.append(c.item);
@@ -226,7 +249,11 @@
     return c;
   }
   function customerName(c) { return (c.customer && c.customer.display_name) || 'Customer'; }
-  function stateText(c) { return c.gone ? 'no longer yours' : c.closed ? 'closed' : (c.state || ''); }
+  function stateText(c) {
+    return c.transferred ? 'transferred' : c.gone ? 'no longer yours' : c.closed ? 'closed' : (c.state || '');
+  }
+  // Still this agent's to work on: not closed, not handed over.
+  function isOpen(c) { return !!c && !c.closed && !c.transferred; }
   // Re-renders the list entry, and the panel if this conversation is the selected one.
   function refresh(c) {
     c.btn.setAttribute('aria-current', String(c.id === selected));
@@ -244,7 +271,9 @@
     ui.history.replaceChildren(...(c.history || []).map((x) =>
       h('li', null, [x.closed_at, x.resolution, x.csat != null && 'CSAT ' + x.csat].filter(Boolean).join(' · '))));
     ui.typing.textContent = c.typing ? 'Customer is typing…' : '';
-    ui.closedText.textContent = c.gone ? 'This conversation is no longer assigned to you.' : (c.closedText || 'This conversation is closed.');
+    ui.closedText.textContent = c.transferred ? transferredText(c.transferred)
+      : c.gone ? 'This conversation is no longer assigned to you.' : (c.closedText || 'This conversation is closed.');
+    renderTransfer(c);
   }
   function select(id) {
     const prev = convs.get(selected);
@@ -264,11 +293,12 @@
   }
   function updateControls() {
     ui.availability.disabled = !ready;
-    const c = convs.get(selected), open = !!c && !c.closed;
-    ui.composer.hidden = ui.closeForm.hidden = !open;
+    const c = convs.get(selected), open = isOpen(c);
+    ui.composer.hidden = ui.closeForm.hidden = ui.transferForm.hidden = !open;
     ui.closed.hidden = !c || open;
     ui.input.disabled = ui.send.disabled = !open;
     ui.close.disabled = !open || !ready || c.closing;
+    ui.transfer.disabled = !open || !ready || c.closing || !!c.transferring;
   }
 
   function addEvent(c, f) {
@@ -285,6 +315,7 @@
       c.closedText = 'Closed by ' + (f.by || 'someone') + (f.resolution ? ' (' + f.resolution.replace('_', '-') + ')' : '') + '.';
       li = h('li', { class: 'event' }, c.closedText);
       c.closed = true; c.closing = false; c.typing = false;
+      c.transferring = null; // closing ends a warm transfer under way (the server sends no transfer_failed)
       if (c.id === selected) typing.stop(true);
     }
     c.add(li, f.seq);
@@ -295,6 +326,74 @@
     c.typing = on;
     if (on) c.typingTimer = setTimeout(() => showTyping(c, false), 8000); // in case "off" is lost
     if (c.id === selected) ui.typing.textContent = on ? 'Customer is typing…' : '';
+  }
+
+  // ---- transfers -------------------------------------------------------------------------
+  // Per conversation: `transferring` {label, mode, acked} while a transfer is asked for or (warm)
+  // waits for a target to accept; `transferred` {to, mode} once it left this agent;
+  // `transferNote` {text, error} the last outcome to show under the transfer form.
+  function targetLabel(to) {
+    if (to && to.agent != null) return 'agent ' + to.agent;
+    if (to && to.queue != null) return 'queue ' + to.queue;
+    return 'someone else';
+  }
+  function transferredText(t) {
+    return 'Transferred to ' + targetLabel(t.to) + (t.mode ? ' (' + t.mode + ')' : '') + '. It is no longer yours.';
+  }
+  function renderTransfer(c) {
+    const t = c.transferring, note = c.transferNote;
+    let text = '', error = false;
+    if (t && t.mode === 'warm' && t.acked) text = 'Waiting for ' + t.label + ' to accept…';
+    else if (t) text = 'Transferring to ' + t.label + '…';
+    else if (note) { text = note.text; error = note.error; }
+    ui.transferStatus.textContent = text;
+    ui.transferStatus.classList.toggle('error', error);
+  }
+  function onTransferKind() {
+    const agent = ui.transferKind.value === 'agent';
+    ui.transferTargetLabel.textContent = agent ? 'Agent id' : 'Queue name';
+    ui.transferTarget.placeholder = agent ? 'e.g. bob' : 'e.g. billing';
+  }
+  function requestTransfer(c) {
+    const kind = ui.transferKind.value === 'agent' ? 'agent' : 'queue';
+    const target = ui.transferTarget.value.trim(), mode = ui.transferMode.value === 'cold' ? 'cold' : 'warm';
+    if (!target) { ui.transferTarget.focus(); return; }
+    const to = { [kind]: target };
+    const frame = { type: 'transfer', conversation_id: c.id, to, mode };
+    const note = ui.transferNote.value.trim();
+    if (note) frame.note = note;
+    c.transferring = { label: targetLabel(to), mode, acked: false };
+    c.transferNote = null;
+    if (!request('transfer', frame, { conv: c })) c.transferring = null;
+    refresh(c);
+  }
+  function onTransferAck(r) {
+    const c = r.conv;
+    if (c.transferring) c.transferring.acked = true;
+    refresh(c);
+  }
+  function onTransferRefused(r, f) {
+    const c = r.conv;
+    c.transferring = null;
+    c.transferNote = { text: 'Transfer not started: ' + (f.message || f.code) + '.', error: true };
+    refresh(c);
+  }
+  function onTransferred(c, f) {
+    if (!c) return;
+    c.transferring = null;
+    c.transferNote = null;
+    c.transferred = { to: f.to, mode: f.mode };
+    c.typing = false;
+    if (c.id === selected) typing.stop(true);
+    setStatus(customerName(c) + ': ' + transferredText(c.transferred));
+    refresh(c);
+  }
+  function onTransferFailed(c, f) {
+    if (!c) return;
+    c.transferring = null;
+    c.transferNote = { text: 'Transfer failed: ' + (f.reason || 'nobody took it') + '; the conversation stays with you.', error: true };
+    if (c.id !== selected) setStatus(customerName(c) + ': ' + c.transferNote.text, true);
+    refresh(c);
   }
 
   // ---- controls -------------------------------------------------------------------------
@@ -314,7 +413,7 @@
   ui.composer.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const c = convs.get(selected), text = ui.input.value.trim();
-    if (!c || c.closed || !text) return;
+    if (!isOpen(c) || !text) return;
     typing.stop(true);
     c.addPending(text);
     ui.input.value = '';
@@ -323,12 +422,12 @@
   W.enterSends(ui.input, ui.composer);
   ui.input.addEventListener('input', () => {
     const c = convs.get(selected);
-    if (c && !c.closed && c.live) typing.input(c.id);
+    if (isOpen(c) && c.live) typing.input(c.id);
   });
   ui.closeForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const c = convs.get(selected);
-    if (!c || c.closed || !ready) return;
+    if (!isOpen(c) || !ready) return;
     typing.stop(true);
     const frame = { type: 'close', conversation_id: c.id, resolution: ui.resolution.value };
     if (ui.note.value.trim()) frame.note = ui.note.value.trim();
@@ -337,9 +436,18 @@
     ui.note.value = '';
     updateControls();
   });
+  ui.transferKind.addEventListener('change', onTransferKind);
+  ui.transferForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const c = convs.get(selected);
+    if (!isOpen(c) || !ready || c.closing || c.transferring) return;
+    requestTransfer(c);
+    ui.transferNote.value = '';
+    updateControls();
+  });
   ui.dismiss.addEventListener('click', () => {
     const c = convs.get(selected);
-    if (!c || !c.closed) return;
+    if (!c || isOpen(c)) return;
     c.item.remove();
     convs.delete(c.id);
     selected = null;
@@ -355,6 +463,7 @@
     params.delete('token');
     history.replaceState(null, '', location.pathname + (params.toString() ? '?' + params : '') + location.hash);
   }
+  onTransferKind();
   updateControls();
   connect();
 })();

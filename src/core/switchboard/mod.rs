@@ -343,14 +343,17 @@ impl Switchboard {
                 .or(queue.settings.language.as_deref()),
         };
         let vxc = self.settings.voice_excludes_chat;
+        // Declined lately, or the agent who just transferred it away.
         let declined = |agent: &Id| {
             conv.declined
                 .iter()
                 .any(|(a, until)| a == agent && *until > now)
+                || conv.handoff.as_ref().is_some_and(|h| h.from == *agent)
         };
         // The agent who last resolved this customer's contact is waited for, while
         // they are at work and the queue's affinity wait lasts.
         if let Some(last) = &conv.history.last_agent
+            && conv.handoff.is_none()
             && now < conv.rec.entered_at + queue.settings.affinity_wait_ms
             && !declined(last)
             && let Some(agent) = self.agents.get(last)

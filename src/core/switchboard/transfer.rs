@@ -24,6 +24,8 @@ pub(super) struct PendingTransfer {
 /// A cold transfer, until an agent accepts.
 #[derive(Clone, Debug)]
 pub(super) struct Handoff {
+    /// The agent who passed it on: not offered it back.
+    pub from: Id,
     pub note: Option<Text>,
     /// The named agent to try first.
     pub agent: Option<Id>,
@@ -119,6 +121,7 @@ impl Switchboard {
         conv.declined.clear();
         conv.queued_sent = None;
         conv.handoff = Some(Handoff {
+            from: from.clone(),
             note,
             agent: match &to {
                 TransferTarget::Agent(a) => Some(a.clone()),
