@@ -3,6 +3,7 @@
 //! clock, no tokio, no JSON: the gateway translates the wire into `Input`s and
 //! carries out the `Effect`s.
 
+pub mod hours;
 pub mod io;
 pub mod model;
 #[cfg(test)]
