@@ -11,7 +11,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::core::{AgentSettings, CoreSettings, QueueSettings, StepSettings, Strategy};
+use crate::core::hours::Window;
+use crate::core::{AgentSettings, CoreSettings, Hours, QueueSettings, StepSettings, Strategy};
 use crate::store::Synchronous;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -137,6 +138,8 @@ pub struct QueueConfig {
     /// Relaxations over time (bullseye), in order of `after_ms`.
     #[serde(default)]
     pub steps: Vec<StepConfig>,
+    /// Opening hours; none: always open.
+    pub hours: Option<HoursConfig>,
     pub offer_timeout_ms: Option<u64>,
     pub wrap_up_ms: Option<u64>,
     /// Waiting for the customer's last agent; default routing.affinity_wait_ms.
@@ -154,6 +157,85 @@ pub enum StrategyConfig {
     LeastOccupied,
     MostProficient,
     RoundRobin,
+}
+
+/// `time_zone = "Europe/Paris"`, `open = ["mon-fri 09:00-17:00", "sat 10:00-13:00"]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoursConfig {
+    /// An IANA time zone name.
+    pub time_zone: String,
+    /// Windows: a day (`mon`..`sun`), a range (`mon-fri`) or `daily`, then `HH:MM-HH:MM`.
+    #[serde(default)]
+    pub open: Vec<String>,
+}
+
+impl HoursConfig {
+    /// The core's hours, or the field at fault and why.
+    pub fn parse(&self) -> Result<Hours, (String, String)> {
+        let time_zone = jiff::tz::TimeZone::get(&self.time_zone).map_err(|_| {
+            (
+                "time_zone".to_owned(),
+                format!(
+                    "`{}` is not a known IANA time zone (e.g. Europe/Paris)",
+                    self.time_zone
+                ),
+            )
+        })?;
+        let mut windows = Vec::new();
+        for (i, spec) in self.open.iter().enumerate() {
+            let bad = |why: &str| (format!("open[{i}]"), format!("`{spec}`: {why}"));
+            let (days, times) = spec.split_once(' ').ok_or_else(|| {
+                bad("expected a day and a time range, e.g. `mon-fri 09:00-17:00`")
+            })?;
+            let days = parse_days(days)
+                .ok_or_else(|| bad("days are mon..sun, a range such as mon-fri, or daily"))?;
+            let (start, end) = times
+                .trim()
+                .split_once('-')
+                .and_then(|(a, b)| Some((parse_time(a)?, parse_time(b)?)))
+                .filter(|(a, b)| a < b)
+                .ok_or_else(|| bad("times are HH:MM-HH:MM (seconds optional), start before end, end at most 24:00"))?;
+            windows.extend(days.into_iter().map(|day| Window { day, start, end }));
+        }
+        Ok(Hours { time_zone, windows })
+    }
+}
+
+/// `HH:MM` or `HH:MM:SS` as seconds after midnight; `24:00` is the end of the day.
+fn parse_time(s: &str) -> Option<u32> {
+    let mut parts = s.trim().split(':');
+    let h: u32 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let sec: u32 = parts.next().map_or(Some(0), |p| p.parse().ok())?;
+    if parts.next().is_some() || m >= 60 || sec >= 60 {
+        return None;
+    }
+    let total = h * 3600 + m * 60 + sec;
+    (total <= 86_400).then_some(total)
+}
+
+fn parse_days(s: &str) -> Option<Vec<jiff::civil::Weekday>> {
+    use jiff::civil::Weekday;
+    const DAYS: [(&str, Weekday); 7] = [
+        ("mon", Weekday::Monday),
+        ("tue", Weekday::Tuesday),
+        ("wed", Weekday::Wednesday),
+        ("thu", Weekday::Thursday),
+        ("fri", Weekday::Friday),
+        ("sat", Weekday::Saturday),
+        ("sun", Weekday::Sunday),
+    ];
+    let index = |name: &str| DAYS.iter().position(|(n, _)| *n == name);
+    let s = s.trim().to_ascii_lowercase();
+    let (first, last) = match s.as_str() {
+        "daily" => (0, 6),
+        _ => match s.split_once('-') {
+            Some((a, b)) => (index(a)?, index(b)?),
+            None => (index(&s)?, index(&s)?),
+        },
+    };
+    (first <= last).then(|| DAYS[first..=last].iter().map(|(_, d)| *d).collect())
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -460,6 +542,9 @@ impl Config {
                     err(format!("{key}.max_wait_ms"), "is needed with overflow_to");
                 }
             }
+            if let Some(Err((field, message))) = q.hours.as_ref().map(HoursConfig::parse) {
+                err(format!("{key}.hours.{field}"), &message);
+            }
             let mut after = 0;
             for (j, step) in q.steps.iter().enumerate() {
                 let key = format!("{key}.steps[{j}]");
@@ -572,6 +657,7 @@ impl QueueConfig {
                     widen_to: s.widen_to.iter().map(|w| w.as_str().into()).collect(),
                 })
                 .collect(),
+            hours: self.hours.as_ref().and_then(|h| h.parse().ok()),
             offer_timeout_ms: self.offer_timeout_ms.unwrap_or(routing.offer_timeout_ms),
             wrap_up_ms: self.wrap_up_ms.unwrap_or(routing.wrap_up_ms),
             affinity_wait_ms: self.affinity_wait_ms.unwrap_or(routing.affinity_wait_ms),
@@ -589,6 +675,7 @@ impl QueueConfig {
             priority: 0,
             strategy: StrategyConfig::default(),
             steps: Vec::new(),
+            hours: None,
             offer_timeout_ms: None,
             wrap_up_ms: None,
             affinity_wait_ms: None,

@@ -209,3 +209,67 @@ async fn waiting_customers_learn_their_place_and_an_estimate() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_closed_queue_takes_messages_and_routes_them_when_it_opens() {
+    // Open from two seconds from now (UTC) to the end of that day.
+    let opens = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    let secs = opens
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"][((secs / 86_400) % 7) as usize];
+    let of_day = secs % 86_400;
+    let start = format!(
+        "{:02}:{:02}:{:02}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    );
+    let queues = format!(
+        "[[queues]]\nname = \"support\"\nwrap_up_ms = 0\n\
+         [queues.hours]\ntime_zone = \"UTC\"\nopen = [\"{day} {start}-24:00\"]\n"
+    );
+    let server = TestServer::start(&config(&queues, &[("alice", "")])).await;
+    let mut alice = server.available_agent("alice").await;
+    let (mut customer, _) = server.customer_hello(None).await;
+    let ack = customer
+        .request(json!({"type":"start","queue":"support","text":"my order 123 never came"}))
+        .await;
+    let conversation_id = ack["conversation_id"].as_str().unwrap().to_owned();
+    let queued = customer.expect("queued").await;
+    let opens_at = queued["opens_at"]
+        .as_str()
+        .expect("opens_at while closed")
+        .to_owned();
+    assert!(
+        queued["eta_seconds"].as_u64().is_some_and(|s| s <= 3),
+        "{queued}"
+    );
+    assert_eq!(
+        customer.expect("message").await["text"],
+        "my order 123 never came"
+    );
+    let notice = customer.expect("message").await;
+    assert_eq!(notice["sender"]["role"], "system");
+    assert!(
+        notice["text"].as_str().unwrap().contains("closed"),
+        "{notice}"
+    );
+
+    let offer = alice.take("offer").await;
+    let offered_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    assert!(
+        offered_at >= opens_at,
+        "offered at {offered_at}, before opening at {opens_at}"
+    );
+    assert_eq!(offer["conversation_id"], json!(conversation_id));
+    alice
+        .request(json!({"type":"accept","offer_id":offer["offer_id"]}))
+        .await;
+    let conversation = alice.take("conversation").await;
+    assert_eq!(
+        conversation["transcript"][0]["text"],
+        "my order 123 never came"
+    );
+}

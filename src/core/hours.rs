@@ -7,12 +7,13 @@ use jiff::{Timestamp, ToSpan, Zoned};
 
 use super::model::Millis;
 
-/// One opening window on a weekday, in minutes after local midnight (`end` may be 1440).
+/// One opening window on a weekday, in seconds after local midnight (`end` may be
+/// 86,400).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
     pub day: Weekday,
-    pub start: u16,
-    pub end: u16,
+    pub start: u32,
+    pub end: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -35,11 +36,12 @@ fn millis(z: &Zoned) -> Millis {
 impl Hours {
     pub fn is_open(&self, now: Millis) -> bool {
         let local = zoned(now, &self.time_zone);
-        let minute =
-            u16::from(local.hour().unsigned_abs()) * 60 + u16::from(local.minute().unsigned_abs());
+        let second = u32::from(local.hour().unsigned_abs()) * 3600
+            + u32::from(local.minute().unsigned_abs()) * 60
+            + u32::from(local.second().unsigned_abs());
         self.windows
             .iter()
-            .any(|w| w.day == local.weekday() && w.start <= minute && minute < w.end)
+            .any(|w| w.day == local.weekday() && w.start <= second && second < w.end)
     }
 
     /// The next time the queue opens after `now` (within the coming eight days).
@@ -48,7 +50,7 @@ impl Hours {
         (0..8)
             .filter_map(|d| today.checked_add(d.days()).ok())
             .flat_map(|date| {
-                let mut starts: Vec<u16> = self
+                let mut starts: Vec<u32> = self
                     .windows
                     .iter()
                     .filter(|w| w.day == date.weekday())
@@ -56,9 +58,10 @@ impl Hours {
                     .collect();
                 starts.sort_unstable();
                 starts.into_iter().filter_map(move |start| {
-                    let hour = i8::try_from(start / 60).ok()?;
-                    let minute = i8::try_from(start % 60).ok()?;
-                    date.at(hour, minute, 0, 0)
+                    let hour = i8::try_from(start / 3600).ok()?;
+                    let minute = i8::try_from(start / 60 % 60).ok()?;
+                    let second = i8::try_from(start % 60).ok()?;
+                    date.at(hour, minute, second, 0)
                         .to_zoned(self.time_zone.clone())
                         .ok()
                 })
@@ -90,8 +93,8 @@ mod tests {
         .into_iter()
         .map(|day| Window {
             day,
-            start: 9 * 60,
-            end: 17 * 60,
+            start: 9 * 3600,
+            end: 17 * 3600,
         })
         .collect();
         Hours {

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+pub use super::hours::Hours;
 use super::model::{
     AgentState, Channel, ConnId, ConversationState, CustomerHistory, Event, Id, Millis,
     Participant, Record, Resolution, Role, Skills, Text,
@@ -142,6 +143,8 @@ pub enum Notice {
         conversation_id: Id,
         position: u32,
         eta_seconds: Option<u32>,
+        /// When the queue is closed: when it opens.
+        opens_at: Option<Millis>,
     },
     Typing {
         conversation_id: Id,
@@ -334,6 +337,8 @@ pub struct QueueSettings {
     pub strategy: Strategy,
     /// Relaxations over time, in order of `after_ms`.
     pub steps: Vec<StepSettings>,
+    /// Opening hours; none: always open.
+    pub hours: Option<Hours>,
     pub offer_timeout_ms: u64,
     pub wrap_up_ms: u64,
     /// How long the agent who last resolved the customer's contact is waited for.
@@ -354,6 +359,7 @@ impl QueueSettings {
             priority: 0,
             strategy: Strategy::LongestIdle,
             steps: Vec::new(),
+            hours: None,
             offer_timeout_ms: 20_000,
             wrap_up_ms: 0,
             affinity_wait_ms: 0,

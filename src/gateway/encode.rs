@@ -62,10 +62,12 @@ pub fn notice(n: &Notice) -> String {
             conversation_id,
             position,
             eta_seconds,
+            opens_at,
         } => ServerFrame::Queued {
             conversation_id,
             position: *position,
             eta_seconds: *eta_seconds,
+            opens_at: opens_at.map(rfc3339).as_deref(),
         }
         .encode(),
         Notice::Typing {

@@ -37,6 +37,9 @@ pub enum ServerFrame<'a> {
         conversation_id: &'a str,
         position: u32,
         eta_seconds: Option<u32>,
+        /// While the queue is closed: when it opens (RFC 3339).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        opens_at: Option<&'a str>,
     },
     Assigned {
         conversation_id: &'a str,

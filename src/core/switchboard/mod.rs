@@ -296,6 +296,12 @@ impl Switchboard {
         conv.rec.state = ConversationState::Queued;
         self.waiting
             .insert((Reverse(conv.rec.priority), conv.rec.ticket), id.clone());
+        // A closed queue: the wait (steps, affinity, overflow) counts from the opening.
+        if let Some(opens) = closed_until(&queue.settings, now) {
+            conv.rec.entered_at = conv.rec.entered_at.max(opens);
+            self.timers
+                .push(Reverse((opens, Timer::Reroute(id.clone()))));
+        }
         let entered = conv.rec.entered_at;
         apply_steps(conv, &queue.settings, now);
         for step in &queue.settings.steps {
@@ -325,6 +331,9 @@ impl Switchboard {
     fn choose(&self, conversation_id: &Id, now: Millis) -> Option<(Id, Reason)> {
         let conv = &self.conversations[conversation_id];
         let queue = &self.queues[&conv.rec.queue];
+        if closed_until(&queue.settings, now).is_some() {
+            return None;
+        }
         let widened: Vec<&Skills> = queue.settings.steps[..conv.step]
             .iter()
             .flat_map(|step| &step.widen_to)
@@ -649,7 +658,13 @@ impl Switchboard {
         // Always tell the customer their place first, even if an agent is free now.
         let conv = &self.conversations[&id];
         let position = self.position(conv).unwrap_or(1);
-        out.push(queued_notice(&self.queues, &self.agents, conv, position));
+        out.push(queued_notice(
+            &self.queues,
+            &self.agents,
+            conv,
+            position,
+            now,
+        ));
         if let Some(conv) = self.conversations.get_mut(&id) {
             conv.queued_sent = Some((position, now));
         }
@@ -669,6 +684,14 @@ impl Switchboard {
                 now,
                 out,
             );
+        }
+        let queue = &self.queues[&self.conversations[&id].rec.queue].settings;
+        if let (Some(opens), Some(hours)) = (closed_until(queue, now), queue.hours.as_ref()) {
+            let text = format!(
+                "We are closed right now and open {}. Leave a message: an agent will pick it up when we open, with everything you write here.",
+                hours.describe(opens)
+            );
+            self.system_line(&id, text, now, out);
         }
         self.routing_dirty = true;
     }
@@ -946,6 +969,31 @@ impl Switchboard {
             to: Participant::Agent(agent_id),
             notice: Notice::Joined(Arc::new(view(conv))),
         });
+    }
+
+    /// A system line in the transcript, for both sides to read.
+    fn system_line(
+        &mut self,
+        conversation_id: &Id,
+        text: String,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        let author = Author {
+            role: Role::System,
+            id: "warmline".into(),
+            display_name: "Warmline".into(),
+        };
+        self.append(
+            conversation_id,
+            EventBody::Message {
+                author,
+                text: text.into(),
+                client_msg_id: None,
+            },
+            now,
+            out,
+        );
     }
 
     /// Appends a transcript event: next `seq`, persisted, told to both sides.
@@ -1256,18 +1304,9 @@ impl Switchboard {
         out.push(Effect::Persist(Record::Conversation(Arc::new(
             conv.rec.clone(),
         ))));
-        let author = Author {
-            role: Role::System,
-            id: "warmline".into(),
-            display_name: "Warmline".into(),
-        };
-        self.append(
+        self.system_line(
             conversation_id,
-            EventBody::Message {
-                author,
-                text: "Your agent lost their connection. You keep your place: the next available agent will see everything said so far.".into(),
-                client_msg_id: None,
-            },
+            "Your agent lost their connection. You keep your place: the next available agent will see everything said so far.".to_owned(),
             now,
             out,
         );
@@ -1368,7 +1407,8 @@ impl Switchboard {
     }
 
     /// Sends `queued` to each waiting customer whose place changed, at most once per
-    /// `queued_update_interval_ms` per conversation.
+    /// `queued_update_interval_ms` per conversation (reaching the front goes at once),
+    /// so an assignment does not cost a frame to every waiting customer.
     fn tell_positions(&mut self, now: Millis, out: &mut Vec<Effect>) {
         let interval = self.settings.queued_update_interval_ms;
         let mut positions: HashMap<Id, u32> = HashMap::new();
@@ -1381,7 +1421,8 @@ impl Switchboard {
             let position = *position;
             match conv.queued_sent {
                 Some((sent, _)) if sent == position => continue,
-                Some((_, at)) if now < at + interval => {
+                // Reaching the front is news worth sending at once.
+                Some((_, at)) if now < at + interval && position > 1 => {
                     if !conv.queued_timer_armed {
                         conv.queued_timer_armed = true;
                         self.timers.push(Reverse((
@@ -1394,7 +1435,13 @@ impl Switchboard {
                 _ => {}
             }
             conv.queued_sent = Some((position, now));
-            out.push(queued_notice(&self.queues, &self.agents, conv, position));
+            out.push(queued_notice(
+                &self.queues,
+                &self.agents,
+                conv,
+                position,
+                now,
+            ));
         }
     }
 
@@ -1539,25 +1586,45 @@ fn queued_notice(
     agents: &BTreeMap<Id, Agent>,
     conv: &Conversation,
     position: u32,
+    now: Millis,
 ) -> Effect {
     let queue = &queues[&conv.rec.queue];
-    let staffed: u32 = agents
-        .values()
-        .filter(|a| a.slot.online && routing::qualified(&a.slot.skills, &queue.settings.skills))
-        .map(|a| a.slot.capacity[channel_index(conv.rec.channel)])
-        .sum();
-    let eta_seconds = (staffed > 0).then(|| {
-        let ms = queue.avg_handle_ms * u64::from(position) / u64::from(staffed);
-        u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
-    });
+    let opens_at = closed_until(&queue.settings, now);
+    let eta_seconds = match opens_at {
+        // Closed: the earliest an agent can answer is the opening.
+        Some(at) => u32::try_from((at - now).div_ceil(1000)).ok(),
+        None => {
+            let staffed: u32 = agents
+                .values()
+                .filter(|a| {
+                    a.slot.online && routing::qualified(&a.slot.skills, &queue.settings.skills)
+                })
+                .map(|a| a.slot.capacity[channel_index(conv.rec.channel)])
+                .sum();
+            (staffed > 0).then(|| {
+                let ms = queue.avg_handle_ms * u64::from(position) / u64::from(staffed);
+                u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
+            })
+        }
+    };
     Effect::Notify {
         to: Participant::Customer(conv.rec.customer_id.clone()),
         notice: Notice::Queued {
             conversation_id: conv.rec.id.clone(),
             position,
             eta_seconds,
+            opens_at,
         },
     }
+}
+
+/// When a queue with opening hours is closed at `now`: when it opens next.
+fn closed_until(queue: &QueueSettings, now: Millis) -> Option<Millis> {
+    let hours = queue.hours.as_ref()?;
+    if hours.is_open(now) {
+        return None;
+    }
+    hours.next_open(now)
 }
 
 fn view(conv: &Conversation) -> ConversationView {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{Switchboard, ack, reply};
 use crate::core::io::{Effect, Notice, Refusal, Reply, ReqId, TransferTarget};
-use crate::core::model::{Author, ConnId, EventBody, Id, Millis, Participant, Record, Role, Text};
+use crate::core::model::{ConnId, Id, Millis, Participant, Record, Text};
 use crate::core::routing::{self, Need, Reason};
 
 /// A warm transfer under way.
@@ -284,23 +284,9 @@ impl Switchboard {
                 .get(a)
                 .map_or_else(|| a.to_string(), |a| a.display_name.to_string()),
         };
-        let author = Author {
-            role: Role::System,
-            id: "warmline".into(),
-            display_name: "Warmline".into(),
-        };
         let text = format!(
             "{from_name} passed your conversation to {to_name}, who will see everything said so far."
         );
-        self.append(
-            conversation_id,
-            EventBody::Message {
-                author,
-                text: text.into(),
-                client_msg_id: None,
-            },
-            now,
-            out,
-        );
+        self.system_line(conversation_id, text, now, out);
     }
 }
