@@ -48,6 +48,8 @@ struct Conversation {
     transfer: Option<PendingTransfer>,
     /// A cold transfer waiting for its next agent: the offer says why, with the note.
     handoff: Option<Handoff>,
+    /// When its current agent took it (handle time runs from here).
+    assigned_at: Option<Millis>,
 }
 
 struct Agent {
@@ -280,6 +282,7 @@ impl Switchboard {
             queued_timer_armed: false,
             transfer: None,
             handoff: None,
+            assigned_at: None,
         }
     }
 
@@ -940,6 +943,7 @@ impl Switchboard {
         conv.declined.clear();
         conv.handoff = None;
         conv.rec.state = ConversationState::Active;
+        conv.assigned_at = Some(now);
         conv.rec.agent_id = Some(agent_id.clone());
         out.push(Effect::Persist(Record::Conversation(Arc::new(
             conv.rec.clone(),
@@ -1085,8 +1089,9 @@ impl Switchboard {
             }));
             let queue = self.queues.get_mut(&conv.rec.queue);
             let wrap_up_ms = queue.as_ref().map_or(0, |q| q.settings.wrap_up_ms);
-            if let Some(queue) = queue {
-                let handled = now.saturating_sub(conv.rec.created_at);
+            // Handle time: from the agent taking it to the close (not the wait).
+            if let (Some(queue), Some(assigned_at)) = (queue, conv.assigned_at) {
+                let handled = now.saturating_sub(assigned_at);
                 queue.avg_handle_ms = (queue.avg_handle_ms * 7 + handled) / 8;
             }
             if let Some(agent) = self.agents.get_mut(&agent_id) {
