@@ -10,6 +10,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use warmline::core::pools::{ClassKey, Pools};
 use warmline::core::routing::{AgentSlot, Need, Strategy, pick};
 use warmline::core::{AgentState, Channel, Id, Skills};
 
@@ -89,6 +90,51 @@ fn bench(c: &mut Criterion) {
                     |_| false,
                 )
                 .map(|(a, _)| a.idle_since)
+            })
+        });
+    }
+    group.finish();
+
+    // The same decisions through the candidate pools (the index the switchboard uses):
+    // a decision is the first ready agent of the conversation's class; taking it
+    // re-indexes that agent (their load changed).
+    let mut group = c.benchmark_group("pooled_decision_10k_agents_50_skills");
+    group.throughput(Throughput::Elements(1));
+    for (name, need_skills, strategy) in [
+        ("one_skill_longest_idle", &one, Strategy::LongestIdle),
+        ("two_skills_most_proficient", &two, Strategy::MostProficient),
+        ("no_skill_least_occupied", &none, Strategy::LeastOccupied),
+    ] {
+        let mut pools = Pools::default();
+        pools.sync(agents.iter(), true);
+        let key = ClassKey {
+            channel: Channel::Chat,
+            original: need_skills.clone(),
+            current: need_skills.clone(),
+            widened: Vec::new(),
+            language: Some("en".into()),
+            strategy,
+        };
+        let class = pools.class(key, agents.iter(), true);
+        group.bench_function(format!("{name}_pick"), |b| {
+            b.iter(|| pools.pick(black_box(class), None, |_| false))
+        });
+        let mut agents = agents.clone();
+        let at: std::collections::HashMap<Id, usize> = agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
+        group.bench_function(format!("{name}_pick_and_reindex"), |b| {
+            b.iter(|| {
+                let id = pools.pick(black_box(class), None, |_| false);
+                if let Some(agent) = id.and_then(|id| at.get(&id)).map(|&i| &mut agents[i]) {
+                    // Taken, then released: two re-indexes, as an offer and its end.
+                    agent.load[0] += 1;
+                    pools.index(agent, true);
+                    agent.load[0] -= 1;
+                    pools.index(agent, true);
+                }
             })
         });
     }

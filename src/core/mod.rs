@@ -6,6 +6,7 @@
 pub mod hours;
 pub mod io;
 pub mod model;
+pub mod pools;
 #[cfg(test)]
 mod proptests;
 pub mod routing;

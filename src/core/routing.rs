@@ -24,7 +24,7 @@ pub struct AgentSlot {
     pub idle_since: Millis,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Strategy {
     /// The agent idle the longest.
     LongestIdle,

@@ -37,6 +37,7 @@ impl Switchboard {
                         settings,
                         avg_handle_ms: INITIAL_HANDLE_MS,
                         last_offered: None,
+                        opening_armed: None,
                     },
                 );
             }
@@ -46,6 +47,7 @@ impl Switchboard {
             if conv.rec.queue == name {
                 conv.base = routing::merge(&queue.skills, &conv.rec.skills);
                 conv.step = usize::MAX; // recomputed below
+                conv.class = None;
                 super::apply_steps(conv, queue, now);
             }
         }
@@ -122,6 +124,7 @@ impl Switchboard {
             )));
         }
         self.agents.remove(id);
+        self.pools.remove(&Id::from(id));
         Ok(())
     }
 

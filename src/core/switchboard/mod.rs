@@ -19,6 +19,7 @@ use super::model::{
     AgentState, Author, Channel, ConnId, ConversationRecord, ConversationState, CustomerHistory,
     Event, EventBody, Id, Millis, Participant, Record, Resolution, Role, Skills, Text,
 };
+use super::pools::{ClassKey, Pools};
 use super::routing::{self, AgentSlot, Need, Reason, channel_index};
 use transfer::{Handoff, PendingTransfer};
 
@@ -50,6 +51,8 @@ struct Conversation {
     handoff: Option<Handoff>,
     /// When its current agent took it (handle time runs from here).
     assigned_at: Option<Millis>,
+    /// Its candidate pool while waiting (cleared when its requirements change).
+    class: Option<usize>,
 }
 
 struct Agent {
@@ -81,6 +84,8 @@ struct Queue {
     avg_handle_ms: u64,
     /// The agent offered a conversation of this queue last (round robin).
     last_offered: Option<Id>,
+    /// The opening (business hours) a routing pass is already set for.
+    opening_armed: Option<Millis>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,6 +100,8 @@ enum Timer {
     Step(Id, Millis),
     /// The conversation has waited the queue's `max_wait_ms` (same key).
     Overflow(Id, Millis),
+    /// A queue with business hours opens: what waits in it can be offered again.
+    Opening(Id),
 }
 
 /// Key of the waiting line: higher priority first, then arrival order.
@@ -114,6 +121,8 @@ pub struct Switchboard {
     next_offer: u64,
     offer_prefix: String,
     routing_dirty: bool,
+    /// Candidate pools: the routing index.
+    pools: Pools,
 }
 
 impl Switchboard {
@@ -130,6 +139,7 @@ impl Switchboard {
                         settings: q.clone(),
                         avg_handle_ms: INITIAL_HANDLE_MS,
                         last_offered: None,
+                        opening_armed: None,
                     },
                 )
             })
@@ -174,6 +184,7 @@ impl Switchboard {
             next_offer: 1,
             offer_prefix: format!("of{epoch:x}"),
             routing_dirty: false,
+            pools: Pools::default(),
         }
     }
 
@@ -283,6 +294,7 @@ impl Switchboard {
             transfer: None,
             handoff: None,
             assigned_at: None,
+            class: None,
         }
     }
 
@@ -330,87 +342,164 @@ impl Switchboard {
         self.routing_dirty = true;
     }
 
-    /// The agent to offer a waiting conversation to now, and why; `None` to let it wait.
-    fn choose(&self, conversation_id: &Id, now: Millis) -> Option<(Id, Reason)> {
+    /// The agent to offer a waiting conversation to now, and why; `None` to let it
+    /// wait. Candidates come from the pools (an index); `choose_by_scan` decides the
+    /// same by scanning every agent, and `check_invariants` compares the two.
+    fn choose(&mut self, conversation_id: &Id, now: Millis) -> Option<(Id, Reason)> {
+        if let Some(decided) = self.first_choice(conversation_id, now) {
+            return decided;
+        }
+        let vxc = self.settings.voice_excludes_chat;
+        let class = match self.conversations[conversation_id].class {
+            Some(class) => class,
+            None => {
+                let key = self.class_key(conversation_id);
+                let class = self
+                    .pools
+                    .class(key, self.agents.values().map(|a| &a.slot), vxc);
+                if let Some(conv) = self.conversations.get_mut(conversation_id) {
+                    conv.class = Some(class);
+                }
+                class
+            }
+        };
+        let conv = &self.conversations[conversation_id];
+        let last = self.queues[&conv.rec.queue].last_offered.as_ref();
+        // Agents this customer rated poorly only when nobody else qualifies.
+        let agent = self
+            .pools
+            .pick(class, last, |a| ruled_out(conv, a, now, true))
+            .or_else(|| {
+                self.pools
+                    .pick(class, last, |a| ruled_out(conv, a, now, false))
+            })?;
+        let reason = self.reason(conv, &agent);
+        Some((agent, reason))
+    }
+
+    /// In tests, every decision from the pools is checked against a scan of every agent.
+    fn choose_checked(&mut self, conversation_id: &Id, now: Millis) -> Option<(Id, Reason)> {
+        #[cfg(test)]
+        let scanned = self.choose_by_scan(conversation_id, now);
+        let chosen = self.choose(conversation_id, now);
+        #[cfg(test)]
+        assert_eq!(
+            chosen, scanned,
+            "pools and a scan disagree for {conversation_id}"
+        );
+        chosen
+    }
+
+    /// `choose`, by scanning every agent (the reference for the pools).
+    #[cfg(test)]
+    fn choose_by_scan(&self, conversation_id: &Id, now: Millis) -> Option<(Id, Reason)> {
+        if let Some(decided) = self.first_choice(conversation_id, now) {
+            return decided;
+        }
+        let key = self.class_key(conversation_id);
+        let (need, widened) = key.need();
+        let need = Need {
+            widened: &widened,
+            ..need
+        };
         let conv = &self.conversations[conversation_id];
         let queue = &self.queues[&conv.rec.queue];
-        if closed_until(&queue.settings, now).is_some() {
-            return None;
-        }
-        let widened: Vec<&Skills> = queue.settings.steps[..conv.step]
-            .iter()
-            .flat_map(|step| &step.widen_to)
-            .filter_map(|q| self.queues.get(q))
-            .map(|q| &q.settings.skills)
-            .collect();
-        let need = Need {
-            channel: conv.rec.channel,
-            original: &conv.base,
-            current: &conv.need,
-            widened: &widened,
-            language: conv
-                .rec
-                .language
-                .as_deref()
-                .or(queue.settings.language.as_deref()),
-        };
         let vxc = self.settings.voice_excludes_chat;
-        // Declined lately, or the agent who just transferred it away.
-        let declined = |agent: &Id| {
-            conv.declined
-                .iter()
-                .any(|(a, until)| a == agent && *until > now)
-                || conv.handoff.as_ref().is_some_and(|h| h.from == *agent)
-        };
-        // The agent who last resolved this customer's contact is waited for, while
-        // they are at work and the queue's affinity wait lasts.
-        if let Some(last) = &conv.history.last_agent
-            && conv.handoff.is_none()
-            && now < conv.rec.entered_at + queue.settings.affinity_wait_ms
-            && !declined(last)
-            && let Some(agent) = self.agents.get(last)
-            && agent.slot.online
-            && matches!(agent.slot.state, AgentState::Available | AgentState::WrapUp)
-            && agent.slot.qualifies(&need).is_some()
-        {
-            return agent
-                .slot
-                .can_take(conv.rec.channel, vxc)
-                .then(|| (last.clone(), Reason::History));
-        }
-        // A cold transfer to a named agent: them first, if they can take it now.
-        if let Some(target) = conv.handoff.as_ref().and_then(|h| h.agent.as_ref())
-            && !declined(target)
-            && self
-                .agents
-                .get(target)
-                .is_some_and(|a| a.slot.can_take(conv.rec.channel, vxc))
-        {
-            return Some((target.clone(), Reason::Transfer));
-        }
-        let pick = |avoid_poorly_rated: bool| {
+        let pick = |avoid: bool| {
             routing::pick(
                 self.agents.values().map(|a| &a.slot),
                 &need,
                 queue.settings.strategy,
                 vxc,
                 queue.last_offered.as_ref(),
-                |agent| {
-                    declined(agent)
-                        || (avoid_poorly_rated && conv.history.poorly_rated.contains(agent))
-                },
+                |a| ruled_out(conv, a, now, avoid),
             )
         };
-        // Agents this customer rated poorly only when nobody else qualifies.
-        let transferred = conv.handoff.is_some();
-        pick(true).or_else(|| pick(false)).map(|(agent, reason)| {
-            let reason = if transferred {
-                Reason::Transfer
-            } else {
-                reason
+        let (agent, _) = pick(true).or_else(|| pick(false))?;
+        Some((agent.id.clone(), self.reason(conv, &agent.id)))
+    }
+
+    fn reason(&self, conv: &Conversation, agent: &Id) -> Reason {
+        if conv.handoff.is_some() {
+            Reason::Transfer
+        } else if self
+            .agents
+            .get(agent)
+            .is_some_and(|a| routing::qualified(&a.slot.skills, &conv.base))
+        {
+            Reason::Skill
+        } else {
+            Reason::Expanded
+        }
+    }
+
+    /// Decisions made before looking for candidates: a closed queue waits; the
+    /// customer's last agent is waited for during the affinity wait; a cold transfer
+    /// to a named agent goes to them if they can take it. `None`: look for candidates.
+    fn first_choice(&self, conversation_id: &Id, now: Millis) -> Option<Option<(Id, Reason)>> {
+        let conv = &self.conversations[conversation_id];
+        let queue = &self.queues[&conv.rec.queue];
+        if closed_until(&queue.settings, now).is_some() {
+            return Some(None);
+        }
+        let vxc = self.settings.voice_excludes_chat;
+        if let Some(last) = &conv.history.last_agent
+            && conv.handoff.is_none()
+            && now < conv.rec.entered_at + queue.settings.affinity_wait_ms
+            && !ruled_out(conv, last, now, false)
+            && let Some(agent) = self.agents.get(last)
+            && agent.slot.online
+            && matches!(agent.slot.state, AgentState::Available | AgentState::WrapUp)
+        {
+            let key = self.class_key(conversation_id);
+            let (need, widened) = key.need();
+            let need = Need {
+                widened: &widened,
+                ..need
             };
-            (agent.id.clone(), reason)
-        })
+            if agent.slot.qualifies(&need).is_some() {
+                return Some(
+                    agent
+                        .slot
+                        .can_take(conv.rec.channel, vxc)
+                        .then(|| (last.clone(), Reason::History)),
+                );
+            }
+        }
+        if let Some(target) = conv.handoff.as_ref().and_then(|h| h.agent.as_ref())
+            && !ruled_out(conv, target, now, false)
+            && self
+                .agents
+                .get(target)
+                .is_some_and(|a| a.slot.can_take(conv.rec.channel, vxc))
+        {
+            return Some(Some((target.clone(), Reason::Transfer)));
+        }
+        None
+    }
+
+    /// The class of agents a waiting conversation accepts now.
+    fn class_key(&self, conversation_id: &Id) -> ClassKey {
+        let conv = &self.conversations[conversation_id];
+        let queue = &self.queues[&conv.rec.queue];
+        let widened = queue.settings.steps[..conv.step.min(queue.settings.steps.len())]
+            .iter()
+            .flat_map(|step| &step.widen_to)
+            .filter_map(|q| self.queues.get(q))
+            .map(|q| q.settings.skills.clone())
+            .collect();
+        ClassKey {
+            channel: conv.rec.channel,
+            original: conv.base.clone(),
+            current: conv.need.clone(),
+            widened,
+            language: conv
+                .rec
+                .language
+                .clone()
+                .or_else(|| queue.settings.language.clone()),
+            strategy: queue.settings.strategy,
+        }
     }
 
     /// Moves a conversation that waited too long to the queue's overflow queue.
@@ -438,6 +527,9 @@ impl Switchboard {
         conv.last_seq = old.last_seq;
         conv.recent = old.recent;
         conv.declined = old.declined;
+        // A cold transfer lasts until an agent accepts: not back to the agent who
+        // passed it on, the named agent first, the note and reason kept.
+        conv.handoff = old.handoff;
         self.conversations.insert(conversation_id.clone(), conv);
         self.wait(conversation_id, now);
     }
@@ -857,6 +949,8 @@ impl Switchboard {
         for offer_id in offers {
             self.withdraw_offer(&offer_id, Some(RevokeReason::Withdrawn), now, false, out);
         }
+        // A conversation waiting for them as the customer's last agent no longer does.
+        self.routing_dirty = true;
     }
 
     fn set_status(
@@ -889,8 +983,10 @@ impl Switchboard {
             if before != AgentState::Available {
                 agent.slot.idle_since = now;
             }
-            self.routing_dirty = true;
         }
+        // Available: they can take what waits. Away: a conversation waiting for them
+        // as the customer's last agent no longer does.
+        self.routing_dirty = true;
         let offers = if available {
             Vec::new()
         } else {
@@ -1168,6 +1264,16 @@ impl Switchboard {
                     self.timers
                         .push(Reverse((until, Timer::Reroute(conv.rec.id.clone()))));
                 }
+                // Its wait ran out while it was on offer (the overflow timer found it
+                // offered and did nothing): it overflows now.
+                if let Some(queue) = self.queues.get(&conv.rec.queue)
+                    && let (Some(max_wait), Some(_)) =
+                        (queue.settings.max_wait_ms, &queue.settings.overflow_to)
+                    && conv.rec.entered_at + max_wait <= now
+                {
+                    let timer = Timer::Overflow(conv.rec.id.clone(), conv.rec.entered_at);
+                    self.timers.push(Reverse((now, timer)));
+                }
             }
         }
         self.routing_dirty = true;
@@ -1273,6 +1379,7 @@ impl Switchboard {
                         self.routing_dirty = true;
                     }
                 }
+                Timer::Opening(_) => self.routing_dirty = true,
             }
         }
     }
@@ -1326,18 +1433,31 @@ impl Switchboard {
             return;
         }
         self.routing_dirty = false;
+        // A closed queue may hold conversations that were waiting when it closed (those
+        // that arrive while it is closed have their own timer): route at the opening.
+        for queue in self.queues.values_mut() {
+            if let Some(opens) = closed_until(&queue.settings, now)
+                && queue.opening_armed != Some(opens)
+            {
+                queue.opening_armed = Some(opens);
+                let timer = Timer::Opening(queue.settings.name.clone());
+                self.timers.push(Reverse((opens, timer)));
+            }
+        }
         let vxc = self.settings.voice_excludes_chat;
         let any_free = self
             .agents
             .values()
             .any(|a| a.slot.can_take(Channel::Chat, vxc) || a.slot.can_take(Channel::Voice, vxc));
         if any_free {
+            self.pools.sync(self.agents.values().map(|a| &a.slot), vxc);
             let order: Vec<(WaitKey, Id)> =
                 self.waiting.iter().map(|(k, v)| (*k, v.clone())).collect();
             for (key, conversation_id) in order {
-                if let Some((agent_id, reason)) = self.choose(&conversation_id, now) {
+                if let Some((agent_id, reason)) = self.choose_checked(&conversation_id, now) {
                     self.waiting.remove(&key);
-                    self.make_offer(&conversation_id, agent_id, reason, now, out);
+                    self.make_offer(&conversation_id, agent_id.clone(), reason, now, out);
+                    self.pools.index(&self.agents[&agent_id].slot, vxc);
                 }
             }
         }
@@ -1534,15 +1654,35 @@ impl Switchboard {
                 .conversations
                 .get(&offer.conversation_id)
                 .ok_or("offer for closed conversation")?;
-            if conv.offer.as_ref() != Some(id) || conv.rec.state != ConversationState::Offered {
+            let expected_state = if offer.warm {
+                ConversationState::Active
+            } else {
+                ConversationState::Offered
+            };
+            if conv.offer.as_ref() != Some(id)
+                || conv.rec.state != expected_state
+                || offer.warm != conv.transfer.is_some()
+            {
                 return Err(format!("offer {id} and conversation disagree"));
             }
-            let agent = &self.agents[&offer.agent_id];
-            let queue = &self.queues[&conv.rec.queue].settings;
-            if !routing::qualified(&agent.slot.skills, &queue.skills)
-                || !routing::qualified(&agent.slot.skills, &conv.rec.skills)
-            {
-                return Err(format!("offer {id} to an unqualified agent"));
+            // Queue offers go to agents qualified at the conversation's current step
+            // (transfers and the customer's last agent are chosen by people or history).
+            let chosen_by_name = offer.warm
+                || conv
+                    .handoff
+                    .as_ref()
+                    .is_some_and(|h| h.agent.as_ref() == Some(&offer.agent_id))
+                || conv.history.last_agent.as_ref() == Some(&offer.agent_id);
+            if !chosen_by_name {
+                let key = self.class_key(&offer.conversation_id);
+                let (need, widened) = key.need();
+                let need = Need {
+                    widened: &widened,
+                    ..need
+                };
+                if self.agents[&offer.agent_id].slot.qualifies(&need).is_none() {
+                    return Err(format!("offer {id} to an unqualified agent"));
+                }
             }
         }
         for id in self.waiting.values() {
@@ -1558,6 +1698,17 @@ impl Switchboard {
     }
 }
 
+/// Agents not to offer this conversation to: those who declined it lately, the one
+/// who just transferred it away, and (when `avoid_poorly_rated`) those the customer
+/// rated 2 or lower.
+fn ruled_out(conv: &Conversation, agent: &Id, now: Millis, avoid_poorly_rated: bool) -> bool {
+    conv.declined
+        .iter()
+        .any(|(a, until)| a == agent && *until > now)
+        || conv.handoff.as_ref().is_some_and(|h| h.from == *agent)
+        || (avoid_poorly_rated && conv.history.poorly_rated.contains(agent))
+}
+
 /// Brings a conversation's requirements up to the routing steps its wait has earned.
 fn apply_steps(conv: &mut Conversation, queue: &QueueSettings, now: Millis) {
     let waited = now.saturating_sub(conv.rec.entered_at);
@@ -1570,6 +1721,7 @@ fn apply_steps(conv: &mut Conversation, queue: &QueueSettings, now: Millis) {
         return;
     }
     conv.step = step;
+    conv.class = None;
     conv.need = conv.base.clone();
     for s in &queue.steps[..step] {
         for (skill, level) in &s.min_levels {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{Switchboard, ack, reply};
 use crate::core::io::{Effect, Notice, Refusal, Reply, ReqId, TransferTarget};
-use crate::core::model::{ConnId, Id, Millis, Participant, Record, Text};
+use crate::core::model::{ConnId, ConversationState, Id, Millis, Participant, Record, Text};
 use crate::core::routing::{self, Need, Reason};
 
 /// A warm transfer under way.
@@ -112,12 +112,15 @@ impl Switchboard {
         let queue = &self.queues[&conv.rec.queue].settings;
         // Ahead of the others in the target queue.
         conv.rec.priority = queue.priority.saturating_add(1);
+        // Persisted below as waiting, not as active without an agent.
+        conv.rec.state = ConversationState::Queued;
         conv.rec.agent_id = None;
         conv.rec.entered_at = now;
         conv.rec.transfers += 1;
         conv.base = routing::merge(&queue.skills, &conv.rec.skills);
         conv.need = conv.base.clone();
         conv.step = 0;
+        conv.class = None;
         conv.declined.clear();
         conv.queued_sent = None;
         conv.handoff = Some(Handoff {
@@ -237,6 +240,7 @@ impl Switchboard {
             conv.base = routing::merge(&queue.skills, &conv.rec.skills);
             conv.need = conv.base.clone();
             conv.step = 0;
+            conv.class = None;
         }
         out.push(Effect::Notify {
             to: Participant::Agent(pending.from),
