@@ -22,16 +22,26 @@ use crate::protocol::ErrorCode;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/api/v1/queues", get(list_queues).post(create_queue))
+        .route(
+            "/api/v1/queues",
+            get(list_queues).post(create::<QueueConfig>),
+        )
         .route(
             "/api/v1/queues/{name}",
-            get(get_queue).put(update_queue).delete(delete_queue),
+            get(get_queue)
+                .put(update::<QueueConfig>)
+                .delete(delete_queue),
         )
         .route("/api/v1/queues/{name}/state", get(queue_state))
-        .route("/api/v1/agents", get(list_agents).post(create_agent))
+        .route(
+            "/api/v1/agents",
+            get(list_agents).post(create::<AgentConfig>),
+        )
         .route(
             "/api/v1/agents/{id}",
-            get(get_agent).put(update_agent).delete(delete_agent),
+            get(get_agent)
+                .put(update::<AgentConfig>)
+                .delete(delete_agent),
         )
 }
 
@@ -119,23 +129,71 @@ async fn run(app: Arc<App>, headers: HeaderMap, request: AdminRequest, ok: Statu
     }
 }
 
-/// Parses the body, and checks that its name matches the path's.
-fn body_named<T: DeserializeOwned>(
-    body: &Bytes,
-    path_name: Option<&str>,
-    name_of: impl Fn(&T) -> &str,
-    field: &str,
-) -> Result<T, ApiError> {
-    let item: T = parse(body)?;
-    if let Some(path_name) = path_name
-        && name_of(&item) != path_name
-    {
-        return Err(ApiError::invalid(
-            field,
-            format!("must match the path (`{path_name}`)"),
-        ));
+/// A definition the API creates and changes: a queue or an agent.
+trait Definition: DeserializeOwned {
+    /// The field that names it (and must match the path on PUT).
+    const NAME_FIELD: &'static str;
+    fn name(&self) -> &str;
+    fn put(self, create: bool) -> AdminRequest;
+}
+
+impl Definition for QueueConfig {
+    const NAME_FIELD: &'static str = "name";
+    fn name(&self) -> &str {
+        &self.name
     }
-    Ok(item)
+    fn put(self, create: bool) -> AdminRequest {
+        AdminRequest::PutQueue {
+            queue: self,
+            create,
+        }
+    }
+}
+
+impl Definition for AgentConfig {
+    const NAME_FIELD: &'static str = "id";
+    fn name(&self) -> &str {
+        &self.id
+    }
+    fn put(self, create: bool) -> AdminRequest {
+        AdminRequest::PutAgent {
+            agent: self,
+            create,
+        }
+    }
+}
+
+/// `POST /api/v1/{queues,agents}`.
+async fn create<T: Definition>(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match parse::<T>(&body) {
+        Ok(item) => run(app, headers, item.put(true), StatusCode::CREATED).await,
+        Err(e) => refuse(&app, &headers, e),
+    }
+}
+
+/// `PUT /api/v1/{queues,agents}/{name}`: the body's name must match the path's.
+async fn update<T: Definition>(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let item = parse::<T>(&body).and_then(|item| {
+        if item.name() == name {
+            Ok(item)
+        } else {
+            let message = format!("must match the path (`{name}`)");
+            Err(ApiError::invalid(T::NAME_FIELD, message))
+        }
+    });
+    match item {
+        Ok(item) => run(app, headers, item.put(false), StatusCode::OK).await,
+        Err(e) => refuse(&app, &headers, e),
+    }
 }
 
 async fn list_queues(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -156,47 +214,6 @@ async fn queue_state(
     Path(name): Path<String>,
 ) -> Response {
     run(app, headers, AdminRequest::QueueState(name), StatusCode::OK).await
-}
-
-async fn create_queue(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    match body_named::<QueueConfig>(&body, None, |q| &q.name, "name") {
-        Ok(queue) => {
-            run(
-                app,
-                headers,
-                AdminRequest::PutQueue {
-                    queue,
-                    create: true,
-                },
-                StatusCode::CREATED,
-            )
-            .await
-        }
-        Err(e) => refuse(&app, &headers, e),
-    }
-}
-
-async fn update_queue(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Response {
-    match body_named::<QueueConfig>(&body, Some(&name), |q| &q.name, "name") {
-        Ok(queue) => {
-            run(
-                app,
-                headers,
-                AdminRequest::PutQueue {
-                    queue,
-                    create: false,
-                },
-                StatusCode::OK,
-            )
-            .await
-        }
-        Err(e) => refuse(&app, &headers, e),
-    }
 }
 
 async fn delete_queue(
@@ -223,47 +240,6 @@ async fn get_agent(
     Path(id): Path<String>,
 ) -> Response {
     run(app, headers, AdminRequest::GetAgent(id), StatusCode::OK).await
-}
-
-async fn create_agent(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    match body_named::<AgentConfig>(&body, None, |a| &a.id, "id") {
-        Ok(agent) => {
-            run(
-                app,
-                headers,
-                AdminRequest::PutAgent {
-                    agent,
-                    create: true,
-                },
-                StatusCode::CREATED,
-            )
-            .await
-        }
-        Err(e) => refuse(&app, &headers, e),
-    }
-}
-
-async fn update_agent(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    match body_named::<AgentConfig>(&body, Some(&id), |a| &a.id, "id") {
-        Ok(agent) => {
-            run(
-                app,
-                headers,
-                AdminRequest::PutAgent {
-                    agent,
-                    create: false,
-                },
-                StatusCode::OK,
-            )
-            .await
-        }
-        Err(e) => refuse(&app, &headers, e),
-    }
 }
 
 async fn delete_agent(
