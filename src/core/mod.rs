@@ -10,6 +10,8 @@ pub mod pools;
 #[cfg(test)]
 mod proptests;
 pub mod routing;
+#[cfg(test)]
+mod routing_props;
 pub mod switchboard;
 
 pub use io::*;

@@ -1141,6 +1141,8 @@ impl Switchboard {
     ) {
         if let Some(conv) = self.conversations.get_mut(conversation_id) {
             conv.transfer = None;
+            // Withdrawing its offer below must not put it back in line (nor overflow it).
+            conv.rec.state = ConversationState::Closed;
         }
         if let Some(offer_id) = self.conversations[conversation_id].offer.clone() {
             self.withdraw_offer(&offer_id, Some(RevokeReason::Withdrawn), now, false, out);
@@ -1243,6 +1245,8 @@ impl Switchboard {
                 },
             });
         }
+        // The agent has room again, whatever becomes of the conversation.
+        self.routing_dirty = true;
         if offer.warm {
             if let Some(conv) = self.conversations.get_mut(&offer.conversation_id) {
                 conv.offer = None;
@@ -1250,6 +1254,7 @@ impl Switchboard {
             self.continue_warm(&offer.conversation_id, now, out);
             return;
         }
+        let mut overdue = false;
         if let Some(conv) = self.conversations.get_mut(&offer.conversation_id) {
             conv.offer = None;
             if conv.rec.state == ConversationState::Offered {
@@ -1265,16 +1270,17 @@ impl Switchboard {
                         .push(Reverse((until, Timer::Reroute(conv.rec.id.clone()))));
                 }
                 // Its wait ran out while it was on offer (the overflow timer found it
-                // offered and did nothing): it overflows now.
-                if let Some(queue) = self.queues.get(&conv.rec.queue)
-                    && let (Some(max_wait), Some(_)) =
-                        (queue.settings.max_wait_ms, &queue.settings.overflow_to)
-                    && conv.rec.entered_at + max_wait <= now
-                {
-                    let timer = Timer::Overflow(conv.rec.id.clone(), conv.rec.entered_at);
-                    self.timers.push(Reverse((now, timer)));
-                }
+                // offered and did nothing): it overflows now, before any new offer.
+                overdue = self.queues.get(&conv.rec.queue).is_some_and(|q| {
+                    q.settings.overflow_to.is_some()
+                        && q.settings
+                            .max_wait_ms
+                            .is_some_and(|max_wait| conv.rec.entered_at + max_wait <= now)
+                });
             }
+        }
+        if overdue {
+            self.overflow(&offer.conversation_id, now, out);
         }
         self.routing_dirty = true;
     }
