@@ -915,8 +915,9 @@ impl Harness {
         let id = &rec.id;
         match rec.state {
             ConversationState::Queued => {
+                // Waiting counts from now, or from the opening of a closed queue.
                 ensure!(
-                    rec.agent_id.is_none() && rec.entered_at == now,
+                    rec.agent_id.is_none() && rec.entered_at == self.m.entered(&rec.queue),
                     "queued record {rec:?}"
                 );
                 let c = self

@@ -342,6 +342,17 @@ impl Switchboard {
         self.routing_dirty = true;
     }
 
+    /// `wait`, then makes the record durable as `wait` left it (a closed queue moves
+    /// `entered_at` to the opening, so after a restart the wait still counts from there).
+    fn wait_persisted(&mut self, id: &Id, now: Millis, out: &mut Vec<Effect>) {
+        self.wait(id, now);
+        if let Some(conv) = self.conversations.get(id) {
+            out.push(Effect::Persist(Record::Conversation(Arc::new(
+                conv.rec.clone(),
+            ))));
+        }
+    }
+
     /// The agent to offer a waiting conversation to now, and why; `None` to let it
     /// wait. Candidates come from the pools (an index); `choose_by_scan` decides the
     /// same by scanning every agent, and `check_invariants` compares the two.
@@ -522,7 +533,6 @@ impl Switchboard {
         rec.queue = target;
         rec.priority = priority;
         rec.entered_at = now;
-        out.push(Effect::Persist(Record::Conversation(Arc::new(rec.clone()))));
         let mut conv = self.conversation(rec, old.customer_name, history);
         conv.last_seq = old.last_seq;
         conv.recent = old.recent;
@@ -531,7 +541,7 @@ impl Switchboard {
         // passed it on, the named agent first, the note and reason kept.
         conv.handoff = old.handoff;
         self.conversations.insert(conversation_id.clone(), conv);
-        self.wait(conversation_id, now);
+        self.wait_persisted(conversation_id, now, out);
     }
 
     /// The earliest time a timer is due, for the shell to sleep until.
@@ -733,7 +743,6 @@ impl Switchboard {
             id: s.customer_id.clone(),
             seen_at: now,
         }));
-        out.push(Effect::Persist(Record::Conversation(Arc::new(rec.clone()))));
         let id = s.conversation_id;
         self.by_customer
             .entry(s.customer_id.clone())
@@ -741,7 +750,7 @@ impl Switchboard {
             .push(id.clone());
         let conv = self.conversation(rec, s.customer_name.clone(), s.history);
         self.conversations.insert(id.clone(), conv);
-        self.wait(&id, now);
+        self.wait_persisted(&id, now, out);
         reply(
             out,
             s.conn,
@@ -1419,16 +1428,13 @@ impl Switchboard {
             agent_id: agent_id.clone(),
             at: now,
         }));
-        out.push(Effect::Persist(Record::Conversation(Arc::new(
-            conv.rec.clone(),
-        ))));
+        self.wait_persisted(conversation_id, now, out);
         self.system_line(
             conversation_id,
             "Your agent lost their connection. You keep your place: the next available agent will see everything said so far.".to_owned(),
             now,
             out,
         );
-        self.wait(conversation_id, now);
         self.routing_dirty = true;
     }
 

@@ -4,8 +4,6 @@
 //! they are told. Either way the conversation is never left without an agent or a
 //! place in a queue, and each completed transfer is counted on it.
 
-use std::sync::Arc;
-
 use super::{Switchboard, ack, reply};
 use crate::core::io::{Effect, Notice, Refusal, Reply, ReqId, TransferTarget};
 use crate::core::model::{ConnId, ConversationState, Id, Millis, Participant, Record, Text};
@@ -131,9 +129,7 @@ impl Switchboard {
                 TransferTarget::Queue(_) => None,
             },
         });
-        out.push(Effect::Persist(Record::Conversation(Arc::new(
-            conv.rec.clone(),
-        ))));
+        self.wait_persisted(conversation_id, now, out);
         self.tell_customer(conversation_id, &from, &to, now, out);
         out.push(Effect::Notify {
             to: Participant::Agent(from),
@@ -143,7 +139,6 @@ impl Switchboard {
                 warm: false,
             },
         });
-        self.wait(conversation_id, now);
     }
 
     /// Offers a warm transfer to its next candidate, or gives it up and tells the agent.
