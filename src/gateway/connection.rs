@@ -549,7 +549,7 @@ impl Session {
             }
         }
         self.following.insert(view.conversation_id.clone(), cursor);
-        let frame = encode::conversation(view, &transcript, cursor);
+        let frame = encode::conversation(view, transcript, cursor);
         self.link.send(frame.into()).await
     }
 

@@ -111,7 +111,7 @@ pub fn notice(n: &Notice) -> String {
             reason: *reason,
         }
         .encode(),
-        Notice::Joined(view) => conversation(view, &[], view.last_seq),
+        Notice::Joined(view) => conversation(view, Vec::new(), view.last_seq),
         Notice::Transferred {
             conversation_id,
             to,
@@ -167,16 +167,17 @@ fn customer_view(v: &ConversationView) -> CustomerView<'_> {
 }
 
 /// The `conversation` frame an agent gets on accept: everything so far.
-pub fn conversation(v: &ConversationView, transcript: &[String], last_seq: u64) -> String {
-    let raw: Vec<Box<serde_json::value::RawValue>> = transcript
-        .iter()
-        .filter_map(|t| serde_json::value::RawValue::from_string(t.clone()).ok())
+pub fn conversation(v: &ConversationView, transcript: Vec<String>, last_seq: u64) -> String {
+    use serde_json::value::RawValue;
+    // Each event was encoded by this module, so it is valid JSON; the attributes were
+    // re-serialized from a JSON object at `start`.
+    let raw: Vec<Box<RawValue>> = transcript
+        .into_iter()
+        .filter_map(|t| RawValue::from_string(t).ok())
         .collect();
-    let empty = serde_json::value::RawValue::from_string("{}".to_owned()).ok();
-    let attributes = serde_json::value::RawValue::from_string(v.attributes.to_string())
-        .ok()
-        .or(empty);
-    let Some(attributes) = attributes else {
+    let Ok(attributes) = RawValue::from_string(v.attributes.to_string())
+        .or_else(|_| RawValue::from_string("{}".to_owned()))
+    else {
         return error(
             None,
             ErrorCode::Internal,
