@@ -554,20 +554,18 @@ impl Switchboard {
         self.waiting.len()
     }
 
-    /// Waiting conversations per queue name.
-    pub fn waiting_by_queue(&self) -> impl Iterator<Item = (&Id, usize)> {
-        self.queues.keys().map(|q| {
-            let n = self
-                .waiting
-                .values()
-                .filter(|c| {
-                    self.conversations
-                        .get(*c)
-                        .is_some_and(|c| &c.rec.queue == q)
-                })
-                .count();
-            (q, n)
-        })
+    /// Waiting conversations per queue name (every queue, zeros included), in one
+    /// pass over the waiting line.
+    pub fn waiting_by_queue(&self) -> HashMap<&Id, usize> {
+        let mut counts: HashMap<&Id, usize> = self.queues.keys().map(|q| (q, 0)).collect();
+        for id in self.waiting.values() {
+            if let Some(conv) = self.conversations.get(id)
+                && let Some(n) = counts.get_mut(&conv.rec.queue)
+            {
+                *n += 1;
+            }
+        }
+        counts
     }
 
     pub fn open_conversations(&self) -> usize {
