@@ -107,12 +107,47 @@ enum Timer {
 /// Key of the waiting line: higher priority first, then arrival order.
 type WaitKey = (Reverse<i32>, u64);
 
+/// The waiting line. It notes when places must be told again: someone left, or
+/// someone joined (who must learn their place, and may have gone ahead of others).
+/// A brand-new arrival at the back is told its place by `start` itself, which then
+/// clears the note: such an arrival costs no pass over a long line.
+#[derive(Default)]
+struct Line {
+    map: BTreeMap<WaitKey, Id>,
+    shifted: bool,
+}
+
+impl Line {
+    fn insert(&mut self, key: WaitKey, id: Id) {
+        self.shifted = true;
+        self.map.insert(key, id);
+    }
+
+    /// Whether `key` would join at the back of the line.
+    fn at_back(&self, key: &WaitKey) -> bool {
+        self.map.last_key_value().is_none_or(|(last, _)| key > last)
+    }
+
+    fn remove(&mut self, key: &WaitKey) -> Option<Id> {
+        let removed = self.map.remove(key);
+        self.shifted |= removed.is_some();
+        removed
+    }
+}
+
+impl std::ops::Deref for Line {
+    type Target = BTreeMap<WaitKey, Id>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
 pub struct Switchboard {
     settings: CoreSettings,
     queues: HashMap<Id, Queue>,
     agents: BTreeMap<Id, Agent>,
     conversations: HashMap<Id, Conversation>,
-    waiting: BTreeMap<WaitKey, Id>,
+    waiting: Line,
     offers: HashMap<Id, Offer>,
     /// Open conversations of each customer.
     by_customer: HashMap<Id, Vec<Id>>,
@@ -123,6 +158,9 @@ pub struct Switchboard {
     routing_dirty: bool,
     /// Candidate pools: the routing index.
     pools: Pools,
+    /// Someone joined the line who must be told their place, or a throttled `queued`
+    /// update fell due: recompute places on the next pass.
+    positions_due: bool,
 }
 
 impl Switchboard {
@@ -176,7 +214,7 @@ impl Switchboard {
             queues,
             agents,
             conversations: HashMap::new(),
-            waiting: BTreeMap::new(),
+            waiting: Line::default(),
             offers: HashMap::new(),
             by_customer: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -185,6 +223,7 @@ impl Switchboard {
             offer_prefix: format!("of{epoch:x}"),
             routing_dirty: false,
             pools: Pools::default(),
+            positions_due: false,
         }
     }
 
@@ -748,7 +787,17 @@ impl Switchboard {
             .push(id.clone());
         let conv = self.conversation(rec, s.customer_name.clone(), s.history);
         self.conversations.insert(id.clone(), conv);
+        // The arrival is told its place just below; at the back of the line nobody
+        // else's place moved, so it needs no pass over the line.
+        let quiet = !self.waiting.shifted && {
+            let conv = &self.conversations[&id];
+            self.waiting
+                .at_back(&(Reverse(conv.rec.priority), conv.rec.ticket))
+        };
         self.wait_persisted(&id, now, out);
+        if quiet {
+            self.waiting.shifted = false;
+        }
         reply(
             out,
             s.conn,
@@ -1387,6 +1436,7 @@ impl Switchboard {
                 }
                 Timer::Reroute(conversation_id) => {
                     if let Some(conv) = self.conversations.get_mut(&conversation_id) {
+                        self.positions_due |= conv.queued_timer_armed;
                         conv.queued_timer_armed = false;
                         conv.declined.retain(|(_, until)| *until > now);
                         self.routing_dirty = true;
@@ -1471,7 +1521,11 @@ impl Switchboard {
                 }
             }
         }
-        self.tell_positions(now, out);
+        if self.waiting.shifted || self.positions_due {
+            self.waiting.shifted = false;
+            self.positions_due = false;
+            self.tell_positions(now, out);
+        }
     }
 
     fn make_offer(
