@@ -53,6 +53,52 @@ fn main() {
         let per = t.elapsed() / batch as u32;
         println!("arrivals with {target:>6} waiting: {per:?} per arrival");
     }
+
+    // An assignment with 20,000 waiting: an agent becomes available, is offered the
+    // first in line (everyone behind moves up one), and goes away again (the offer
+    // is withdrawn and the conversation goes back to its place).
+    let agent_id: warmline::core::Id = "a0".into();
+    sb.handle(
+        Input::AgentConnected {
+            conn: ConnId(0),
+            agent_id: agent_id.clone(),
+        },
+        now,
+        &mut out,
+    );
+    out.clear();
+    let rounds = 50;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        now += 10;
+        sb.handle(
+            Input::SetStatus {
+                conn: ConnId(0),
+                req: None,
+                agent_id: agent_id.clone(),
+                available: true,
+            },
+            now,
+            &mut out,
+        );
+        now += 10;
+        sb.handle(
+            Input::SetStatus {
+                conn: ConnId(0),
+                req: None,
+                agent_id: agent_id.clone(),
+                available: false,
+            },
+            now,
+            &mut out,
+        );
+        out.clear();
+    }
+    let per = t.elapsed() / rounds;
+    println!(
+        "an offer and its withdrawal with {} waiting: {per:?}",
+        sb.waiting_len()
+    );
 }
 
 fn start(n: u64) -> Input {

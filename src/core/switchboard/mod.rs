@@ -115,12 +115,20 @@ type WaitKey = (Reverse<i32>, u64);
 struct Line {
     map: BTreeMap<WaitKey, Id>,
     shifted: bool,
+    /// How many wait in each queue.
+    per_queue: HashMap<Id, u32>,
 }
 
 impl Line {
-    fn insert(&mut self, key: WaitKey, id: Id) {
+    fn insert(&mut self, key: WaitKey, id: Id, queue: &Id) {
         self.shifted = true;
-        self.map.insert(key, id);
+        if self.map.insert(key, id).is_none() {
+            *self.per_queue.entry(queue.clone()).or_default() += 1;
+        }
+    }
+
+    fn in_queue(&self, queue: &Id) -> u32 {
+        self.per_queue.get(queue).copied().unwrap_or(0)
     }
 
     /// Whether `key` would join at the back of the line.
@@ -128,9 +136,14 @@ impl Line {
         self.map.last_key_value().is_none_or(|(last, _)| key > last)
     }
 
-    fn remove(&mut self, key: &WaitKey) -> Option<Id> {
+    fn remove(&mut self, key: &WaitKey, queue: &Id) -> Option<Id> {
         let removed = self.map.remove(key);
-        self.shifted |= removed.is_some();
+        if removed.is_some() {
+            self.shifted = true;
+            if let Some(n) = self.per_queue.get_mut(queue) {
+                *n = n.saturating_sub(1);
+            }
+        }
         removed
     }
 }
@@ -348,8 +361,11 @@ impl Switchboard {
             return;
         };
         conv.rec.state = ConversationState::Queued;
-        self.waiting
-            .insert((Reverse(conv.rec.priority), conv.rec.ticket), id.clone());
+        self.waiting.insert(
+            (Reverse(conv.rec.priority), conv.rec.ticket),
+            id.clone(),
+            &conv.rec.queue,
+        );
         // A closed queue: the wait (steps, affinity, overflow) counts from the opening.
         if let Some(opens) = closed_until(&queue.settings, now) {
             conv.rec.entered_at = conv.rec.entered_at.max(opens);
@@ -564,8 +580,10 @@ impl Switchboard {
             return;
         };
         let priority = conv.rec.priority.max(target_queue.settings.priority);
-        self.waiting
-            .remove(&(Reverse(conv.rec.priority), conv.rec.ticket));
+        self.waiting.remove(
+            &(Reverse(conv.rec.priority), conv.rec.ticket),
+            &conv.rec.queue,
+        );
         let history = conv.history.clone();
         let old = self.conversations.remove(conversation_id).expect("checked");
         let mut rec = old.rec;
@@ -807,8 +825,13 @@ impl Switchboard {
             },
         );
         // Always tell the customer their place first, even if an agent is free now.
+        // At the back of the line, their place is the count of their queue.
         let conv = &self.conversations[&id];
-        let position = self.position(conv).unwrap_or(1);
+        let position = if quiet {
+            self.waiting.in_queue(&conv.rec.queue)
+        } else {
+            self.position(conv).unwrap_or(1)
+        };
         out.push(queued_notice(
             &self.queues,
             &self.agents,
@@ -1223,8 +1246,10 @@ impl Switchboard {
                 conversation_id: conversation_id.clone(),
             },
         });
-        self.waiting
-            .remove(&(Reverse(conv.rec.priority), conv.rec.ticket));
+        self.waiting.remove(
+            &(Reverse(conv.rec.priority), conv.rec.ticket),
+            &conv.rec.queue,
+        );
         if let Some(list) = self.by_customer.get_mut(&conv.rec.customer_id) {
             list.retain(|c| c != conversation_id);
             if list.is_empty() {
@@ -1318,6 +1343,7 @@ impl Switchboard {
                 self.waiting.insert(
                     (Reverse(conv.rec.priority), conv.rec.ticket),
                     conv.rec.id.clone(),
+                    &conv.rec.queue,
                 );
                 if declined {
                     let until = now + self.settings.reoffer_delay_ms;
@@ -1515,7 +1541,8 @@ impl Switchboard {
                 self.waiting.iter().map(|(k, v)| (*k, v.clone())).collect();
             for (key, conversation_id) in order {
                 if let Some((agent_id, reason)) = self.choose_checked(&conversation_id, now) {
-                    self.waiting.remove(&key);
+                    let queue = self.conversations[&conversation_id].rec.queue.clone();
+                    self.waiting.remove(&key, &queue);
                     self.make_offer(&conversation_id, agent_id.clone(), reason, now, out);
                     self.pools.index(&self.agents[&agent_id].slot, vxc);
                 }
@@ -1747,6 +1774,14 @@ impl Switchboard {
                 if self.agents[&offer.agent_id].slot.qualifies(&need).is_none() {
                     return Err(format!("offer {id} to an unqualified agent"));
                 }
+            }
+        }
+        for (queue, n) in self.waiting_by_queue() {
+            if self.waiting.in_queue(queue) as usize != n {
+                return Err(format!(
+                    "the line counts {} waiting in {queue}, there are {n}",
+                    self.waiting.in_queue(queue)
+                ));
             }
         }
         for id in self.waiting.values() {
