@@ -1512,6 +1512,13 @@ impl Switchboard {
         self.routing_dirty = true;
     }
 
+    /// Whether some agent has room for a conversation on some channel.
+    fn any_free(&self, vxc: bool) -> bool {
+        self.agents
+            .values()
+            .any(|a| a.slot.can_take(Channel::Chat, vxc) || a.slot.can_take(Channel::Voice, vxc))
+    }
+
     /// Offers waiting conversations to agents, in priority then arrival order, and
     /// tells waiting customers their place.
     fn route(&mut self, now: Millis, out: &mut Vec<Effect>) {
@@ -1531,20 +1538,33 @@ impl Switchboard {
             }
         }
         let vxc = self.settings.voice_excludes_chat;
-        let any_free = self
-            .agents
-            .values()
-            .any(|a| a.slot.can_take(Channel::Chat, vxc) || a.slot.can_take(Channel::Voice, vxc));
-        if any_free {
+        if self.any_free(vxc) {
             self.pools.sync(self.agents.values().map(|a| &a.slot), vxc);
-            let order: Vec<(WaitKey, Id)> =
-                self.waiting.iter().map(|(k, v)| (*k, v.clone())).collect();
-            for (key, conversation_id) in order {
+            // Walk the line in order without copying it: each step looks up the
+            // entry after the last key seen (offers remove entries as we go).
+            let mut after: Option<WaitKey> = None;
+            loop {
+                let next = match after {
+                    None => self.waiting.iter().next(),
+                    Some(k) => self
+                        .waiting
+                        .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                        .next(),
+                };
+                let Some((&key, conversation_id)) = next else {
+                    break;
+                };
+                let conversation_id = conversation_id.clone();
+                after = Some(key);
                 if let Some((agent_id, reason)) = self.choose_checked(&conversation_id, now) {
                     let queue = self.conversations[&conversation_id].rec.queue.clone();
                     self.waiting.remove(&key, &queue);
                     self.make_offer(&conversation_id, agent_id.clone(), reason, now, out);
                     self.pools.index(&self.agents[&agent_id].slot, vxc);
+                    // Once no agent has room for anything, the rest of the line waits.
+                    if !self.any_free(vxc) {
+                        break;
+                    }
                 }
             }
         }
