@@ -180,52 +180,11 @@ impl Switchboard {
     /// A switchboard with nothing open. `epoch` (any number unique per start, such as the
     /// start time) keeps offer ids unique across restarts.
     pub fn new(settings: CoreSettings, epoch: u64) -> Self {
-        let queues = settings
-            .queues
-            .iter()
-            .map(|q| {
-                (
-                    q.name.clone(),
-                    Queue {
-                        settings: q.clone(),
-                        avg_handle_ms: INITIAL_HANDLE_MS,
-                        last_offered: None,
-                        opening_armed: None,
-                    },
-                )
-            })
-            .collect();
-        let agents = settings
-            .agents
-            .iter()
-            .map(|a| {
-                (
-                    a.id.clone(),
-                    Agent {
-                        slot: AgentSlot {
-                            id: a.id.clone(),
-                            skills: a.skills.clone(),
-                            languages: a.languages.clone(),
-                            capacity: [a.capacity_chat, a.capacity_voice],
-                            load: [0, 0],
-                            state: AgentState::Offline,
-                            online: false,
-                            idle_since: 0,
-                        },
-                        display_name: a.display_name.clone(),
-                        conversations: Vec::new(),
-                        offers: Vec::new(),
-                        missed_in_row: 0,
-                        generation: 0,
-                        wrap_up_generation: 0,
-                    },
-                )
-            })
-            .collect();
-        Switchboard {
+        let (queues, agents) = (settings.queues.clone(), settings.agents.clone());
+        let mut sb = Switchboard {
             settings,
-            queues,
-            agents,
+            queues: HashMap::new(),
+            agents: BTreeMap::new(),
             conversations: HashMap::new(),
             waiting: Line::default(),
             offers: HashMap::new(),
@@ -237,7 +196,16 @@ impl Switchboard {
             routing_dirty: false,
             pools: Pools::default(),
             positions_due: false,
+        };
+        // The same path as queues and agents defined while running.
+        for queue in queues {
+            sb.define_queue(queue, 0);
         }
+        for agent in agents {
+            sb.define_agent(agent);
+        }
+        sb.routing_dirty = false;
+        sb
     }
 
     /// Rebuilds the state the store kept: queued conversations in their order, active
@@ -760,7 +728,8 @@ impl Switchboard {
 
     fn start(&mut self, s: StartRequest, now: Millis, out: &mut Vec<Effect>) {
         if !self.queues.contains_key(&s.queue) {
-            let names: Vec<&str> = self.settings.queues.iter().map(|q| &*q.name).collect();
+            let mut names: Vec<&str> = self.queues.keys().map(|q| &**q).collect();
+            names.sort_unstable();
             let refusal = Refusal::not_found(format!(
                 "there is no queue named `{}`; queues: {}",
                 s.queue,
