@@ -115,7 +115,7 @@ fn bench(c: &mut Criterion) {
             language: Some("en".into()),
             strategy,
         };
-        let class = pools.class(key, agents.iter(), true);
+        let class = pools.class(key, true);
         group.bench_function(format!("{name}_pick"), |b| {
             b.iter(|| pools.pick(black_box(class), None, |_| false))
         });

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::model::{AgentState, Channel, Id, Millis, Skills};
+use super::model::{Channel, Id, Skills};
 use super::routing::{AgentSlot, Need, Strategy, channel_index};
 
 /// What makes two waiting conversations accept the same agents in the same order.
@@ -55,48 +55,25 @@ struct Class {
     rank_of: HashMap<Id, Rank>,
 }
 
-/// What routing looks at in an agent; when it changes the agent is re-indexed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Fingerprint {
-    online: bool,
-    state: AgentState,
-    load: [u32; 2],
-    capacity: [u32; 2],
-    idle_since: Millis,
-    skills: Skills,
-    languages: Vec<Id>,
-}
-
-impl Fingerprint {
-    fn of(a: &AgentSlot) -> Fingerprint {
-        Fingerprint {
-            online: a.online,
-            state: a.state,
-            load: a.load,
-            capacity: a.capacity,
-            idle_since: a.idle_since,
-            skills: a.skills.clone(),
-            languages: a.languages.clone(),
-        }
-    }
-
-    /// Whether the routing-relevant parts differ, without allocating.
-    fn differs(&self, a: &AgentSlot) -> bool {
-        self.online != a.online
-            || self.state != a.state
-            || self.load != a.load
-            || self.capacity != a.capacity
-            || self.idle_since != a.idle_since
-            || self.skills != a.skills
-            || self.languages != a.languages
-    }
+/// Whether the routing-relevant parts of an agent differ from how they were indexed,
+/// without allocating.
+fn differs(seen: &AgentSlot, a: &AgentSlot) -> bool {
+    seen.online != a.online
+        || seen.state != a.state
+        || seen.load != a.load
+        || seen.capacity != a.capacity
+        || seen.idle_since != a.idle_since
+        || seen.skills != a.skills
+        || seen.languages != a.languages
 }
 
 #[derive(Default)]
 pub struct Pools {
     classes: Vec<Class>,
     by_key: HashMap<ClassKey, usize>,
-    seen: HashMap<Id, Fingerprint>,
+    /// Each agent as last indexed: a new class is built from these, so that it agrees
+    /// with the classes indexed before it until the next `sync`.
+    seen: HashMap<Id, AgentSlot>,
     /// Classes each agent qualifies for.
     member_of: HashMap<Id, Vec<usize>>,
 }
@@ -138,7 +115,7 @@ impl Pools {
     /// Re-indexes every agent whose routing state changed since the last call.
     pub fn sync<'a>(&mut self, agents: impl Iterator<Item = &'a AgentSlot>, vxc: bool) {
         for agent in agents {
-            let changed = self.seen.get(&agent.id).is_none_or(|f| f.differs(agent));
+            let changed = self.seen.get(&agent.id).is_none_or(|f| differs(f, agent));
             if changed {
                 self.index(agent, vxc);
             }
@@ -178,7 +155,7 @@ impl Pools {
                 class.rank_of.insert(agent.id.clone(), r);
             }
         }
-        self.seen.insert(agent.id.clone(), Fingerprint::of(agent));
+        self.seen.insert(agent.id.clone(), agent.clone());
     }
 
     /// Forgets an agent who was removed.
@@ -193,13 +170,9 @@ impl Pools {
         }
     }
 
-    /// The class of `key`, made (and filled from `agents`) on first use.
-    pub fn class<'a>(
-        &mut self,
-        key: ClassKey,
-        agents: impl Iterator<Item = &'a AgentSlot>,
-        vxc: bool,
-    ) -> usize {
+    /// The class of `key`, made on first use and filled from the agents as last
+    /// indexed (agents not indexed yet join it at the next `sync`).
+    pub fn class(&mut self, key: ClassKey, vxc: bool) -> usize {
         if let Some(&c) = self.by_key.get(&key) {
             return c;
         }
@@ -210,7 +183,7 @@ impl Pools {
             ready: BTreeSet::new(),
             rank_of: HashMap::new(),
         };
-        for agent in agents {
+        for agent in self.seen.values() {
             if qualifies(agent, &key) {
                 class.qualified.push(agent.id.clone());
                 self.member_of.entry(agent.id.clone()).or_default().push(c);
@@ -244,7 +217,17 @@ impl Pools {
 
     /// Whether every agent is indexed as they are now (no `sync` pending).
     pub fn is_fresh<'a>(&self, mut agents: impl Iterator<Item = &'a AgentSlot>) -> bool {
-        agents.all(|a| self.seen.get(&a.id).is_some_and(|f| !f.differs(a)))
+        agents.all(|a| self.seen.get(&a.id).is_some_and(|f| !differs(f, a)))
+    }
+
+    /// Whether some agent of the class can take a conversation now.
+    pub fn has_ready(&self, class: usize) -> bool {
+        !self.classes[class].ready.is_empty()
+    }
+
+    /// The key a class was made for.
+    pub fn key(&self, class: usize) -> &ClassKey {
+        &self.classes[class].key
     }
 
     /// Number of classes (for tests and metrics).

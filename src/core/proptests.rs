@@ -183,6 +183,8 @@ struct ConvM {
     declined: Vec<(Id, Millis)>,
     /// The last place in line told to the customer, and when.
     told: Option<(u32, Millis)>,
+    /// Since when the told place has been wrong (`None`: it is right).
+    stale_since: Option<Millis>,
 }
 
 #[derive(Clone, Debug)]
@@ -339,6 +341,7 @@ impl Harness {
                     recent: r.recent_client_ids.into_iter().collect(),
                     declined: Vec::new(),
                     told: None,
+                    stale_since: None,
                 },
             );
             h.started.push(rec.id.clone());
@@ -654,6 +657,7 @@ impl Harness {
                     recent: VecDeque::new(),
                     declined: Vec::new(),
                     told: None,
+                    stale_since: None,
                 },
             );
             self.started.push(rec.id.clone());
@@ -973,16 +977,25 @@ impl Harness {
                 self.agents[i].wrap_until = None;
             }
         }
-        // A waiting customer knows their place, or will within the update interval.
-        for (id, conv) in &self.convs {
-            if conv.status != Status::Waiting {
+        // A waiting customer knows their place at once when they join or reach the
+        // front, and otherwise within the update interval of its change.
+        let places: Vec<(Id, u32)> = self
+            .convs
+            .iter()
+            .filter(|(_, c)| c.status == Status::Waiting)
+            .map(|(id, _)| (id.clone(), self.position(id).expect("waiting")))
+            .collect();
+        for (id, place) in places {
+            let conv = self.convs.get_mut(&id).expect("listed");
+            let told = conv.told.map(|(p, _)| p);
+            if told == Some(place) {
+                conv.stale_since = None;
                 continue;
             }
-            let place = self.position(id).expect("waiting");
+            let since = *conv.stale_since.get_or_insert(now);
             ensure!(
-                conv.told
-                    .is_some_and(|(told, at)| told == place || now < at + QUEUED_INTERVAL_MS),
-                "{id} is at place {place} but was told {:?} (now {now})",
+                told.is_some() && place > 1 && now < since + QUEUED_INTERVAL_MS,
+                "{id} is at place {place} but was told {:?} (wrong since {since}, now {now})",
                 conv.told
             );
         }

@@ -47,9 +47,15 @@ impl Switchboard {
             if conv.rec.queue == name {
                 conv.base = routing::merge(&queue.skills, &conv.rec.skills);
                 conv.step = usize::MAX; // recomputed below
-                conv.class = None;
                 super::apply_steps(conv, queue, now);
             }
+            // Classes of other queues' conversations include the skills of queues
+            // they widened to, which may be this one.
+            conv.class = None;
+        }
+        let waiting: Vec<Id> = self.waiting.ids().cloned().collect();
+        for id in waiting {
+            self.relane(&id);
         }
         self.routing_dirty = true;
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 mod definitions;
+mod line;
 mod transfer;
 
 pub use definitions::QueueState;
@@ -21,6 +22,7 @@ use super::model::{
 };
 use super::pools::{ClassKey, Pools};
 use super::routing::{self, AgentSlot, Need, Reason, channel_index};
+use line::{Lane, Line, WaitKey};
 use transfer::{Handoff, PendingTransfer};
 
 /// Average handle time assumed for a queue before any conversation closed in it.
@@ -44,7 +46,6 @@ struct Conversation {
     declined: Vec<(Id, Millis)>,
     /// Last `queued` update sent: (position, when).
     queued_sent: Option<(u32, Millis)>,
-    queued_timer_armed: bool,
     /// A warm transfer under way: the agent stays until the target accepts.
     transfer: Option<PendingTransfer>,
     /// A cold transfer waiting for its next agent: the offer says why, with the note.
@@ -102,57 +103,9 @@ enum Timer {
     Overflow(Id, Millis),
     /// A queue with business hours opens: what waits in it can be offered again.
     Opening(Id),
-}
-
-/// Key of the waiting line: higher priority first, then arrival order.
-type WaitKey = (Reverse<i32>, u64);
-
-/// The waiting line. It notes when places must be told again: someone left, or
-/// someone joined (who must learn their place, and may have gone ahead of others).
-/// A brand-new arrival at the back is told its place by `start` itself, which then
-/// clears the note: such an arrival costs no pass over a long line.
-#[derive(Default)]
-struct Line {
-    map: BTreeMap<WaitKey, Id>,
-    shifted: bool,
-    /// How many wait in each queue.
-    per_queue: HashMap<Id, u32>,
-}
-
-impl Line {
-    fn insert(&mut self, key: WaitKey, id: Id, queue: &Id) {
-        self.shifted = true;
-        if self.map.insert(key, id).is_none() {
-            *self.per_queue.entry(queue.clone()).or_default() += 1;
-        }
-    }
-
-    fn in_queue(&self, queue: &Id) -> u32 {
-        self.per_queue.get(queue).copied().unwrap_or(0)
-    }
-
-    /// Whether `key` would join at the back of the line.
-    fn at_back(&self, key: &WaitKey) -> bool {
-        self.map.last_key_value().is_none_or(|(last, _)| key > last)
-    }
-
-    fn remove(&mut self, key: &WaitKey, queue: &Id) -> Option<Id> {
-        let removed = self.map.remove(key);
-        if removed.is_some() {
-            self.shifted = true;
-            if let Some(n) = self.per_queue.get_mut(queue) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        removed
-    }
-}
-
-impl std::ops::Deref for Line {
-    type Target = BTreeMap<WaitKey, Id>;
-    fn deref(&self) -> &Self::Target {
-        &self.map
-    }
+    /// Places in line moved since the last sweep, which was less than
+    /// `queued_update_interval_ms` ago: sweep again.
+    Positions,
 }
 
 pub struct Switchboard {
@@ -171,9 +124,12 @@ pub struct Switchboard {
     routing_dirty: bool,
     /// Candidate pools: the routing index.
     pools: Pools,
-    /// Someone joined the line who must be told their place, or a throttled `queued`
-    /// update fell due: recompute places on the next pass.
+    /// A sweep of places in line is due (its timer fired).
     positions_due: bool,
+    /// Whether a sweep is already set for later.
+    sweep_armed: bool,
+    /// When places were last swept.
+    last_sweep: Millis,
 }
 
 impl Switchboard {
@@ -196,6 +152,8 @@ impl Switchboard {
             routing_dirty: false,
             pools: Pools::default(),
             positions_due: false,
+            sweep_armed: false,
+            last_sweep: 0,
         };
         // The same path as queues and agents defined while running.
         for queue in queues {
@@ -310,7 +268,6 @@ impl Switchboard {
             offer: None,
             declined: Vec::new(),
             queued_sent: None,
-            queued_timer_armed: false,
             transfer: None,
             handoff: None,
             assigned_at: None,
@@ -329,11 +286,6 @@ impl Switchboard {
             return;
         };
         conv.rec.state = ConversationState::Queued;
-        self.waiting.insert(
-            (Reverse(conv.rec.priority), conv.rec.ticket),
-            id.clone(),
-            &conv.rec.queue,
-        );
         // A closed queue: the wait (steps, affinity, overflow) counts from the opening.
         if let Some(opens) = closed_until(&queue.settings, now) {
             conv.rec.entered_at = conv.rec.entered_at.max(opens);
@@ -362,7 +314,47 @@ impl Switchboard {
                 Timer::Overflow(id.clone(), entered),
             )));
         }
+        let key = wait_key(conv);
+        let lane = self.lane(id);
+        self.waiting.insert(key, id.clone(), lane);
         self.routing_dirty = true;
+    }
+
+    /// The lane a waiting conversation belongs in (its class is found or made here).
+    fn lane(&mut self, id: &Id) -> Lane {
+        let conv = &self.conversations[id];
+        let queue = conv.rec.queue.clone();
+        if conv.handoff.as_ref().is_some_and(|h| h.agent.is_some()) {
+            return Lane { queue, class: None };
+        }
+        let class = match conv.class {
+            Some(class) => class,
+            None => {
+                let key = self.class_key(id);
+                let vxc = self.settings.voice_excludes_chat;
+                let class = self.pools.class(key, vxc);
+                if let Some(conv) = self.conversations.get_mut(id) {
+                    conv.class = Some(class);
+                }
+                class
+            }
+        };
+        Lane {
+            queue,
+            class: Some(class),
+        }
+    }
+
+    /// After a waiting conversation's requirements changed: index it in its new lane.
+    fn relane(&mut self, id: &Id) {
+        let Some(conv) = self.conversations.get(id) else {
+            return;
+        };
+        let key = wait_key(conv);
+        if self.waiting.get(&key) == Some(id) {
+            let lane = self.lane(id);
+            self.waiting.relane(&key, lane);
+        }
     }
 
     /// `wait`, then makes the record durable as `wait` left it (a closed queue moves
@@ -388,9 +380,7 @@ impl Switchboard {
             Some(class) => class,
             None => {
                 let key = self.class_key(conversation_id);
-                let class = self
-                    .pools
-                    .class(key, self.agents.values().map(|a| &a.slot), vxc);
+                let class = self.pools.class(key, vxc);
                 if let Some(conv) = self.conversations.get_mut(conversation_id) {
                     conv.class = Some(class);
                 }
@@ -548,10 +538,7 @@ impl Switchboard {
             return;
         };
         let priority = conv.rec.priority.max(target_queue.settings.priority);
-        self.waiting.remove(
-            &(Reverse(conv.rec.priority), conv.rec.ticket),
-            &conv.rec.queue,
-        );
+        self.waiting.remove(&wait_key(conv));
         let history = conv.history.clone();
         let old = self.conversations.remove(conversation_id).expect("checked");
         let mut rec = old.rec;
@@ -579,18 +566,12 @@ impl Switchboard {
         self.waiting.len()
     }
 
-    /// Waiting conversations per queue name (every queue, zeros included), in one
-    /// pass over the waiting line.
+    /// Waiting conversations per queue name (every queue, zeros included).
     pub fn waiting_by_queue(&self) -> HashMap<&Id, usize> {
-        let mut counts: HashMap<&Id, usize> = self.queues.keys().map(|q| (q, 0)).collect();
-        for id in self.waiting.values() {
-            if let Some(conv) = self.conversations.get(id)
-                && let Some(n) = counts.get_mut(&conv.rec.queue)
-            {
-                *n += 1;
-            }
-        }
-        counts
+        self.queues
+            .keys()
+            .map(|q| (q, self.waiting.in_queue(q) as usize))
+            .collect()
     }
 
     pub fn open_conversations(&self) -> usize {
@@ -774,17 +755,7 @@ impl Switchboard {
             .push(id.clone());
         let conv = self.conversation(rec, s.customer_name.clone(), s.history);
         self.conversations.insert(id.clone(), conv);
-        // The arrival is told its place just below; at the back of the line nobody
-        // else's place moved, so it needs no pass over the line.
-        let quiet = !self.waiting.shifted && {
-            let conv = &self.conversations[&id];
-            self.waiting
-                .at_back(&(Reverse(conv.rec.priority), conv.rec.ticket))
-        };
         self.wait_persisted(&id, now, out);
-        if quiet {
-            self.waiting.shifted = false;
-        }
         reply(
             out,
             s.conn,
@@ -794,23 +765,10 @@ impl Switchboard {
             },
         );
         // Always tell the customer their place first, even if an agent is free now.
-        // At the back of the line, their place is the count of their queue.
-        let conv = &self.conversations[&id];
-        let position = if quiet {
-            self.waiting.in_queue(&conv.rec.queue)
-        } else {
-            self.position(conv).unwrap_or(1)
-        };
-        out.push(queued_notice(
-            &self.queues,
-            &self.agents,
-            conv,
-            position,
-            now,
-        ));
-        if let Some(conv) = self.conversations.get_mut(&id) {
-            conv.queued_sent = Some((position, now));
-        }
+        // At the back of the line (most arrivals), their place is the count of their
+        // queue: no walk over a long line.
+        let position = self.position(&self.conversations[&id]).unwrap_or(1);
+        self.tell_place(&id, position, now, None, out);
         if let Some(text) = s.text {
             let author = Author {
                 role: Role::Customer,
@@ -1215,10 +1173,7 @@ impl Switchboard {
                 conversation_id: conversation_id.clone(),
             },
         });
-        self.waiting.remove(
-            &(Reverse(conv.rec.priority), conv.rec.ticket),
-            &conv.rec.queue,
-        );
+        self.waiting.remove(&wait_key(&conv));
         if let Some(list) = self.by_customer.get_mut(&conv.rec.customer_id) {
             list.retain(|c| c != conversation_id);
             if list.is_empty() {
@@ -1305,15 +1260,12 @@ impl Switchboard {
             return;
         }
         let mut overdue = false;
+        let mut back = false;
         if let Some(conv) = self.conversations.get_mut(&offer.conversation_id) {
             conv.offer = None;
             if conv.rec.state == ConversationState::Offered {
                 conv.rec.state = ConversationState::Queued;
-                self.waiting.insert(
-                    (Reverse(conv.rec.priority), conv.rec.ticket),
-                    conv.rec.id.clone(),
-                    &conv.rec.queue,
-                );
+                back = true;
                 if declined {
                     let until = now + self.settings.reoffer_delay_ms;
                     conv.declined.push((offer.agent_id.clone(), until));
@@ -1329,6 +1281,14 @@ impl Switchboard {
                             .is_some_and(|max_wait| conv.rec.entered_at + max_wait <= now)
                 });
             }
+        }
+        if back {
+            // Back to its place in line (its class may have changed meanwhile).
+            let conv = &self.conversations[&offer.conversation_id];
+            let key = wait_key(conv);
+            let lane = self.lane(&offer.conversation_id);
+            self.waiting
+                .insert(key, offer.conversation_id.clone(), lane);
         }
         if overdue {
             self.overflow(&offer.conversation_id, now, out);
@@ -1418,6 +1378,7 @@ impl Switchboard {
                         && let Some(queue) = self.queues.get(&conv.rec.queue)
                     {
                         apply_steps(conv, &queue.settings, now);
+                        self.relane(&conversation_id);
                         self.routing_dirty = true;
                     }
                 }
@@ -1431,13 +1392,15 @@ impl Switchboard {
                 }
                 Timer::Reroute(conversation_id) => {
                     if let Some(conv) = self.conversations.get_mut(&conversation_id) {
-                        self.positions_due |= conv.queued_timer_armed;
-                        conv.queued_timer_armed = false;
                         conv.declined.retain(|(_, until)| *until > now);
                         self.routing_dirty = true;
                     }
                 }
                 Timer::Opening(_) => self.routing_dirty = true,
+                Timer::Positions => {
+                    self.sweep_armed = false;
+                    self.positions_due = true;
+                }
             }
         }
     }
@@ -1491,56 +1454,171 @@ impl Switchboard {
     /// Offers waiting conversations to agents, in priority then arrival order, and
     /// tells waiting customers their place.
     fn route(&mut self, now: Millis, out: &mut Vec<Effect>) {
-        if !self.routing_dirty {
-            return;
+        if self.routing_dirty {
+            self.routing_dirty = false;
+            self.offer_pass(now, out);
+            #[cfg(test)]
+            self.check_work_conserving(now);
         }
-        self.routing_dirty = false;
+        self.tell_places(now, out);
+    }
+
+    /// One routing pass. It walks the line in order, but only the lanes some agent
+    /// could take now (a ready agent in the lane's class, the queue open): a long line
+    /// of conversations that nobody free qualifies for costs nothing. Skipping the
+    /// other lanes changes no decision: a conversation whose class has no ready agent
+    /// gets none (its last agent, if free, is in that class too), except a cold
+    /// transfer to a named agent, whose lane is always walked.
+    fn offer_pass(&mut self, now: Millis, out: &mut Vec<Effect>) {
         // A closed queue may hold conversations that were waiting when it closed (those
         // that arrive while it is closed have their own timer): route at the opening.
+        let mut closed: Vec<Id> = Vec::new();
         for queue in self.queues.values_mut() {
-            if let Some(opens) = closed_until(&queue.settings, now)
-                && queue.opening_armed != Some(opens)
-            {
-                queue.opening_armed = Some(opens);
-                let timer = Timer::Opening(queue.settings.name.clone());
-                self.timers.push(Reverse((opens, timer)));
-            }
-        }
-        let vxc = self.settings.voice_excludes_chat;
-        if self.any_free(vxc) {
-            self.pools.sync(self.agents.values().map(|a| &a.slot), vxc);
-            // Walk the line in order without copying it: each step looks up the
-            // entry after the last key seen (offers remove entries as we go).
-            let mut after: Option<WaitKey> = None;
-            loop {
-                let next = match after {
-                    None => self.waiting.iter().next(),
-                    Some(k) => self
-                        .waiting
-                        .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
-                        .next(),
-                };
-                let Some((&key, conversation_id)) = next else {
-                    break;
-                };
-                let conversation_id = conversation_id.clone();
-                after = Some(key);
-                if let Some((agent_id, reason)) = self.choose_checked(&conversation_id, now) {
-                    let queue = self.conversations[&conversation_id].rec.queue.clone();
-                    self.waiting.remove(&key, &queue);
-                    self.make_offer(&conversation_id, agent_id.clone(), reason, now, out);
-                    self.pools.index(&self.agents[&agent_id].slot, vxc);
-                    // Once no agent has room for anything, the rest of the line waits.
-                    if !self.any_free(vxc) {
-                        break;
-                    }
+            if let Some(opens) = closed_until(&queue.settings, now) {
+                closed.push(queue.settings.name.clone());
+                if queue.opening_armed != Some(opens) {
+                    queue.opening_armed = Some(opens);
+                    let timer = Timer::Opening(queue.settings.name.clone());
+                    self.timers.push(Reverse((opens, timer)));
                 }
             }
         }
-        if self.waiting.shifted || self.positions_due {
+        let vxc = self.settings.voice_excludes_chat;
+        if !self.any_free(vxc) {
+            return;
+        }
+        self.pools.sync(self.agents.values().map(|a| &a.slot), vxc);
+        // (lane, the last key looked at in it)
+        let mut lanes: Vec<(Lane, Option<WaitKey>)> = self
+            .waiting
+            .lanes()
+            .filter(|lane| !closed.contains(&lane.queue))
+            .filter(|lane| lane.class.is_none_or(|c| self.pools.has_ready(c)))
+            .map(|lane| (lane.clone(), None))
+            .collect();
+        loop {
+            // The first in line across the lanes still worth walking.
+            let mut first: Option<(usize, WaitKey)> = None;
+            for (i, (lane, after)) in lanes.iter().enumerate() {
+                if let Some(key) = self.waiting.next_in(lane, *after)
+                    && first.is_none_or(|(_, k)| key < k)
+                {
+                    first = Some((i, key));
+                }
+            }
+            let Some((i, key)) = first else {
+                break;
+            };
+            lanes[i].1 = Some(key);
+            let conversation_id = self.waiting.get(&key).expect("in a lane").clone();
+            let Some((agent_id, reason)) = self.choose_checked(&conversation_id, now) else {
+                continue;
+            };
+            self.waiting.remove(&key);
+            self.make_offer(&conversation_id, agent_id.clone(), reason, now, out);
+            self.pools.index(&self.agents[&agent_id].slot, vxc);
+            // Once no agent has room for anything, the rest of the line waits.
+            if !self.any_free(vxc) {
+                break;
+            }
+            lanes.retain(|(lane, _)| lane.class.is_none_or(|c| self.pools.has_ready(c)));
+        }
+    }
+
+    /// After a pass, no conversation left waiting could have been offered to anyone
+    /// (decided by scanning every agent): the lanes skipped nothing they should not.
+    #[cfg(test)]
+    fn check_work_conserving(&self, now: Millis) {
+        for id in self.waiting.ids() {
+            assert_eq!(
+                self.choose_by_scan(id, now),
+                None,
+                "{id} was left waiting though an agent could take it"
+            );
+        }
+    }
+
+    /// Tells waiting customers their place. At once: each queue's new first in line,
+    /// and whoever joined the line (new, or back from an offer or an agent). Everyone else whose place moved: by a sweep
+    /// of the line at most once per `queued_update_interval_ms`, so a departure with
+    /// 100,000 waiting does not cost a pass over them all (nor a frame to each).
+    fn tell_places(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        let mut told: Vec<(Id, u32)> = Vec::new();
+        for queue in std::mem::take(&mut self.waiting.new_front) {
+            if let Some((_, id)) = self.waiting.front(&queue) {
+                told.push((id.clone(), 1));
+            }
+        }
+        for key in std::mem::take(&mut self.waiting.joined) {
+            if let Some(lane) = self.waiting.lane_of(&key)
+                && let Some(place) = self.waiting.place(&key, &lane.queue)
+            {
+                told.push((self.waiting.get(&key).expect("in line").clone(), place));
+            }
+        }
+        for (id, place) in told {
+            self.tell_place(&id, place, now, None, out);
+        }
+        if !(self.waiting.shifted || self.positions_due) {
+            return;
+        }
+        let interval = self.settings.queued_update_interval_ms;
+        // A sweep set for later waits for its timer (so it comes on a tick, not in
+        // reply to whatever input happens to come first).
+        if self.positions_due || (!self.sweep_armed && now >= self.last_sweep + interval) {
             self.waiting.shifted = false;
             self.positions_due = false;
-            self.tell_positions(now, out);
+            self.last_sweep = now;
+            self.sweep_places(now, out);
+        } else if !self.sweep_armed {
+            self.sweep_armed = true;
+            self.timers
+                .push(Reverse((self.last_sweep + interval, Timer::Positions)));
+        }
+    }
+
+    /// Tells every waiting customer whose place changed since they were last told.
+    fn sweep_places(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        let mut moved: Vec<(Id, u32)> = Vec::new();
+        for (_, line) in self.waiting.by_queue() {
+            for (place, id) in (1u32..).zip(line.values()) {
+                let sent = self.conversations.get(id).and_then(|c| c.queued_sent);
+                if sent.is_none_or(|(p, _)| p != place) {
+                    moved.push((id.clone(), place));
+                }
+            }
+        }
+        // How many each queue's agents can hold, once per queue and channel.
+        let mut staffed: HashMap<(Id, Channel), u32> = HashMap::new();
+        for (id, place) in moved {
+            self.tell_place(&id, place, now, Some(&mut staffed), out);
+        }
+    }
+
+    /// Sends `queued` with `place` unless the customer was told it already.
+    fn tell_place(
+        &mut self,
+        id: &Id,
+        place: u32,
+        now: Millis,
+        staffed: Option<&mut HashMap<(Id, Channel), u32>>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(conv) = self.conversations.get(id) else {
+            return;
+        };
+        if conv.queued_sent.is_some_and(|(p, _)| p == place) {
+            return;
+        }
+        let staff = match staffed {
+            Some(cache) => *cache
+                .entry((conv.rec.queue.clone(), conv.rec.channel))
+                .or_insert_with(|| staffed_for(&self.queues, &self.agents, conv)),
+            None => staffed_for(&self.queues, &self.agents, conv),
+        };
+        out.push(queued_notice(&self.queues, conv, place, staff, now));
+        if let Some(conv) = self.conversations.get_mut(id) {
+            conv.queued_sent = Some((place, now));
         }
     }
 
@@ -1611,61 +1689,12 @@ impl Switchboard {
         });
     }
 
-    /// Sends `queued` to each waiting customer whose place changed, at most once per
-    /// `queued_update_interval_ms` per conversation (reaching the front goes at once),
-    /// so an assignment does not cost a frame to every waiting customer.
-    fn tell_positions(&mut self, now: Millis, out: &mut Vec<Effect>) {
-        let interval = self.settings.queued_update_interval_ms;
-        let mut positions: HashMap<Id, u32> = HashMap::new();
-        for conversation_id in self.waiting.values() {
-            let Some(conv) = self.conversations.get_mut(conversation_id) else {
-                continue;
-            };
-            let position = positions.entry(conv.rec.queue.clone()).or_insert(0);
-            *position += 1;
-            let position = *position;
-            match conv.queued_sent {
-                Some((sent, _)) if sent == position => continue,
-                // Reaching the front is news worth sending at once.
-                Some((_, at)) if now < at + interval && position > 1 => {
-                    if !conv.queued_timer_armed {
-                        conv.queued_timer_armed = true;
-                        self.timers.push(Reverse((
-                            at + interval,
-                            Timer::Reroute(conversation_id.clone()),
-                        )));
-                    }
-                    continue;
-                }
-                _ => {}
-            }
-            conv.queued_sent = Some((position, now));
-            out.push(queued_notice(
-                &self.queues,
-                &self.agents,
-                conv,
-                position,
-                now,
-            ));
-        }
-    }
-
     /// Place of a waiting conversation in its queue (1 = next).
     fn position(&self, conv: &Conversation) -> Option<u32> {
         if conv.rec.state != ConversationState::Queued {
             return None;
         }
-        let key = (Reverse(conv.rec.priority), conv.rec.ticket);
-        let ahead = self
-            .waiting
-            .range(..key)
-            .filter(|(_, id)| {
-                self.conversations
-                    .get(*id)
-                    .is_some_and(|c| c.rec.queue == conv.rec.queue)
-            })
-            .count();
-        u32::try_from(ahead + 1).ok()
+        self.waiting.place(&wait_key(conv), &conv.rec.queue)
     }
 
     fn owned_by_customer(&self, conversation_id: &Id, customer_id: &Id) -> Result<(), Refusal> {
@@ -1765,15 +1794,40 @@ impl Switchboard {
                 }
             }
         }
-        for (queue, n) in self.waiting_by_queue() {
-            if self.waiting.in_queue(queue) as usize != n {
+        let mut counts: HashMap<&Id, u32> = HashMap::new();
+        for id in self.waiting.ids() {
+            let conv = self
+                .conversations
+                .get(id)
+                .ok_or("waiting conversation not open")?;
+            *counts.entry(&conv.rec.queue).or_default() += 1;
+            let lane = self
+                .waiting
+                .lane_of(&wait_key(conv))
+                .ok_or_else(|| format!("{id} is not at its place in line"))?;
+            let named = conv.handoff.as_ref().is_some_and(|h| h.agent.is_some());
+            if lane.queue != conv.rec.queue || (!named && lane.class != conv.class) {
+                return Err(format!(
+                    "{id} is in lane {lane:?}, its class is {:?}",
+                    conv.class
+                ));
+            }
+            if let Some(class) = conv.class
+                && self.pools.key(class) != &self.class_key(id)
+            {
+                return Err(format!("{id} has a stale class"));
+            }
+        }
+        for queue in self.queues.keys() {
+            let n = counts.get(queue).copied().unwrap_or(0);
+            if self.waiting.in_queue(queue) != n {
                 return Err(format!(
                     "the line counts {} waiting in {queue}, there are {n}",
                     self.waiting.in_queue(queue)
                 ));
             }
         }
-        for id in self.waiting.values() {
+        for id in self.waiting.ids() {
             let conv = self
                 .conversations
                 .get(id)
@@ -1784,6 +1838,10 @@ impl Switchboard {
         }
         Ok(())
     }
+}
+
+fn wait_key(conv: &Conversation) -> WaitKey {
+    (Reverse(conv.rec.priority), conv.rec.ticket)
 }
 
 /// Agents not to offer this conversation to: those who declined it lately, the one
@@ -1826,11 +1884,28 @@ fn apply_steps(conv: &mut Conversation, queue: &QueueSettings, now: Millis) {
 /// `queued` for a waiting customer, with a rough estimate: the queue's average
 /// handle time times the place in line, shared by the capacity of the agents online
 /// for it. No agent online: no estimate.
-fn queued_notice(
+/// Capacity on the conversation's channel of the online agents qualified for its
+/// queue: the divisor of the wait estimate.
+fn staffed_for(
     queues: &HashMap<Id, Queue>,
     agents: &BTreeMap<Id, Agent>,
     conv: &Conversation,
+) -> u32 {
+    let Some(queue) = queues.get(&conv.rec.queue) else {
+        return 0;
+    };
+    agents
+        .values()
+        .filter(|a| a.slot.online && routing::qualified(&a.slot.skills, &queue.settings.skills))
+        .map(|a| a.slot.capacity[channel_index(conv.rec.channel)])
+        .sum()
+}
+
+fn queued_notice(
+    queues: &HashMap<Id, Queue>,
+    conv: &Conversation,
     position: u32,
+    staffed: u32,
     now: Millis,
 ) -> Effect {
     let queue = &queues[&conv.rec.queue];
@@ -1838,19 +1913,10 @@ fn queued_notice(
     let eta_seconds = match opens_at {
         // Closed: the earliest an agent can answer is the opening.
         Some(at) => u32::try_from((at - now).div_ceil(1000)).ok(),
-        None => {
-            let staffed: u32 = agents
-                .values()
-                .filter(|a| {
-                    a.slot.online && routing::qualified(&a.slot.skills, &queue.settings.skills)
-                })
-                .map(|a| a.slot.capacity[channel_index(conv.rec.channel)])
-                .sum();
-            (staffed > 0).then(|| {
-                let ms = queue.avg_handle_ms * u64::from(position) / u64::from(staffed);
-                u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
-            })
-        }
+        None => (staffed > 0).then(|| {
+            let ms = queue.avg_handle_ms * u64::from(position) / u64::from(staffed);
+            u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)
+        }),
     };
     Effect::Notify {
         to: Participant::Customer(conv.rec.customer_id.clone()),
