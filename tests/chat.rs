@@ -223,6 +223,11 @@ async fn an_unanswered_offer_goes_to_the_next_agent() {
     let (_, _) = accept_next_offer(&mut bob).await;
     let assigned = customer.until("assigned").await;
     assert_eq!(assigned["agent"]["id"], "bob");
+    let missed = r#"warmline_offers_declined_total{how="missed",queue="support"}"#;
+    assert_eq!(server.metric(missed).await, 1.0);
+    let declines = server.declines().await;
+    assert_eq!(declines.len(), 1);
+    assert_eq!((declines[0].1.as_str(), declines[0].2), ("alice", true));
 
     // Accepting the expired offer now fails clearly.
     alice
@@ -248,6 +253,20 @@ async fn a_rejected_offer_goes_to_the_next_agent() {
     let (taken, _) = accept_next_offer(&mut bob).await;
     assert_eq!(taken, conversation_id);
     customer.until("assigned").await;
+
+    // The decline and its reason are kept (for coaching) and counted.
+    let declines = server.declines().await;
+    assert_eq!(
+        declines,
+        vec![(
+            offer["offer_id"].as_str().unwrap().to_owned(),
+            "alice".to_owned(),
+            false,
+            Some("busy".to_owned())
+        )]
+    );
+    let rejected = r#"warmline_offers_declined_total{how="rejected",queue="support"}"#;
+    assert_eq!(server.metric(rejected).await, 1.0);
 }
 
 #[tokio::test]

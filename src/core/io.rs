@@ -70,6 +70,8 @@ pub enum Input {
         req: ReqId,
         agent_id: Id,
         offer_id: Id,
+        /// Why, in the agent's words (kept with the decline).
+        reason: Option<Text>,
     },
     /// The agent closes the conversation with a resolution.
     Close {

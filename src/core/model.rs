@@ -243,6 +243,18 @@ pub enum Record {
         agent_id: Id,
         at: Millis,
     },
+    /// An agent let an offer go: rejected it (`missed: false`, with the reason they
+    /// gave) or did not answer in time (`missed: true`). Kept for coaching and for the
+    /// queue's health: offers that keep bouncing are a routing or staffing problem.
+    OfferDeclined {
+        offer_id: Id,
+        conversation_id: Id,
+        agent_id: Id,
+        queue: Id,
+        missed: bool,
+        reason: Option<Text>,
+        at: Millis,
+    },
 }
 
 /// The name shown for a customer who has not told us theirs: "Visitor" and the last

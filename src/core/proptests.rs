@@ -552,6 +552,33 @@ impl Harness {
                     self.absorb_record(rec, kind, &mut closed_records)?;
                     self.store.insert(rec.id.clone(), rec.clone());
                 }
+                Effect::Persist(Record::OfferDeclined {
+                    offer_id,
+                    conversation_id,
+                    agent_id,
+                    missed,
+                    reason,
+                    at,
+                    ..
+                }) => {
+                    let offer = self
+                        .offers
+                        .get(offer_id)
+                        .ok_or_else(|| format!("decline of {offer_id}, which is not open"))?;
+                    let (expect_missed, expect_reason) = match kind {
+                        Kind::Tick => (true, None),
+                        Kind::Reject(_) => (false, Some("not my area")),
+                        _ => return Err(format!("decline {effect:?} in a {kind:?}")),
+                    };
+                    ensure!(
+                        offer.agent == *agent_id
+                            && offer.conv == *conversation_id
+                            && *at == now
+                            && *missed == expect_missed
+                            && reason.as_deref() == expect_reason,
+                        "decline {effect:?} of {offer:?}"
+                    );
+                }
                 Effect::Persist(Record::Customer { id, seen_at }) => {
                     ensure!(
                         matches!(kind, Kind::Start(_)) && *seen_at == now,
@@ -1449,6 +1476,7 @@ impl Harness {
             req,
             agent_id: id,
             offer_id: offer_id.clone(),
+            reason: Some("not my area".into()),
         };
         let step = self.step(input, Kind::Reject(offer_id.clone()))?;
         if valid {

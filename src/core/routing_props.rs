@@ -1900,6 +1900,7 @@ impl Harness {
             req,
             agent_id: o.agent.clone(),
             offer_id,
+            reason: None,
         };
         let replies = self.run(input, Kind::Reject)?;
         expect_ack(&replies, None)

@@ -117,11 +117,16 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             agent_id,
             offer_id: offer_id.into(),
         },
-        AgentFrame::Reject { id, offer_id, .. } => Input::Reject {
+        AgentFrame::Reject {
+            id,
+            offer_id,
+            reason,
+        } => Input::Reject {
             conn,
             req: id.map(Id::from),
             agent_id,
             offer_id: offer_id.into(),
+            reason: reason.map(Into::into),
         },
         AgentFrame::Message {
             id,

@@ -344,13 +344,23 @@ impl Hub {
                 return;
             }
             for record in &records {
-                if let Record::Event(e) = record
-                    && let EventBody::Message { author, .. } = &e.body
-                {
-                    self.metrics
-                        .chat_messages
-                        .with_label_values(&[author.role.as_str()])
-                        .inc();
+                match record {
+                    Record::Event(e) => {
+                        if let EventBody::Message { author, .. } = &e.body {
+                            self.metrics
+                                .chat_messages
+                                .with_label_values(&[author.role.as_str()])
+                                .inc();
+                        }
+                    }
+                    Record::OfferDeclined { queue, missed, .. } => {
+                        let how = if *missed { "missed" } else { "rejected" };
+                        self.metrics
+                            .offers_declined
+                            .with_label_values(&[queue, how])
+                            .inc();
+                    }
+                    _ => {}
                 }
             }
         }

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub store_failures: IntCounterVec,
     pub waiting: IntGaugeVec,
     pub open_conversations: IntGauge,
+    pub offers_declined: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -109,8 +110,16 @@ impl Metrics {
             "warmline_conversations_open",
             "Conversations not closed (waiting, offered or active).",
         ));
+        let offers_declined = must(IntCounterVec::new(
+            Opts::new(
+                "warmline_offers_declined_total",
+                "Offers agents let go, by queue and how (rejected: with a reason; missed: not answered in time).",
+            ),
+            &["queue", "how"],
+        ));
         for c in [
-            Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(offers_declined.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections.clone()),
             Box::new(frames.clone()),
             Box::new(chat_messages.clone()),
             Box::new(ack_seconds.clone()),
@@ -154,6 +163,9 @@ impl Metrics {
         }
         for q in queues {
             waiting.with_label_values(&[q.as_str()]);
+            for how in ["rejected", "missed"] {
+                offers_declined.with_label_values(&[q.as_str(), how]);
+            }
         }
         store_failures.with_label_values(&["commit"]);
         store_failures.with_label_values(&["read"]);
@@ -170,6 +182,7 @@ impl Metrics {
             store_failures,
             waiting,
             open_conversations,
+            offers_declined,
         }
     }
 

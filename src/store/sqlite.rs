@@ -329,6 +329,30 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .execute(&mut **tx)
             .await?;
         }
+        Record::OfferDeclined {
+            offer_id,
+            conversation_id,
+            agent_id,
+            queue,
+            missed,
+            reason,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT OR IGNORE INTO offer_declines
+                 (offer_id, conversation_id, agent_id, queue, missed, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(&**offer_id)
+            .bind(&**conversation_id)
+            .bind(&**agent_id)
+            .bind(&**queue)
+            .bind(*missed)
+            .bind(reason.as_deref())
+            .bind(db_int(*at))
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }

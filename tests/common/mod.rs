@@ -247,6 +247,26 @@ impl TestServer {
     }
 
     /// The value of an unlabelled metric (or the sum over its labels).
+    /// Declined offers as the server's SQLite file holds them (read while it runs, as
+    /// an operator would): (offer, agent, missed, reason), oldest first.
+    #[allow(dead_code)]
+    pub async fn declines(&self) -> Vec<(String, String, bool, Option<String>)> {
+        use sqlx::Connection;
+        let path = self.dir.path().join("data").join("warmline.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true);
+        let mut db = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("open the store read-only");
+        sqlx::query_as(
+            "SELECT offer_id, agent_id, missed, reason FROM offer_declines ORDER BY at, offer_id",
+        )
+        .fetch_all(&mut db)
+        .await
+        .expect("read offer_declines")
+    }
+
     pub async fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.get("/metrics").await;
         body.lines()

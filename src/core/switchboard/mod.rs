@@ -652,11 +652,13 @@ impl Switchboard {
                 req,
                 agent_id,
                 offer_id,
+                reason,
             } => match self.offers.get(&offer_id) {
                 Some(offer) if offer.agent_id == agent_id => {
                     if let Some(agent) = self.agents.get_mut(&agent_id) {
                         agent.missed_in_row = 0;
                     }
+                    self.record_decline(&offer_id, false, reason, now, out);
                     self.withdraw_offer(&offer_id, None, now, true, out);
                     reply(out, conn, req, ack(None, None));
                 }
@@ -1224,6 +1226,32 @@ impl Switchboard {
 
     /// Takes an offer back; the conversation waits again in its old place.
     /// `declined`: the agent said no (or did not answer), so skip them for a while.
+    /// Persists that an agent let an offer go (rejected, or missed when `missed`).
+    fn record_decline(
+        &self,
+        offer_id: &Id,
+        missed: bool,
+        reason: Option<Text>,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(offer) = self.offers.get(offer_id) else {
+            return;
+        };
+        let Some(conv) = self.conversations.get(&offer.conversation_id) else {
+            return;
+        };
+        out.push(Effect::Persist(Record::OfferDeclined {
+            offer_id: offer_id.clone(),
+            conversation_id: offer.conversation_id.clone(),
+            agent_id: offer.agent_id.clone(),
+            queue: conv.rec.queue.clone(),
+            missed,
+            reason,
+            at: now,
+        }));
+    }
+
     fn withdraw_offer(
         &mut self,
         offer_id: &Id,
@@ -1308,6 +1336,7 @@ impl Switchboard {
                         continue;
                     };
                     let agent_id = offer.agent_id.clone();
+                    self.record_decline(&offer_id, true, None, now, out);
                     self.withdraw_offer(&offer_id, Some(RevokeReason::Timeout), now, true, out);
                     let max = self.settings.max_missed_offers;
                     if let Some(agent) = self.agents.get_mut(&agent_id) {
