@@ -24,6 +24,7 @@ pub struct Config {
     pub customer: CustomerConfig,
     pub auth: AuthConfig,
     pub routing: RoutingConfig,
+    pub media: MediaConfig,
     pub log: LogConfig,
     /// The skills queues and agents may name. Empty: any.
     pub skills: Vec<String>,
@@ -89,6 +90,9 @@ pub struct AuthConfig {
     pub agent_secret: Option<String>,
     /// Secret for signing visitor tokens. Unset: generated and kept in the store.
     pub visitor_secret: Option<String>,
+    /// HS256 secret for media stream tokens (`/ws/media`). Unset: generated and kept
+    /// in the store; mint tokens with `warmline token media NAME`.
+    pub media_secret: Option<String>,
     /// Bearer token for the operator API (/api/v1). Unset: generated, kept in the
     /// store and printed at start.
     pub admin_token: Option<String>,
@@ -110,6 +114,43 @@ pub struct RoutingConfig {
     pub affinity_wait_ms: u64,
     /// An agent on a voice call takes no chats.
     pub voice_excludes_chat: bool,
+}
+
+/// Phone calls streamed over `/ws/media` (Twilio Media Streams format).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Queue for calls whose `customParameters` name none. Unset: the first queue.
+    pub default_queue: Option<String>,
+    /// Treat the caller's number (`customParameters.from`) as the customer, so a
+    /// returning caller is recognised (history, last agent). Caller ID can be spoofed:
+    /// agents still verify before disclosing anything.
+    pub caller_id_is_customer: bool,
+    /// Audio frames queued to one agent connection (or to the provider) before new
+    /// ones are dropped (and counted): late audio is worse than lost audio.
+    pub audio_queue_frames: usize,
+    /// How often the agent is sent the call's live voice signals.
+    pub signals_interval_ms: u64,
+    /// Voice activity: a 20 ms frame louder than this (dBov) is speech.
+    pub vad_threshold_dbov: f32,
+    /// Speech continues this long after the last loud frame (gaps between words).
+    pub vad_hangover_ms: u64,
+    /// Nobody talking for at least this long (not on hold) is dead air.
+    pub dead_air_ms: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            default_queue: None,
+            caller_id_is_customer: true,
+            audio_queue_frames: 50,
+            signals_interval_ms: 2_000,
+            vad_threshold_dbov: -40.0,
+            vad_hangover_ms: 200,
+            dead_air_ms: 3_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -486,6 +527,12 @@ impl Config {
                 "routing.queued_update_interval_ms",
                 self.routing.queued_update_interval_ms,
             ),
+            (
+                "media.audio_queue_frames",
+                self.media.audio_queue_frames as u64,
+            ),
+            ("media.signals_interval_ms", self.media.signals_interval_ms),
+            ("media.dead_air_ms", self.media.dead_air_ms),
         ] {
             if value == 0 {
                 err(key.into(), "must be greater than 0");
@@ -506,6 +553,7 @@ impl Config {
         for (key, secret) in [
             ("auth.agent_secret", &self.auth.agent_secret),
             ("auth.visitor_secret", &self.auth.visitor_secret),
+            ("auth.media_secret", &self.auth.media_secret),
             ("auth.admin_token", &self.auth.admin_token),
         ] {
             if secret.as_ref().is_some_and(|s| s.len() < 32) {
@@ -603,6 +651,28 @@ impl Config {
                     "chat capacity is at most 100 and voice at most 10",
                 );
             }
+        }
+        let m = &self.media;
+        if let Some(queue) = &m.default_queue
+            && !self.queues.is_empty()
+            && !self.queues.iter().any(|q| q.name == *queue)
+        {
+            err("media.default_queue".into(), "names no configured queue");
+        }
+        if !(-90.0..=0.0).contains(&m.vad_threshold_dbov) {
+            err(
+                "media.vad_threshold_dbov".into(),
+                "must be between -90 and 0 (dBov; speech on a phone line is around -30 to -20)",
+            );
+        }
+        if m.audio_queue_frames > 10_000 {
+            err(
+                "media.audio_queue_frames".into(),
+                "must be at most 10000 (200 s of audio; late audio is useless)",
+            );
+        }
+        if m.vad_hangover_ms > 5_000 {
+            err("media.vad_hangover_ms".into(), "must be at most 5000");
         }
         errors
     }

@@ -41,6 +41,7 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     agent_secret: String,
     visitor_secret: String,
+    media_secret: String,
     admin_token: String,
 }
 
@@ -63,6 +64,10 @@ impl Gateway {
             Some(secret) => secret.clone(),
             None => store.meta_init("visitor_secret", &random_secret()).await?,
         };
+        let media_secret = match &config.auth.media_secret {
+            Some(secret) => secret.clone(),
+            None => store.meta_init("media_secret", &random_secret()).await?,
+        };
         let admin_token = match &config.auth.admin_token {
             Some(token) => token.clone(),
             None => store.meta_init("admin_token", &random_secret()).await?,
@@ -72,12 +77,17 @@ impl Gateway {
             store,
             agent_secret,
             visitor_secret,
+            media_secret,
             admin_token,
         })
     }
 
     pub fn agent_secret(&self) -> &str {
         &self.agent_secret
+    }
+
+    pub fn media_secret(&self) -> &str {
+        &self.media_secret
     }
 
     pub fn admin_token(&self) -> &str {
@@ -120,6 +130,7 @@ impl Gateway {
         let queues: Vec<String> = in_force.queues.iter().map(|q| q.name.clone()).collect();
         let metrics = Arc::new(Metrics::new(&queues));
         let (tx, rx) = mpsc::channel(self.config.limits.core_queue);
+        let calls = Arc::new(gateway::calls::Calls::default());
         let hub = Hub::new(
             switchboard,
             definitions,
@@ -127,10 +138,11 @@ impl Gateway {
             self.store.clone(),
             metrics.clone(),
             self.config.store.max_batch,
+            calls.clone(),
         );
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(rx, stop_hub.clone()));
-        let keys = Keys::new(&self.agent_secret, &self.visitor_secret);
+        let keys = Keys::new(&self.agent_secret, &self.visitor_secret, &self.media_secret);
         let grace = Duration::from_millis(self.config.server.shutdown_grace_ms);
         let app = Arc::new(App::new(
             self.config.clone(),
@@ -141,6 +153,7 @@ impl Gateway {
             shutdown,
             known_agents,
             self.admin_token.clone(),
+            calls,
         ));
         gateway::serve(listener, app.clone(), grace).await;
         drop(app);

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use warmline::Gateway;
 use warmline::config::{Config, ConfigError, Overrides};
-use warmline::gateway::auth::mint_agent;
+use warmline::gateway::auth::{mint_agent, mint_media};
 
 /// Warmline: a real-time gateway for customer contact.
 #[derive(Parser)]
@@ -64,6 +64,17 @@ enum TokenKind {
         #[command(flatten)]
         common: Common,
     },
+    /// A media stream token (JWT HS256) for a telephony provider streaming calls to
+    /// /ws/media: in the stream URL (`?token=`) or as `customParameters.token`.
+    Media {
+        /// A name for the provider or trunk (shown in logs).
+        name: String,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 365)]
+        ttl_days: u64,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 const EX_CONFIG: u8 = 64;
@@ -92,7 +103,7 @@ fn main() -> ExitCode {
         Cmd::Serve { common, listen } => (common.clone(), listen.clone()),
         Cmd::Migrate { common }
         | Cmd::Token {
-            kind: TokenKind::Agent { common, .. },
+            kind: TokenKind::Agent { common, .. } | TokenKind::Media { common, .. },
         } => (common.clone(), None),
         Cmd::CheckConfig { .. } => unreachable!("handled above"),
     };
@@ -165,6 +176,15 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Cmd::Token {
+            kind: TokenKind::Media { name, ttl_days, .. },
+        } => {
+            let gateway = Gateway::open(config).await?;
+            let token = mint_media(gateway.media_secret(), &name, ttl_days * 86_400)
+                .map_err(anyhow::Error::msg)?;
+            println!("{token}");
+            Ok(())
+        }
         Cmd::Serve { .. } => serve(config).await,
         Cmd::CheckConfig { .. } => Ok(()),
     }
@@ -184,6 +204,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  customer demo:  http://{addr}/");
     println!("  agent console:  http://{addr}/agent/?token={token}");
     println!("  (agent `{first_agent}`, token valid 12 h; more with `warmline token agent ID`)");
+    println!(
+        "  phone calls:    ws://{addr}/ws/media  (Twilio Media Streams; token: `warmline token media NAME`)"
+    );
     println!("  metrics:        http://{addr}/metrics");
     println!(
         "  operator API:   http://{addr}/api/v1/queues  (Authorization: Bearer {})",

@@ -55,7 +55,7 @@ async fn a_minted_agent_token_opens_the_agent_endpoint() {
         String::from_utf8_lossy(&out.stderr)
     );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let claims = warmline::gateway::Keys::new(common::SECRET, common::SECRET)
+    let claims = warmline::gateway::Keys::new(common::SECRET, common::SECRET, common::SECRET)
         .verify_agent(&token)
         .unwrap();
     assert_eq!(claims.sub, "alice");

@@ -4,6 +4,7 @@
 //! batch is made durable before any other effect of that batch is let out. That is
 //! how "acknowledged only once durable" holds.
 
+use super::signals::voice::VoiceSignals;
 use std::sync::Arc;
 
 pub use super::hours::Hours;
@@ -96,6 +97,18 @@ pub enum Input {
     },
     /// Time passed: fire due timers (offer expiry, grace, wrap-up, queue updates).
     Tick,
+    /// The caller pressed a key during the call (DTMF): kept in the transcript.
+    Dtmf {
+        conversation_id: Id,
+        digit: char,
+    },
+    /// A call leg's voice signals so far, measured by the shell's meter: shown to the
+    /// conversation's agent; kept when `ended` (the leg is over).
+    VoiceSignals {
+        conversation_id: Id,
+        signals: VoiceSignals,
+        ended: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,6 +194,11 @@ pub enum Notice {
         conversation_id: Id,
         reason: &'static str,
     },
+    /// To the conversation's agent: the call's voice signals so far.
+    VoiceSignals {
+        conversation_id: Id,
+        signals: VoiceSignals,
+    },
 }
 
 impl Notice {
@@ -193,6 +211,9 @@ impl Notice {
                 conversation_id, ..
             }
             | Notice::Typing {
+                conversation_id, ..
+            }
+            | Notice::VoiceSignals {
                 conversation_id, ..
             } => Some(conversation_id),
             Notice::Offer(_)

@@ -12,6 +12,7 @@ mod proptests;
 pub mod routing;
 #[cfg(test)]
 mod routing_props;
+pub mod signals;
 pub mod switchboard;
 
 pub use io::*;

@@ -246,6 +246,14 @@ pub enum Record {
     /// An agent let an offer go: rejected it (`missed: false`, with the reason they
     /// gave) or did not answer in time (`missed: true`). Kept for coaching and for the
     /// queue's health: offers that keep bouncing are a routing or staffing problem.
+    /// A call leg's voice signals, kept when the leg ends.
+    VoiceSignals {
+        conversation_id: Id,
+        /// The agent on the call when it ended, if any.
+        agent_id: Option<Id>,
+        signals: super::signals::voice::VoiceSignals,
+        at: Millis,
+    },
     OfferDeclined {
         offer_id: Id,
         conversation_id: Id,

@@ -486,7 +486,11 @@ impl Harness {
             Input::CustomerHello { conn, .. } | Input::AgentConnected { conn, .. } => {
                 (None, Some(*conn))
             }
-            Input::Typing { .. } | Input::AgentDisconnected { .. } | Input::Tick => (None, None),
+            Input::Typing { .. }
+            | Input::AgentDisconnected { .. }
+            | Input::Tick
+            | Input::Dtmf { .. }
+            | Input::VoiceSignals { .. } => (None, None),
         };
         let tick = matches!(input, Input::Tick);
         let mut effects = Vec::new();
@@ -551,6 +555,11 @@ impl Harness {
                 Effect::Persist(Record::Conversation(rec)) => {
                     self.absorb_record(rec, kind, &mut closed_records)?;
                     self.store.insert(rec.id.clone(), rec.clone());
+                }
+                Effect::Persist(Record::VoiceSignals { .. }) => {
+                    return Err(format!(
+                        "voice signals kept in a run without calls: {effect:?}"
+                    ));
                 }
                 Effect::Persist(Record::OfferDeclined {
                     offer_id,
@@ -749,6 +758,9 @@ impl Harness {
         match notice {
             // Matched against the persisted events at the end of the step.
             Notice::Event(_) => unreachable!("handled by absorb"),
+            Notice::VoiceSignals { .. } => {
+                return Err(format!("voice signals in a run without calls: {notice:?}"));
+            }
             Notice::Transferred { .. } | Notice::TransferFailed { .. } => {
                 return Err(format!("no transfer was asked for, yet {notice:?}"));
             }

@@ -1041,6 +1041,7 @@ impl Harness {
     fn on_notice(&mut self, to: &Participant, notice: &Notice) -> Result<(), String> {
         let now = self.m.now;
         match notice {
+            Notice::VoiceSignals { .. } => Err(format!("voice signals without calls: {notice:?}")),
             Notice::Offer(view) => self.on_offer(to, view),
             Notice::OfferRevoked {
                 offer_id,

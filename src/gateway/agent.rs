@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
@@ -12,13 +13,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::{TokenError, unix_now};
+use super::calls::{Call, ToProvider};
 use super::connection::{Flow, Link, Session, Side};
-use super::{App, http_error, limit_upgrade, not_an_upgrade};
+use super::{App, encode, http_error, limit_upgrade, not_an_upgrade};
 use crate::core::TransferTarget;
+use crate::core::signals::voice::Party;
 use crate::core::{Id, Input, Participant, Resolution};
 use crate::protocol::client::{
     AgentState as WireState, Resolution as WireResolution, TransferMode, TransferTo as WireTo,
 };
+use crate::protocol::media::{AUDIO_HEADER_LEN, parse_audio_frame};
 use crate::protocol::{AgentFrame, CloseCode, ErrorCode, decode_agent};
 
 pub async fn upgrade(
@@ -170,6 +174,35 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             warm: mode == TransferMode::Warm,
             note: note.map(Into::into),
         },
+        AgentFrame::Hold {
+            id,
+            conversation_id,
+            on,
+        } => {
+            return call_control(session, id.as_deref(), &conversation_id, |call| {
+                call.hold(on);
+            })
+            .await;
+        }
+        AgentFrame::Clear {
+            id,
+            conversation_id,
+        } => {
+            return call_control(session, id.as_deref(), &conversation_id, |call| {
+                call.to_provider(ToProvider::Clear);
+            })
+            .await;
+        }
+        AgentFrame::Mark {
+            id,
+            conversation_id,
+            name,
+        } => {
+            return call_control(session, id.as_deref(), &conversation_id, move |call| {
+                call.to_provider(ToProvider::Mark(name));
+            })
+            .await;
+        }
         AgentFrame::Close {
             id,
             conversation_id,
@@ -196,5 +229,87 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             CloseCode::GoingAway,
             "the gateway is shutting down; reconnect and resume",
         )
+    }
+}
+
+/// `hold`, `clear`, `mark`: applied to the live call on a conversation this agent
+/// holds, then acked.
+async fn call_control(
+    session: &mut Session,
+    id: Option<&str>,
+    conversation_id: &str,
+    apply: impl FnOnce(&Call),
+) -> Flow {
+    let Side::Agent { agent_id, .. } = &session.side else {
+        return Flow::Close(CloseCode::Internal, "internal error");
+    };
+    let call = session.link.app.calls.by_conversation(conversation_id);
+    match call {
+        Some(call) if call.agent().as_ref() == Some(agent_id) => {
+            apply(&call);
+            let frame = encode::ack(id, Some(conversation_id), None);
+            if session.link.send(frame.into()).await {
+                Flow::Continue
+            } else {
+                Flow::Close(CloseCode::Normal, "")
+            }
+        }
+        Some(_) => {
+            let message = "that call is not yours";
+            session.link.error(id, ErrorCode::Forbidden, message).await
+        }
+        None => {
+            let message = "there is no live call on that conversation";
+            session.link.error(id, ErrorCode::NotFound, message).await
+        }
+    }
+}
+
+/// A binary frame from the agent: audio for a call they hold (see PROTOCOL.md, Voice).
+/// It is measured (agent talk time, crosstalk) and queued for the provider; audio the
+/// provider's queue cannot take is dropped and counted, never buffered without bound.
+pub async fn on_audio(session: &mut Session, frame: Bytes) -> Flow {
+    let (handle, len) = match parse_audio_frame(&frame) {
+        Ok((handle, payload)) => (handle, payload.len()),
+        Err(refused) => {
+            return session
+                .link
+                .error(None, refused.code, &refused.message)
+                .await;
+        }
+    };
+    let Side::Agent { agent_id, .. } = &session.side else {
+        return Flow::Close(CloseCode::Internal, "internal error");
+    };
+    let app = session.link.app.clone();
+    match app.calls.by_handle(handle) {
+        Some(call) if call.agent().as_ref() == Some(agent_id) => {
+            let payload = frame.slice(AUDIO_HEADER_LEN..AUDIO_HEADER_LEN + len);
+            call.measure(Party::Agent, call.elapsed_ms(), &payload);
+            let direction = if call.to_provider(ToProvider::Audio(payload)) {
+                "to_provider"
+            } else {
+                "to_provider_dropped"
+            };
+            app.metrics
+                .audio_frames
+                .with_label_values(&[direction])
+                .inc();
+            Flow::Continue
+        }
+        Some(_) => {
+            let message = format!("call handle {handle} is not one of your calls");
+            session
+                .link
+                .error(None, ErrorCode::Forbidden, &message)
+                .await
+        }
+        None => {
+            let message = format!("there is no live call with handle {handle}");
+            session
+                .link
+                .error(None, ErrorCode::NotFound, &message)
+                .await
+        }
     }
 }

@@ -3,12 +3,15 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
-use crate::protocol::tokens::{AGENT_AUDIENCE, AgentClaims, VISITOR_AUDIENCE, VisitorClaims};
+use crate::protocol::tokens::{
+    AGENT_AUDIENCE, AgentClaims, MEDIA_AUDIENCE, MediaClaims, VISITOR_AUDIENCE, VisitorClaims,
+};
 
 pub struct Keys {
     agent_dec: DecodingKey,
     visitor_enc: EncodingKey,
     visitor_dec: DecodingKey,
+    media_dec: DecodingKey,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -33,12 +36,27 @@ pub fn unix_now() -> u64 {
 }
 
 impl Keys {
-    pub fn new(agent_secret: &str, visitor_secret: &str) -> Keys {
+    pub fn new(agent_secret: &str, visitor_secret: &str, media_secret: &str) -> Keys {
         Keys {
             agent_dec: DecodingKey::from_secret(agent_secret.as_bytes()),
             visitor_enc: EncodingKey::from_secret(visitor_secret.as_bytes()),
             visitor_dec: DecodingKey::from_secret(visitor_secret.as_bytes()),
+            media_dec: DecodingKey::from_secret(media_secret.as_bytes()),
         }
+    }
+
+    /// A media stream token: the provider's name.
+    pub fn verify_media(&self, token: &str) -> Result<String, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[MEDIA_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<MediaClaims>(token, &self.media_dec, &validation)
+            .map(|data| data.claims.sub)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            })
     }
 
     pub fn verify_agent(&self, token: &str) -> Result<AgentClaims, TokenError> {
@@ -92,6 +110,23 @@ pub fn mint_agent(secret: &str, agent_id: &str, ttl_secs: u64) -> Result<String,
     .map_err(|e| e.to_string())
 }
 
+/// Mints a media stream token for a telephony provider, valid for `ttl_secs`.
+pub fn mint_media(secret: &str, provider: &str, ttl_secs: u64) -> Result<String, String> {
+    let now = unix_now();
+    let claims = MediaClaims {
+        sub: provider.to_owned(),
+        exp: now + ttl_secs,
+        iat: now,
+        aud: MEDIA_AUDIENCE.to_owned(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}
+
 /// A fresh random secret (256 bits, hex).
 pub fn random_secret() -> String {
     use rand::RngCore;
@@ -108,7 +143,7 @@ mod tests {
 
     #[test]
     fn agent_tokens_round_trip_and_expire() {
-        let keys = Keys::new(SECRET, "visitor-secret-visitor-secret-xx");
+        let keys = Keys::new(SECRET, "visitor-secret-visitor-secret-xx", SECRET);
         let token = mint_agent(SECRET, "alice", 60).unwrap();
         assert_eq!(keys.verify_agent(&token).unwrap().sub, "alice");
         let expired = {
@@ -138,9 +173,19 @@ mod tests {
 
     #[test]
     fn a_visitor_token_is_not_an_agent_token() {
-        let keys = Keys::new(SECRET, SECRET);
+        let keys = Keys::new(SECRET, SECRET, SECRET);
         let visitor = keys.mint_visitor("c1");
         assert_eq!(keys.verify_visitor(&visitor).unwrap(), "c1");
         assert!(keys.verify_agent(&visitor).is_err());
+    }
+
+    #[test]
+    fn media_tokens_are_their_own_kind() {
+        let keys = Keys::new(SECRET, SECRET, SECRET);
+        let media = mint_media(SECRET, "twilio-main", 60).unwrap();
+        assert_eq!(keys.verify_media(&media).unwrap(), "twilio-main");
+        assert!(keys.verify_agent(&media).is_err(), "not an agent token");
+        let agent = mint_agent(SECRET, "alice", 60).unwrap();
+        assert!(keys.verify_media(&agent).is_err(), "not a media token");
     }
 }

@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::hub::{Command, ConnHandle, Outbound};
 use super::{App, agent, customer, encode};
 use crate::core::{ConnId, ConversationView, Event, Id, Input, Participant};
+use crate::protocol::server::MediaInfo;
 use crate::protocol::{CloseCode, ErrorCode};
 use crate::store::StoredConversation;
 
@@ -71,6 +73,8 @@ pub struct Link {
 
 pub enum Received {
     Text(Utf8Bytes),
+    /// Audio from an agent client (other roles get an error for binary frames).
+    Binary(Bytes),
     /// Nothing more will come: the client left or the socket failed.
     Gone,
     /// Handled here (ping, pong, a bad binary frame); read again.
@@ -102,6 +106,20 @@ impl Link {
             .with_label_values(&[self.role, "out"])
             .inc();
         match tokio::time::timeout(self.write_timeout, self.socket.send(Message::Text(frame))).await
+        {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.stalled = true;
+                false
+            }
+        }
+    }
+
+    /// Sends one binary audio frame. `false`: the client is gone or did not read in time.
+    pub async fn send_audio(&mut self, frame: Bytes) -> bool {
+        match tokio::time::timeout(self.write_timeout, self.socket.send(Message::Binary(frame)))
+            .await
         {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
@@ -165,8 +183,13 @@ impl Link {
                     .inc();
                 Received::Text(text)
             }
+            Ok(Message::Binary(bytes)) if self.role == "agent" => Received::Binary(bytes),
             Ok(Message::Binary(_)) => {
-                let message = "this endpoint takes JSON text frames; binary frames carry audio only on /ws/media";
+                let message = if self.role == "media" {
+                    "the media stream takes Twilio-format JSON text events; audio goes base64-encoded in `media` events"
+                } else {
+                    "this endpoint takes JSON text frames; binary frames carry call audio only, between an agent and /ws/agent"
+                };
                 match self.error(None, ErrorCode::InvalidField, message).await {
                     Flow::Continue => Received::Nothing,
                     Flow::Close(code, reason) => Received::Close(code, reason),
@@ -220,6 +243,8 @@ pub struct Session {
     following: HashMap<Id, u64>,
     /// Messages sent and not yet acked: (request id, when read).
     pending_acks: VecDeque<(Id, Instant)>,
+    /// Call audio for an agent connection (frames from callers).
+    audio: Option<mpsc::Receiver<Bytes>>,
 }
 
 impl Session {
@@ -259,6 +284,7 @@ impl Session {
             slow,
             following: HashMap::new(),
             pending_acks: VecDeque::new(),
+            audio: None,
         };
         if !attached {
             session
@@ -285,13 +311,23 @@ impl Session {
                     break Some(encode::customer_welcome(customer_id, visitor_token, &open));
                 }
                 Some(Outbound::AgentWelcome(snapshot)) => {
-                    break Some(encode::agent_welcome(&snapshot));
+                    let calls = &app.calls;
+                    break Some(encode::agent_welcome(&snapshot, |c| {
+                        calls
+                            .by_conversation(c)
+                            .map(|call| MediaInfo::pcmu(call.handle))
+                    }));
                 }
                 Some(other) => early.push(other),
                 None => break None,
             }
         };
         session.rx = rx;
+        if let Side::Agent { agent_id, .. } = &session.side {
+            let (tx, rx) = mpsc::channel(app.config.media.audio_queue_frames);
+            app.agent_audio.add(agent_id.clone(), conn, tx);
+            session.audio = Some(rx);
+        }
         let Some(welcome) = welcome else {
             session.detach().await;
             return None;
@@ -331,8 +367,18 @@ impl Session {
                     }
                     None => break Some((CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume")),
                 },
+                Some(frame) = recv_audio(&mut self.audio) => {
+                    if !self.link.send_audio(frame).await {
+                        break self.link.stalled.then_some(SLOW);
+                    }
+                }
                 received = self.link.recv() => match received {
                     Received::Text(text) => match self.on_text(&text).await {
+                        Flow::Continue => {}
+                        Flow::Close(CloseCode::Normal, _) => break self.link.stalled.then_some(SLOW),
+                        Flow::Close(code, reason) => break Some((code, reason)),
+                    },
+                    Received::Binary(frame) => match agent::on_audio(&mut self, frame).await {
                         Flow::Continue => {}
                         Flow::Close(CloseCode::Normal, _) => break self.link.stalled.then_some(SLOW),
                         Flow::Close(code, reason) => break Some((code, reason)),
@@ -373,6 +419,9 @@ impl Session {
     }
 
     async fn detach(&mut self) {
+        if let Side::Agent { agent_id, .. } = &self.side {
+            self.link.app.agent_audio.remove(agent_id, self.conn);
+        }
         let who = self.side.participant();
         let _ = self
             .link
@@ -549,7 +598,13 @@ impl Session {
             }
         }
         self.following.insert(view.conversation_id.clone(), cursor);
-        let frame = encode::conversation(view, transcript, cursor);
+        let media = self
+            .link
+            .app
+            .calls
+            .by_conversation(&view.conversation_id)
+            .map(|call| MediaInfo::pcmu(call.handle));
+        let frame = encode::conversation(view, transcript, cursor, media);
         self.link.send(frame.into()).await
     }
 
@@ -645,6 +700,14 @@ impl Session {
                     .map_err(|e| tracing::error!(error = %e, "reading assignments failed"))
             }
         }
+    }
+}
+
+/// The next audio frame, or never when the connection carries no audio.
+async fn recv_audio(audio: &mut Option<mpsc::Receiver<Bytes>>) -> Option<Bytes> {
+    match audio {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -99,7 +99,7 @@ async fn hello(link: &mut Link) -> Option<Side> {
                 return None;
             }
             Ok(Received::Text(text)) => text,
-            Ok(Received::Nothing) => continue,
+            Ok(Received::Nothing | Received::Binary(_)) => continue,
             Ok(Received::Gone) => return None,
             Ok(Received::Close(code, reason)) => {
                 link.close(code, reason).await;

@@ -1,6 +1,8 @@
 //! Core values to wire frames. Each frame is encoded once and shared by every
 //! connection that receives it.
 
+use crate::protocol::server::MediaInfo;
+use crate::protocol::server::VoiceSignals as WireVoiceSignals;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::core::{
@@ -111,7 +113,7 @@ pub fn notice(n: &Notice) -> String {
             reason: *reason,
         }
         .encode(),
-        Notice::Joined(view) => conversation(view, Vec::new(), view.last_seq),
+        Notice::Joined(view) => conversation(view, Vec::new(), view.last_seq, None),
         Notice::Transferred {
             conversation_id,
             to,
@@ -136,6 +138,27 @@ pub fn notice(n: &Notice) -> String {
         Notice::SurveyRequest { conversation_id } => {
             ServerFrame::SurveyRequest { conversation_id }.encode()
         }
+        Notice::VoiceSignals {
+            conversation_id,
+            signals,
+        } => ServerFrame::Signals {
+            conversation_id,
+            voice: Some(voice_signals(signals)),
+        }
+        .encode(),
+    }
+}
+
+pub fn voice_signals(s: &crate::core::signals::voice::VoiceSignals) -> WireVoiceSignals {
+    WireVoiceSignals {
+        duration_ms: s.duration_ms,
+        caller_talk_ms: s.caller_talk_ms,
+        agent_talk_ms: s.agent_talk_ms,
+        crosstalk_ms: s.crosstalk_ms,
+        silence_ms: s.silence_ms,
+        silences: s.silences,
+        longest_silence_ms: s.longest_silence_ms,
+        hold_ms: s.hold_ms,
     }
 }
 
@@ -167,7 +190,12 @@ fn customer_view(v: &ConversationView) -> CustomerView<'_> {
 }
 
 /// The `conversation` frame an agent gets on accept: everything so far.
-pub fn conversation(v: &ConversationView, transcript: Vec<String>, last_seq: u64) -> String {
+pub fn conversation(
+    v: &ConversationView,
+    transcript: Vec<String>,
+    last_seq: u64,
+    media: Option<MediaInfo>,
+) -> String {
     use serde_json::value::RawValue;
     // Each event was encoded by this module, so it is valid JSON; the attributes were
     // re-serialized from a JSON object at `start`.
@@ -195,6 +223,7 @@ pub fn conversation(v: &ConversationView, transcript: Vec<String>, last_seq: u64
         transcript: raw.iter().map(|r| &**r).collect(),
         signals: Default::default(),
         last_seq,
+        media,
     }
     .encode()
 }
@@ -218,7 +247,7 @@ pub fn customer_welcome(customer_id: &str, token: &str, open: &[OpenConversation
     .encode()
 }
 
-pub fn agent_welcome(s: &AgentSnapshot) -> String {
+pub fn agent_welcome(s: &AgentSnapshot, media: impl Fn(&str) -> Option<MediaInfo>) -> String {
     ServerFrame::AgentWelcome {
         agent: AgentView {
             id: &s.agent_id,
@@ -240,6 +269,7 @@ pub fn agent_welcome(s: &AgentSnapshot) -> String {
                 state: v.state.as_str(),
                 last_seq: v.last_seq,
                 customer: customer_view(v),
+                media: media(&v.conversation_id),
             })
             .collect(),
     }

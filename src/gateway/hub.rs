@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::calls::Calls;
 use super::definitions::{ApiError, Definitions};
 use super::encode;
 use super::metrics::Metrics;
@@ -96,6 +97,13 @@ pub enum Command {
         who: Participant,
     },
     Core(Input),
+    /// A frame for a participant's connections that follow a conversation, made by
+    /// the shell without the core (a call's `mark` reached, for instance).
+    Relay {
+        to: Participant,
+        conversation_id: Id,
+        frame: Utf8Bytes,
+    },
     Admin {
         request: AdminRequest,
         reply: oneshot::Sender<AdminReply>,
@@ -122,6 +130,8 @@ pub struct Hub {
     by_participant: HashMap<Participant, Vec<ConnId>>,
     max_batch: usize,
     gauges_at: Option<Instant>,
+    /// Live calls: told who their agent is as assignments are committed.
+    calls: Arc<Calls>,
 }
 
 impl Hub {
@@ -132,6 +142,7 @@ impl Hub {
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         max_batch: usize,
+        calls: Arc<Calls>,
     ) -> Hub {
         Hub {
             switchboard,
@@ -143,6 +154,7 @@ impl Hub {
             by_participant: HashMap::new(),
             max_batch,
             gauges_at: None,
+            calls,
         }
     }
 
@@ -180,6 +192,20 @@ impl Hub {
                     }
                     Command::Detach { conn, who } => self.detach(conn, who, now, &mut effects),
                     Command::Core(input) => self.switchboard.handle(input, now, &mut effects),
+                    Command::Relay {
+                        to,
+                        conversation_id,
+                        frame,
+                    } => {
+                        let conns = self.by_participant.get(&to).cloned().unwrap_or_default();
+                        for conn in conns {
+                            let item = Outbound::Scoped {
+                                conversation_id: conversation_id.clone(),
+                                frame: frame.clone(),
+                            };
+                            self.send(conn, item);
+                        }
+                    }
                     Command::Admin { request, reply } => {
                         let answer = self.admin(request, now).await;
                         let _ = reply.send(answer);
@@ -351,6 +377,27 @@ impl Hub {
                                 .chat_messages
                                 .with_label_values(&[author.role.as_str()])
                                 .inc();
+                        }
+                    }
+                    // A call's audio follows the conversation's agent.
+                    Record::AssignmentStarted {
+                        conversation_id,
+                        agent_id,
+                        ..
+                    } => {
+                        if let Some(call) = self.calls.by_conversation(conversation_id) {
+                            call.set_agent(Some(agent_id.clone()));
+                        }
+                    }
+                    Record::AssignmentEnded {
+                        conversation_id,
+                        agent_id,
+                        ..
+                    } => {
+                        if let Some(call) = self.calls.by_conversation(conversation_id)
+                            && call.agent().as_ref() == Some(agent_id)
+                        {
+                            call.set_agent(None);
                         }
                     }
                     Record::OfferDeclined { queue, missed, .. } => {

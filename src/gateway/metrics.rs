@@ -22,6 +22,8 @@ pub struct Metrics {
     pub waiting: IntGaugeVec,
     pub open_conversations: IntGauge,
     pub offers_declined: IntCounterVec,
+    pub audio_frames: IntCounterVec,
+    pub calls: IntGauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -117,8 +119,21 @@ impl Metrics {
             ),
             &["queue", "how"],
         ));
+        let audio_frames = must(IntCounterVec::new(
+            Opts::new(
+                "warmline_audio_frames_total",
+                "Call audio frames relayed, by direction; `_dropped`: a queue was full and the frame was dropped (late audio is useless).",
+            ),
+            &["direction"],
+        ));
+        let calls = must(IntGauge::new(
+            "warmline_calls",
+            "Live calls (media streams attached to a conversation).",
+        ));
         for c in [
             Box::new(offers_declined.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(audio_frames.clone()),
+            Box::new(calls.clone()),
             Box::new(connections.clone()),
             Box::new(frames.clone()),
             Box::new(chat_messages.clone()),
@@ -167,6 +182,14 @@ impl Metrics {
                 offers_declined.with_label_values(&[q.as_str(), how]);
             }
         }
+        for direction in [
+            "to_agent",
+            "to_agent_dropped",
+            "to_provider",
+            "to_provider_dropped",
+        ] {
+            audio_frames.with_label_values(&[direction]);
+        }
         store_failures.with_label_values(&["commit"]);
         store_failures.with_label_values(&["read"]);
         Metrics {
@@ -183,6 +206,8 @@ impl Metrics {
             waiting,
             open_conversations,
             offers_declined,
+            audio_frames,
+            calls,
         }
     }
 

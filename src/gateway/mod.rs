@@ -6,11 +6,13 @@ mod agent;
 mod api;
 mod assets;
 pub mod auth;
+pub mod calls;
 mod connection;
 mod customer;
 pub mod definitions;
 mod encode;
 pub mod hub;
+mod media;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use tower::ServiceExt;
 
 use crate::config::{Config, LimitsConfig};
 use crate::core::ConnId;
+use crate::core::signals::voice::VoiceSettings;
 use crate::protocol::ErrorCode;
 use crate::store::Store;
 
@@ -54,6 +57,11 @@ pub struct App {
     pub known_agents: hub::KnownAgents,
     /// Bearer token of the operator API.
     pub admin_token: String,
+    /// Live calls, and each agent connection's audio queue.
+    pub calls: Arc<calls::Calls>,
+    pub agent_audio: calls::AgentAudio,
+    /// Voice activity settings of every call's meter.
+    pub voice: VoiceSettings,
     next_conn: AtomicU64,
 }
 
@@ -68,7 +76,14 @@ impl App {
         shutdown: CancellationToken,
         known_agents: hub::KnownAgents,
         admin_token: String,
+        calls: Arc<calls::Calls>,
     ) -> App {
+        let voice = VoiceSettings {
+            threshold_dbov: config.media.vad_threshold_dbov,
+            hangover_ms: config.media.vad_hangover_ms,
+            dead_air_ms: config.media.dead_air_ms,
+            ..VoiceSettings::default()
+        };
         App {
             config,
             hub,
@@ -79,6 +94,9 @@ impl App {
             tracker: TaskTracker::new(),
             known_agents,
             admin_token,
+            calls,
+            agent_audio: calls::AgentAudio::default(),
+            voice,
             next_conn: AtomicU64::new(1),
         }
     }
@@ -92,6 +110,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/ws/customer", get(customer::upgrade))
         .route("/ws/agent", get(agent::upgrade))
+        .route("/ws/media", get(media::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

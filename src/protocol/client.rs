@@ -147,13 +147,33 @@ pub enum AgentFrame {
         mode: TransferMode,
         note: Option<String>,
     },
+    /// Puts the call on hold (`on: true`) or takes it off: the caller's audio stops
+    /// reaching the agent, and the time counts as hold, not dead air.
+    Hold {
+        id: Option<String>,
+        conversation_id: String,
+        on: bool,
+    },
+    /// Drops the agent audio the provider has buffered but not played (barge-in).
+    Clear {
+        id: Option<String>,
+        conversation_id: String,
+    },
+    /// Asks the provider to report when playback reaches this point of the agent's
+    /// audio: the agent gets `mark {"conversation_id","name"}` then.
+    Mark {
+        id: Option<String>,
+        conversation_id: String,
+        name: String,
+    },
 }
 
 const CUSTOMER_TYPES: &[&str] = &[
     "hello", "start", "message", "typing", "resume", "end", "survey",
 ];
 const AGENT_TYPES: &[&str] = &[
-    "status", "accept", "reject", "message", "typing", "resume", "close", "transfer",
+    "status", "accept", "reject", "message", "typing", "resume", "close", "transfer", "hold",
+    "clear", "mark",
 ];
 
 /// Why a frame was refused: the code, a sentence for a person, and the request `id`
@@ -374,7 +394,21 @@ fn validate_agent(frame: &AgentFrame, max_text: usize) -> Result<(), String> {
         }
         | AgentFrame::Resume {
             conversation_id, ..
+        }
+        | AgentFrame::Hold {
+            conversation_id, ..
+        }
+        | AgentFrame::Clear {
+            conversation_id, ..
         } => check_id("conversation_id", conversation_id),
+        AgentFrame::Mark {
+            conversation_id,
+            name,
+            ..
+        } => {
+            check_id("conversation_id", conversation_id)?;
+            check_id("name", name)
+        }
         AgentFrame::Transfer {
             conversation_id,
             to,
@@ -433,7 +467,10 @@ impl AgentFrame {
             | AgentFrame::Typing { id, .. }
             | AgentFrame::Resume { id, .. }
             | AgentFrame::Close { id, .. }
-            | AgentFrame::Transfer { id, .. } => id.as_deref(),
+            | AgentFrame::Transfer { id, .. }
+            | AgentFrame::Hold { id, .. }
+            | AgentFrame::Clear { id, .. }
+            | AgentFrame::Mark { id, .. } => id.as_deref(),
         }
     }
 }

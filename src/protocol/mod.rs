@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod codes;
+pub mod media;
 pub mod server;
 pub mod tokens;
 

@@ -73,6 +73,12 @@ pub enum ServerFrame<'a> {
     SurveyRequest {
         conversation_id: &'a str,
     },
+    /// Live signals of a conversation, to its agent.
+    Signals {
+        conversation_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        voice: Option<VoiceSignals>,
+    },
     Status {
         state: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,7 +124,30 @@ pub enum ServerFrame<'a> {
         transcript: Vec<&'a serde_json::value::RawValue>,
         signals: BTreeMap<&'a str, f64>,
         last_seq: u64,
+        /// A live call on this conversation: its audio comes in binary frames.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        media: Option<MediaInfo>,
     },
+}
+
+/// How an agent recognises a call's binary audio frames (and sends theirs back).
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaInfo {
+    /// The u16 in bytes 2-3 of each binary frame's header.
+    pub handle: u16,
+    /// `pcmu`: G.711 mu-law, 8000 Hz, mono.
+    pub codec: &'static str,
+    pub sample_rate: u32,
+}
+
+impl MediaInfo {
+    pub fn pcmu(handle: u16) -> MediaInfo {
+        MediaInfo {
+            handle,
+            codec: "pcmu",
+            sample_rate: 8000,
+        }
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -161,6 +190,9 @@ pub struct AgentConversationSummary<'a> {
     pub state: &'a str,
     pub last_seq: u64,
     pub customer: CustomerView<'a>,
+    /// A live call on this conversation (see `conversation.media`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaInfo>,
 }
 
 #[derive(Serialize, Debug)]
@@ -204,4 +236,18 @@ impl ServerFrame<'_> {
                 .to_owned()
         })
     }
+}
+
+/// A call's voice signals (milliseconds), as the agent and the API see them.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct VoiceSignals {
+    pub duration_ms: u64,
+    pub caller_talk_ms: u64,
+    pub agent_talk_ms: u64,
+    pub crosstalk_ms: u64,
+    /// Dead air: stretches of nobody talking (not on hold) long enough to count.
+    pub silence_ms: u64,
+    pub silences: u32,
+    pub longest_silence_ms: u64,
+    pub hold_ms: u64,
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 pub const AGENT_AUDIENCE: &str = "warmline-agent";
 pub const VISITOR_AUDIENCE: &str = "warmline-visitor";
+pub const MEDIA_AUDIENCE: &str = "warmline-media";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentClaims {
@@ -21,6 +22,18 @@ pub struct AgentClaims {
 pub struct VisitorClaims {
     /// The customer id the gateway gave this visitor.
     pub sub: String,
+    pub iat: u64,
+    pub aud: String,
+}
+
+/// A telephony provider's token for `/ws/media` (`warmline token media NAME`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediaClaims {
+    /// The provider or trunk the token was minted for (logged with its calls).
+    pub sub: String,
+    /// Expiry, seconds since the UNIX epoch.
+    pub exp: u64,
+    #[serde(default)]
     pub iat: u64,
     pub aud: String,
 }

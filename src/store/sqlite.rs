@@ -329,6 +329,32 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .execute(&mut **tx)
             .await?;
         }
+        Record::VoiceSignals {
+            conversation_id,
+            agent_id,
+            signals: v,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO voice_signals (conversation_id, agent_id, duration_ms,
+                 caller_talk_ms, agent_talk_ms, crosstalk_ms, silence_ms, silences,
+                 longest_silence_ms, hold_ms, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .bind(&**conversation_id)
+            .bind(agent_id.as_deref())
+            .bind(db_int(v.duration_ms))
+            .bind(db_int(v.caller_talk_ms))
+            .bind(db_int(v.agent_talk_ms))
+            .bind(db_int(v.crosstalk_ms))
+            .bind(db_int(v.silence_ms))
+            .bind(i64::from(v.silences))
+            .bind(db_int(v.longest_silence_ms))
+            .bind(db_int(v.hold_ms))
+            .bind(db_int(*at))
+            .execute(&mut **tx)
+            .await?;
+        }
         Record::OfferDeclined {
             offer_id,
             conversation_id,

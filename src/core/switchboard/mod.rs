@@ -705,6 +705,42 @@ impl Switchboard {
                 out,
             ),
             Input::Tick => self.fire_timers(now, out),
+            Input::Dtmf {
+                conversation_id,
+                digit,
+            } => {
+                if self.conversations.contains_key(&conversation_id) {
+                    let text = format!("The caller pressed {digit}.");
+                    self.system_line(&conversation_id, text, now, out);
+                }
+            }
+            Input::VoiceSignals {
+                conversation_id,
+                signals,
+                ended,
+            } => {
+                let agent_id = self
+                    .conversations
+                    .get(&conversation_id)
+                    .and_then(|c| c.rec.agent_id.clone());
+                if let Some(agent) = &agent_id {
+                    out.push(Effect::Notify {
+                        to: Participant::Agent(agent.clone()),
+                        notice: Notice::VoiceSignals {
+                            conversation_id: conversation_id.clone(),
+                            signals,
+                        },
+                    });
+                }
+                if ended {
+                    out.push(Effect::Persist(Record::VoiceSignals {
+                        conversation_id,
+                        agent_id,
+                        signals,
+                        at: now,
+                    }));
+                }
+            }
         }
         self.route(now, out);
     }

@@ -1,0 +1,4 @@
+//! Satisfaction signals computed in the core: measured from what happens in a
+//! conversation, never assumed. `voice`: talk, silence, crosstalk and hold of a call.
+
+pub mod voice;
