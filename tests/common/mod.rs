@@ -285,6 +285,8 @@ pub struct Client {
     next_id: u64,
     /// Frames read while waiting for a reply, handed out first by `next`.
     stash: std::collections::VecDeque<Value>,
+    /// Binary frames (call audio) read while waiting for JSON, oldest first.
+    pub audio: std::collections::VecDeque<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -305,6 +307,7 @@ impl Client {
             ws,
             next_id: 0,
             stash: Default::default(),
+            audio: Default::default(),
         })
     }
 
@@ -353,6 +356,7 @@ impl Client {
                 Some(Ok(Message::Close(c))) => {
                     return Frame::Closed(c.map(|c| (u16::from(c.code), c.reason.to_string())));
                 }
+                Some(Ok(Message::Binary(b))) => self.audio.push_back(b.to_vec()),
                 Some(Ok(_)) => continue,
             }
         }
