@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{Client, SECRET, TestServer, base_config};
+use common::{Client, SECRET, TestServer, accept_next_offer, base_config};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -29,7 +29,9 @@ fn config() -> String {
         "[media]\nsignals_interval_ms = 500\n\
          [[queues]]\nname = \"support\"\nwrap_up_ms = 0\n\
          [[agents]]\nid = \"alice\"\ndisplay_name = \"Alice\"\ncapacity = { chat = 0, voice = 1 }\n\
-         [[agents]]\nid = \"bob\"\ndisplay_name = \"Bob\"\ncapacity = { chat = 0, voice = 1 }\n",
+         [[agents]]\nid = \"bob\"\ndisplay_name = \"Bob\"\ncapacity = { chat = 0, voice = 1 }\n\
+         [[agents]]\nid = \"carol\"\ndisplay_name = \"Carol\"\ncapacity = { chat = 2, voice = 1 }\n\
+         [[agents]]\nid = \"dave\"\ndisplay_name = \"Dave\"\ncapacity = { chat = 2, voice = 0 }\n",
     );
     config
 }
@@ -415,4 +417,133 @@ async fn bad_media_input_gets_clear_errors_and_disturbs_no_call() {
         .await
         .unwrap();
     assert_eq!(carol.until("error").await["code"], "invalid_field");
+}
+
+/// chat -> voice -> chat in one conversation: the customer chats with carol, then
+/// phones in naming the conversation; the call joins it (same agent, same transcript,
+/// carol gets the audio), and when the call ends the chat goes on.
+#[tokio::test]
+async fn a_chat_becomes_a_call_and_back_with_the_same_agent() {
+    let server = TestServer::start(&config()).await;
+    let mut carol = server.available_agent("carol").await;
+    let (mut customer, _) = server.customer_hello(None).await;
+    let conversation_id = customer.start().await;
+    let (_, _) = accept_next_offer(&mut carol).await;
+    customer.until("assigned").await;
+    customer
+        .say(&conversation_id, "my parcel is lost, can I call you?")
+        .await;
+    carol.until("message").await;
+
+    // The customer phones; the provider names the conversation.
+    let mut call = provider(&server, &format!("?token={}", media_token())).await;
+    call.send(start_event(json!({"conversation_id": conversation_id})))
+        .await;
+    let switched = carol.take("switched").await;
+    assert_eq!(switched["conversation_id"], conversation_id);
+    assert_eq!(switched["channel"], "voice");
+    assert_eq!(switched["agent_kept"], true);
+    let handle = switched["media"]["handle"]
+        .as_u64()
+        .expect("the call's handle") as u16;
+    let seen = customer.until("switched").await;
+    assert_eq!(seen["channel"], "voice");
+    let line = carol.until("message").await;
+    assert_eq!(line["sender"]["role"], "system", "{line}");
+
+    // Audio flows to carol.
+    call.send(media_event(STREAM, 2, 1, &[0x55; FRAME])).await;
+    let frame = loop {
+        if let Some(frame) = carol.audio.pop_front() {
+            break frame;
+        }
+        let _ = carol.next().await;
+    };
+    assert_eq!(&frame[..4], &[1, 0, (handle >> 8) as u8, handle as u8]);
+
+    // The call ends: back to chat, still with carol, and the chat goes on.
+    call.send(json!({"event":"stop","sequenceNumber":"3","streamSid":STREAM,
+        "stop":{"accountSid":"AC00000000000000000000000000000000","callSid":"CA00000000000000000000000000000001"}}))
+        .await;
+    let back = carol.until("switched").await;
+    assert_eq!(back["channel"], "chat");
+    assert_eq!(back["agent_kept"], true);
+    assert_eq!(customer.until("switched").await["channel"], "chat");
+    let seq = customer.say(&conversation_id, "thanks, that helped").await;
+    let got = carol.until("message").await;
+    assert_eq!(got["seq"], seq);
+    assert_eq!(got["text"], "thanks, that helped");
+
+    // A call naming a conversation that does not exist is refused clearly.
+    let mut stray = provider(&server, &format!("?token={}", media_token())).await;
+    stray
+        .send(start_event(json!({"conversation_id": "nope"})))
+        .await;
+    assert_eq!(stray.json().await["code"], "not_found");
+    assert_eq!(stray.closed().await.map(|c| c.0), Some(1008));
+}
+
+/// An agent without voice capacity: the switch re-routes the conversation ahead of
+/// the queue to someone who has it, with the transcript; the first agent is told.
+#[tokio::test]
+async fn a_switch_to_voice_goes_to_an_agent_with_room_for_it() {
+    let server = TestServer::start(&config()).await;
+    let mut dave = server.available_agent("dave").await;
+    let (mut customer, _) = server.customer_hello(None).await;
+    let conversation_id = customer.start().await;
+    let (_, _) = accept_next_offer(&mut dave).await;
+    customer.until("assigned").await;
+    customer
+        .say(&conversation_id, "order 991 arrived broken")
+        .await;
+    dave.until("message").await;
+    let mut bob = server.available_agent("bob").await;
+
+    customer
+        .request(json!({"type":"switch","conversation_id":conversation_id,"channel":"voice"}))
+        .await;
+    let told = dave.until("switched").await;
+    assert_eq!(
+        told["agent_kept"], false,
+        "dave has no voice capacity: {told}"
+    );
+    let seen = customer.until("switched").await;
+    assert_eq!(seen["agent_kept"], false);
+
+    let offer = bob.until("offer").await;
+    assert_eq!(offer["conversation_id"], conversation_id);
+    assert_eq!(offer["channel"], "voice");
+    bob.request(json!({"type":"accept","offer_id":offer["offer_id"]}))
+        .await;
+    let conversation = bob.until("conversation").await;
+    let said: Vec<&str> = conversation["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(said.contains(&"order 991 arrived broken"), "{said:?}");
+    let assigned = customer.until("assigned").await;
+    assert_eq!(assigned["agent"]["id"], "bob");
+
+    // Browser-call signalling goes between the two parties, and only them.
+    let sdp = json!({"type":"offer","sdp":"v=0 ..."});
+    customer
+        .request(json!({"type":"rtc","conversation_id":conversation_id,"payload":sdp}))
+        .await;
+    let rtc = bob.until("rtc").await;
+    assert_eq!(rtc["payload"], sdp);
+    assert_eq!(rtc["from"], "customer");
+    bob.send(json!({"type":"rtc","conversation_id":conversation_id,"payload":{"type":"answer"}}))
+        .await;
+    assert_eq!(customer.until("rtc").await["payload"]["type"], "answer");
+    let (mut stranger, _) = server.customer_hello(None).await;
+    stranger
+        .send(json!({"type":"rtc","id":"x","conversation_id":conversation_id,"payload":{}}))
+        .await;
+    let e = stranger.until("error").await;
+    assert_eq!(e["code"], "forbidden");
+    dave.send(json!({"type":"rtc","id":"y","conversation_id":conversation_id,"payload":{}}))
+        .await;
+    assert_eq!(dave.until("error").await["code"], "forbidden");
 }

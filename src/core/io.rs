@@ -97,6 +97,24 @@ pub enum Input {
     },
     /// Time passed: fire due timers (offer expiry, grace, wrap-up, queue updates).
     Tick,
+    /// The conversation moves to another channel (chat to a call, or back).
+    /// `customer`: who asks (`None`: the shell, for a phone call attaching or leaving).
+    Switch {
+        conn: ConnId,
+        req: ReqId,
+        customer: Option<Id>,
+        conversation_id: Id,
+        channel: Channel,
+    },
+    /// Browser-call signalling (WebRTC offer, answer, candidates), relayed opaque to
+    /// the other party of the conversation.
+    Rtc {
+        conn: ConnId,
+        req: ReqId,
+        from: Participant,
+        conversation_id: Id,
+        payload: Text,
+    },
     /// The caller pressed a key during the call (DTMF): kept in the transcript.
     Dtmf {
         conversation_id: Id,
@@ -194,6 +212,19 @@ pub enum Notice {
         conversation_id: Id,
         reason: &'static str,
     },
+    /// The conversation changed channel; `agent_kept`: its agent stays on it (else it
+    /// waits for an agent with room on the new channel).
+    Switched {
+        conversation_id: Id,
+        channel: Channel,
+        agent_kept: bool,
+    },
+    /// WebRTC signalling from the other party.
+    Rtc {
+        conversation_id: Id,
+        from: Role,
+        payload: Text,
+    },
     /// To the conversation's agent: the call's voice signals so far.
     VoiceSignals {
         conversation_id: Id,
@@ -214,6 +245,12 @@ impl Notice {
                 conversation_id, ..
             }
             | Notice::VoiceSignals {
+                conversation_id, ..
+            }
+            | Notice::Switched {
+                conversation_id, ..
+            }
+            | Notice::Rtc {
                 conversation_id, ..
             } => Some(conversation_id),
             Notice::Offer(_)

@@ -491,6 +491,9 @@ impl Harness {
             | Input::Tick
             | Input::Dtmf { .. }
             | Input::VoiceSignals { .. } => (None, None),
+            Input::Switch { conn, req, .. } | Input::Rtc { conn, req, .. } => {
+                (Some((*conn, req.clone())), None)
+            }
         };
         let tick = matches!(input, Input::Tick);
         let mut effects = Vec::new();
@@ -758,7 +761,7 @@ impl Harness {
         match notice {
             // Matched against the persisted events at the end of the step.
             Notice::Event(_) => unreachable!("handled by absorb"),
-            Notice::VoiceSignals { .. } => {
+            Notice::VoiceSignals { .. } | Notice::Switched { .. } | Notice::Rtc { .. } => {
                 return Err(format!("voice signals in a run without calls: {notice:?}"));
             }
             Notice::Transferred { .. } | Notice::TransferFailed { .. } => {

@@ -506,8 +506,8 @@ impl Model {
     }
 
     /// The last agent, while the conversation waits for them: within the queue's
-    /// affinity wait, not a cold transfer, online, available or in wrap-up, not
-    /// declined lately, and qualified at the current step.
+    /// affinity wait, not a cold transfer, online, available or in wrap-up, with some
+    /// capacity on the channel, not declined lately, and qualified at the current step.
     fn affinity(&self, c: &ConvM, req: &Req) -> Option<&AgentM> {
         let last = c.history.last_agent.as_ref()?;
         let wait = self.queue(&c.queue).affinity_wait_ms;
@@ -516,7 +516,9 @@ impl Model {
         }
         let agent = self.agent(last)?;
         let at_work = matches!(agent.state, AgentState::Available | AgentState::WrapUp);
-        (agent.online && at_work && qualifies(agent, req).is_some()).then_some(agent)
+        // Nobody waits for an agent who cannot take the channel at all.
+        let can_ever = agent.cap[slot(c.channel)] > 0;
+        (agent.online && at_work && can_ever && qualifies(agent, req).is_some()).then_some(agent)
     }
 
     /// The queue's strategy among `candidates`.
@@ -1041,7 +1043,9 @@ impl Harness {
     fn on_notice(&mut self, to: &Participant, notice: &Notice) -> Result<(), String> {
         let now = self.m.now;
         match notice {
-            Notice::VoiceSignals { .. } => Err(format!("voice signals without calls: {notice:?}")),
+            Notice::VoiceSignals { .. } | Notice::Switched { .. } | Notice::Rtc { .. } => {
+                Err(format!("a notice of calls in a routing run: {notice:?}"))
+            }
             Notice::Offer(view) => self.on_offer(to, view),
             Notice::OfferRevoked {
                 offer_id,

@@ -174,6 +174,17 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             warm: mode == TransferMode::Warm,
             note: note.map(Into::into),
         },
+        AgentFrame::Rtc {
+            id,
+            conversation_id,
+            payload,
+        } => Input::Rtc {
+            conn,
+            req: id.map(Id::from),
+            from: Participant::Agent(agent_id),
+            conversation_id: conversation_id.into(),
+            payload: serde_json::Value::Object(payload).to_string().into(),
+        },
         AgentFrame::Hold {
             id,
             conversation_id,

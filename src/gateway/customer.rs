@@ -302,6 +302,31 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             };
             return survey_answer(session, id.as_deref(), &survey).await;
         }
+        CustomerFrame::Switch {
+            id,
+            conversation_id,
+            channel,
+        } => Input::Switch {
+            conn,
+            req: id.map(Id::from),
+            customer: Some(customer_id),
+            conversation_id: conversation_id.into(),
+            channel: match channel {
+                WireChannel::Chat => Channel::Chat,
+                WireChannel::Voice => Channel::Voice,
+            },
+        },
+        CustomerFrame::Rtc {
+            id,
+            conversation_id,
+            payload,
+        } => Input::Rtc {
+            conn,
+            req: id.map(Id::from),
+            from: Participant::Customer(customer_id),
+            conversation_id: conversation_id.into(),
+            payload: serde_json::Value::Object(payload).to_string().into(),
+        },
         CustomerFrame::End {
             id,
             conversation_id,

@@ -138,6 +138,24 @@ pub fn notice(n: &Notice) -> String {
         Notice::SurveyRequest { conversation_id } => {
             ServerFrame::SurveyRequest { conversation_id }.encode()
         }
+        Notice::Switched {
+            conversation_id,
+            channel,
+            agent_kept,
+        } => switched(conversation_id, *channel, *agent_kept, None),
+        Notice::Rtc {
+            conversation_id,
+            from,
+            payload,
+        } => match serde_json::value::RawValue::from_string(payload.to_string()) {
+            Ok(payload) => ServerFrame::Rtc {
+                conversation_id,
+                from: from.as_str(),
+                payload: &payload,
+            }
+            .encode(),
+            Err(_) => error(None, ErrorCode::Internal, "could not relay the rtc payload"),
+        },
         Notice::VoiceSignals {
             conversation_id,
             signals,
@@ -147,6 +165,21 @@ pub fn notice(n: &Notice) -> String {
         }
         .encode(),
     }
+}
+
+pub fn switched(
+    conversation_id: &str,
+    channel: crate::core::Channel,
+    agent_kept: bool,
+    media: Option<MediaInfo>,
+) -> String {
+    ServerFrame::Switched {
+        conversation_id,
+        channel: channel.as_str(),
+        agent_kept,
+        media,
+    }
+    .encode()
 }
 
 pub fn voice_signals(s: &crate::core::signals::voice::VoiceSignals) -> WireVoiceSignals {

@@ -22,10 +22,11 @@ use super::encode;
 use super::metrics::Metrics;
 use crate::config::{AgentConfig, QueueConfig};
 use crate::core::{
-    AgentSnapshot, ConnId, ConversationView, Effect, EventBody, Id, Input, Millis, Notice,
-    OpenConversation, Participant, Record, RefusalKind, Reply, Switchboard,
+    AgentSnapshot, ConnId, ConversationState, ConversationView, Effect, EventBody, Id, Input,
+    Millis, Notice, OpenConversation, Participant, Record, RefusalKind, Reply, Switchboard,
 };
 use crate::protocol::ErrorCode;
+use crate::protocol::server::MediaInfo;
 use crate::store::Store;
 
 /// What the hub hands a connection.
@@ -379,25 +380,12 @@ impl Hub {
                                 .inc();
                         }
                     }
-                    // A call's audio follows the conversation's agent.
-                    Record::AssignmentStarted {
-                        conversation_id,
-                        agent_id,
-                        ..
-                    } => {
-                        if let Some(call) = self.calls.by_conversation(conversation_id) {
-                            call.set_agent(Some(agent_id.clone()));
-                        }
-                    }
-                    Record::AssignmentEnded {
-                        conversation_id,
-                        agent_id,
-                        ..
-                    } => {
-                        if let Some(call) = self.calls.by_conversation(conversation_id)
-                            && call.agent().as_ref() == Some(agent_id)
-                        {
-                            call.set_agent(None);
+                    // A call's audio goes to the conversation's agent while it is
+                    // active with them (every change of agent or state is recorded).
+                    Record::Conversation(rec) => {
+                        if let Some(call) = self.calls.by_conversation(&rec.id) {
+                            let active = rec.state == ConversationState::Active;
+                            call.set_agent(rec.agent_id.clone().filter(|_| active));
                         }
                     }
                     Record::OfferDeclined { queue, missed, .. } => {
@@ -531,7 +519,21 @@ impl Hub {
                     }
                     return;
                 }
-                let frame: Utf8Bytes = encode::notice(&notice).into();
+                let frame: Utf8Bytes = match &notice {
+                    // An agent whose conversation became a call learns its handle.
+                    Notice::Switched {
+                        conversation_id,
+                        channel,
+                        agent_kept,
+                    } if matches!(to, Participant::Agent(_)) => {
+                        let media = self
+                            .calls
+                            .by_conversation(conversation_id)
+                            .map(|call| MediaInfo::pcmu(call.handle));
+                        encode::switched(conversation_id, *channel, *agent_kept, media).into()
+                    }
+                    _ => encode::notice(&notice).into(),
+                };
                 for conn in conns {
                     let item = match &notice {
                         Notice::Event(e) => Outbound::Event {

@@ -144,6 +144,9 @@ struct Leg {
     rx: mpsc::Receiver<Outbound>,
     from_agent: mpsc::Receiver<ToProvider>,
     slow: CancellationToken,
+    /// The call joined a conversation that already existed (the customer was
+    /// chatting, then phoned): when it ends the conversation goes back to chat.
+    attached: bool,
     /// Reused buffers: the decoded payload, the outbound event.
     audio: Vec<u8>,
     text: String,
@@ -160,8 +163,36 @@ impl Leg {
             .or_else(|| app.config.media.default_queue.clone())
             .or_else(|| app.config.queues.first().map(|q| q.name.clone()))
             .unwrap_or_else(|| "demo".to_owned());
-        let customer_id: Id = match params.get("from") {
-            Some(from) if app.config.media.caller_id_is_customer && caller_number(from) => {
+        // A call for an open conversation joins it; otherwise it starts one.
+        let existing = match params.get("conversation_id") {
+            None => None,
+            Some(id) => match app.store.conversation(id).await {
+                Ok(Some(stored))
+                    if stored.record.state != crate::core::ConversationState::Closed =>
+                {
+                    Some(stored.record)
+                }
+                Ok(_) => {
+                    let shown: String = id.chars().take(64).collect();
+                    let message = format!(
+                        "customParameters.conversation_id `{shown}` names no open conversation"
+                    );
+                    let _ = link.error(None, ErrorCode::NotFound, &message).await;
+                    link.close(CloseCode::Policy, "no such conversation").await;
+                    return None;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a conversation failed");
+                    let message = "the store could not be read; call again";
+                    let _ = link.error(None, ErrorCode::Unavailable, message).await;
+                    link.close(CloseCode::Internal, "store unavailable").await;
+                    return None;
+                }
+            },
+        };
+        let customer_id: Id = match (&existing, params.get("from")) {
+            (Some(rec), _) => rec.customer_id.clone(),
+            (None, Some(from)) if app.config.media.caller_id_is_customer && caller_number(from) => {
                 format!("tel:{from}").into()
             }
             _ => uuid::Uuid::now_v7().simple().to_string().into(),
@@ -175,7 +206,10 @@ impl Leg {
                 ("stream_sid".to_owned(), start.stream_sid.clone().into()),
             ])
             .collect();
-        let conversation_id: Id = uuid::Uuid::now_v7().simple().to_string().into();
+        let conversation_id: Id = match &existing {
+            Some(rec) => rec.id.clone(),
+            None => uuid::Uuid::now_v7().simple().to_string().into(),
+        };
         let frames = app.config.media.audio_queue_frames;
         let (to_provider, from_agent) = mpsc::channel(frames);
         let Some(call) = app
@@ -204,20 +238,31 @@ impl Leg {
             slow: slow.clone(),
         };
         let who = Participant::Customer(customer_id.clone());
-        let start_input = Input::Start(Box::new(StartRequest {
-            conn,
-            req: Some("start".into()),
-            customer_name: default_customer_name(&customer_id),
-            customer_id: customer_id.clone(),
-            history,
-            conversation_id,
-            queue: queue.into(),
-            channel: Channel::Voice,
-            language: params.get("language").map(|l| Id::from(l.as_str())),
-            skills: Default::default(),
-            attributes: serde_json::Value::Object(attributes).to_string().into(),
-            text: None,
-        }));
+        let attached = existing.is_some();
+        let start_input = if attached {
+            Input::Switch {
+                conn,
+                req: Some("start".into()),
+                customer: None,
+                conversation_id,
+                channel: Channel::Voice,
+            }
+        } else {
+            Input::Start(Box::new(StartRequest {
+                conn,
+                req: Some("start".into()),
+                customer_name: default_customer_name(&customer_id),
+                customer_id: customer_id.clone(),
+                history,
+                conversation_id,
+                queue: queue.into(),
+                channel: Channel::Voice,
+                language: params.get("language").map(|l| Id::from(l.as_str())),
+                skills: Default::default(),
+                attributes: serde_json::Value::Object(attributes).to_string().into(),
+                text: None,
+            }))
+        };
         let leg = Leg {
             link,
             conn,
@@ -227,6 +272,7 @@ impl Leg {
             rx,
             from_agent,
             slow,
+            attached,
             audio: Vec::with_capacity(320),
             text: String::with_capacity(512),
         };
@@ -435,13 +481,25 @@ impl Leg {
             ended: true,
         };
         let _ = app.hub.send(Command::Core(kept)).await;
-        let end = Input::End {
-            conn: self.conn,
-            req: None,
-            customer_id: self.customer_id.clone(),
-            conversation_id,
+        // A call that joined a chat hands it back to chat; a call that started the
+        // conversation ends it (the caller hung up).
+        let after = if self.attached {
+            Input::Switch {
+                conn: self.conn,
+                req: None,
+                customer: None,
+                conversation_id,
+                channel: Channel::Chat,
+            }
+        } else {
+            Input::End {
+                conn: self.conn,
+                req: None,
+                customer_id: self.customer_id.clone(),
+                conversation_id,
+            }
         };
-        let _ = app.hub.send(Command::Core(end)).await;
+        let _ = app.hub.send(Command::Core(after)).await;
         app.calls.close(&self.call);
         app.metrics.calls.dec();
         if let Some((code, reason)) = closing {

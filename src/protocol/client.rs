@@ -91,6 +91,18 @@ pub enum CustomerFrame {
         id: Option<String>,
         conversation_id: String,
     },
+    /// Moves the conversation to another channel (chat to a call, or back).
+    Switch {
+        id: Option<String>,
+        conversation_id: String,
+        channel: Channel,
+    },
+    /// Browser-call signalling for the agent, relayed as is.
+    Rtc {
+        id: Option<String>,
+        conversation_id: String,
+        payload: serde_json::Map<String, serde_json::Value>,
+    },
     Survey {
         id: Option<String>,
         conversation_id: String,
@@ -147,6 +159,12 @@ pub enum AgentFrame {
         mode: TransferMode,
         note: Option<String>,
     },
+    /// Browser-call signalling for the customer, relayed as is.
+    Rtc {
+        id: Option<String>,
+        conversation_id: String,
+        payload: serde_json::Map<String, serde_json::Value>,
+    },
     /// Puts the call on hold (`on: true`) or takes it off: the caller's audio stops
     /// reaching the agent, and the time counts as hold, not dead air.
     Hold {
@@ -169,11 +187,11 @@ pub enum AgentFrame {
 }
 
 const CUSTOMER_TYPES: &[&str] = &[
-    "hello", "start", "message", "typing", "resume", "end", "survey",
+    "hello", "start", "message", "typing", "resume", "end", "survey", "switch", "rtc",
 ];
 const AGENT_TYPES: &[&str] = &[
     "status", "accept", "reject", "message", "typing", "resume", "close", "transfer", "hold",
-    "clear", "mark",
+    "clear", "mark", "rtc",
 ];
 
 /// Why a frame was refused: the code, a sentence for a person, and the request `id`
@@ -360,6 +378,12 @@ fn validate_customer(frame: &CustomerFrame, max_text: usize) -> Result<(), Strin
         }
         | CustomerFrame::End {
             conversation_id, ..
+        }
+        | CustomerFrame::Switch {
+            conversation_id, ..
+        } => check_id("conversation_id", conversation_id),
+        CustomerFrame::Rtc {
+            conversation_id, ..
         } => check_id("conversation_id", conversation_id),
     }
 }
@@ -399,6 +423,9 @@ fn validate_agent(frame: &AgentFrame, max_text: usize) -> Result<(), String> {
             conversation_id, ..
         }
         | AgentFrame::Clear {
+            conversation_id, ..
+        }
+        | AgentFrame::Rtc {
             conversation_id, ..
         } => check_id("conversation_id", conversation_id),
         AgentFrame::Mark {
@@ -452,6 +479,8 @@ impl CustomerFrame {
             | CustomerFrame::Typing { id, .. }
             | CustomerFrame::Resume { id, .. }
             | CustomerFrame::End { id, .. }
+            | CustomerFrame::Switch { id, .. }
+            | CustomerFrame::Rtc { id, .. }
             | CustomerFrame::Survey { id, .. } => id.as_deref(),
         }
     }
@@ -470,7 +499,8 @@ impl AgentFrame {
             | AgentFrame::Transfer { id, .. }
             | AgentFrame::Hold { id, .. }
             | AgentFrame::Clear { id, .. }
-            | AgentFrame::Mark { id, .. } => id.as_deref(),
+            | AgentFrame::Mark { id, .. }
+            | AgentFrame::Rtc { id, .. } => id.as_deref(),
         }
     }
 }

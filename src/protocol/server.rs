@@ -66,6 +66,21 @@ pub enum ServerFrame<'a> {
         role: &'a str,
         on: bool,
     },
+    Switched {
+        conversation_id: &'a str,
+        channel: &'a str,
+        /// The agent stays on the conversation (else it waits for one with room).
+        agent_kept: bool,
+        /// To the agent, when the conversation has a live phone call now.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        media: Option<MediaInfo>,
+    },
+    Rtc {
+        conversation_id: &'a str,
+        /// Who sent it: `customer` or `agent`.
+        from: &'a str,
+        payload: &'a serde_json::value::RawValue,
+    },
     Resumed {
         conversation_id: &'a str,
         last_seq: u64,

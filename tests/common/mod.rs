@@ -376,9 +376,15 @@ impl Client {
         v
     }
 
-    /// Skips frames until one of `kind`.
+    /// Skips frames until one of `kind` (failing the test after `WAIT` in all, even
+    /// if other frames keep coming).
     pub async fn until(&mut self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no `{kind}` within the wait"
+            );
             let v = self.json().await;
             if v["type"] == kind {
                 return v;
@@ -394,7 +400,12 @@ impl Client {
     /// in order, for later reads.
     pub async fn take(&mut self, kind: &str) -> Value {
         let mut others = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
         let found = loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no `{kind}` within the wait"
+            );
             let v = match self.next().await {
                 Frame::Json(v) => v,
                 Frame::Closed(c) => panic!("connection closed awaiting `{kind}`: {c:?}"),

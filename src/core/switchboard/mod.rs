@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 mod definitions;
 mod line;
+mod switch;
 mod transfer;
 
 pub use definitions::QueueState;
@@ -474,6 +475,8 @@ impl Switchboard {
             && let Some(agent) = self.agents.get(last)
             && agent.slot.online
             && matches!(agent.slot.state, AgentState::Available | AgentState::WrapUp)
+            // Never wait for an agent who cannot take this channel at all.
+            && agent.slot.capacity[channel_index(conv.rec.channel)] > 0
         {
             let key = self.class_key(conversation_id);
             let (need, widened) = key.need();
@@ -705,6 +708,20 @@ impl Switchboard {
                 out,
             ),
             Input::Tick => self.fire_timers(now, out),
+            Input::Switch {
+                conn,
+                req,
+                customer,
+                conversation_id,
+                channel,
+            } => self.switch(conn, req, customer, conversation_id, channel, now, out),
+            Input::Rtc {
+                conn,
+                req,
+                from,
+                conversation_id,
+                payload,
+            } => self.rtc(conn, req, from, conversation_id, payload, out),
             Input::Dtmf {
                 conversation_id,
                 digit,

@@ -248,7 +248,13 @@ impl Switchboard {
     }
 
     /// The agent no longer holds the conversation (no wrap-up: it goes on elsewhere).
-    fn release(&mut self, conversation_id: &Id, agent_id: &Id, now: Millis, out: &mut Vec<Effect>) {
+    pub(super) fn release(
+        &mut self,
+        conversation_id: &Id,
+        agent_id: &Id,
+        now: Millis,
+        out: &mut Vec<Effect>,
+    ) {
         let channel = self.conversations[conversation_id].rec.channel;
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.conversations.retain(|c| c != conversation_id);
