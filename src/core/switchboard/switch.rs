@@ -220,3 +220,194 @@ impl Switchboard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::io::{
+        AgentSettings, CoreSettings, Effect, Input, Notice, QueueSettings, Reply, StartRequest,
+    };
+    use crate::core::model::{AgentState, Channel, ConnId, CustomerHistory, Participant};
+    use crate::core::switchboard::Switchboard;
+
+    fn agent(id: &str, chat: u32, voice: u32) -> AgentSettings {
+        AgentSettings {
+            id: id.into(),
+            display_name: id.into(),
+            skills: Default::default(),
+            languages: Vec::new(),
+            capacity_chat: chat,
+            capacity_voice: voice,
+        }
+    }
+
+    /// A switchboard where agent `a` (given capacities) holds conversation `c1`.
+    fn held(chat: u32, voice: u32) -> (Switchboard, Vec<Effect>) {
+        let settings = CoreSettings {
+            queues: vec![QueueSettings::named("q")],
+            agents: vec![agent("a", chat, voice), agent("b", 0, 1)],
+            agent_grace_ms: 1000,
+            max_missed_offers: 3,
+            reoffer_delay_ms: 1000,
+            queued_update_interval_ms: 1000,
+            dedupe_window: 8,
+            voice_excludes_chat: true,
+        };
+        let mut sb = Switchboard::new(settings, 1);
+        let mut out = Vec::new();
+        for (n, id) in ["a", "b"].into_iter().enumerate() {
+            sb.handle(
+                Input::AgentConnected {
+                    conn: ConnId(10 + n as u64),
+                    agent_id: id.into(),
+                },
+                0,
+                &mut out,
+            );
+        }
+        sb.handle(
+            Input::SetStatus {
+                conn: ConnId(10),
+                req: None,
+                agent_id: "a".into(),
+                available: true,
+            },
+            0,
+            &mut out,
+        );
+        sb.handle(
+            Input::Start(Box::new(StartRequest {
+                conn: ConnId(1),
+                req: None,
+                customer_id: "cust".into(),
+                customer_name: "Cust".into(),
+                history: CustomerHistory::default(),
+                conversation_id: "c1".into(),
+                queue: "q".into(),
+                channel: Channel::Chat,
+                language: None,
+                skills: Default::default(),
+                attributes: "{}".into(),
+                text: None,
+            })),
+            1,
+            &mut out,
+        );
+        let offer = out
+            .iter()
+            .find_map(|e| match e {
+                Effect::Notify {
+                    notice: Notice::Offer(o),
+                    ..
+                } => Some(o.offer_id.clone()),
+                _ => None,
+            })
+            .expect("a is offered c1");
+        sb.handle(
+            Input::Accept {
+                conn: ConnId(10),
+                req: None,
+                agent_id: "a".into(),
+                offer_id: offer,
+            },
+            2,
+            &mut out,
+        );
+        sb.check_invariants().unwrap();
+        out.clear();
+        (sb, out)
+    }
+
+    fn switch(sb: &mut Switchboard, customer: Option<&str>, channel: Channel) -> Vec<Effect> {
+        let mut out = Vec::new();
+        sb.handle(
+            Input::Switch {
+                conn: ConnId(1),
+                req: Some("s".into()),
+                customer: customer.map(Into::into),
+                conversation_id: "c1".into(),
+                channel,
+            },
+            3,
+            &mut out,
+        );
+        sb.check_invariants().unwrap();
+        out
+    }
+
+    fn switched_to(out: &[Effect], who: Participant) -> Option<bool> {
+        out.iter().find_map(|e| match e {
+            Effect::Notify {
+                to,
+                notice: Notice::Switched { agent_kept, .. },
+            } if *to == who => Some(*agent_kept),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_switch_keeps_the_agent_who_has_room_and_moves_their_load() {
+        let (mut sb, _) = held(1, 1);
+        let out = switch(&mut sb, Some("cust"), Channel::Voice);
+        assert_eq!(
+            switched_to(&out, Participant::Agent("a".into())),
+            Some(true)
+        );
+        assert_eq!(
+            switched_to(&out, Participant::Customer("cust".into())),
+            Some(true)
+        );
+        // a's chat slot is free again: the invariants check load per channel.
+        let out = switch(&mut sb, None, Channel::Chat);
+        assert_eq!(
+            switched_to(&out, Participant::Agent("a".into())),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_switch_without_room_waits_ahead_for_an_agent_who_has_it() {
+        let (mut sb, _) = held(1, 0);
+        let out = switch(&mut sb, Some("cust"), Channel::Voice);
+        assert_eq!(
+            switched_to(&out, Participant::Agent("a".into())),
+            Some(false)
+        );
+        // b (voice) is away: the conversation waits; when b is available, b gets it.
+        assert_eq!(sb.waiting_len(), 1);
+        let mut out = Vec::new();
+        sb.handle(
+            Input::SetStatus {
+                conn: ConnId(11),
+                req: None,
+                agent_id: "b".into(),
+                available: true,
+            },
+            4,
+            &mut out,
+        );
+        sb.check_invariants().unwrap();
+        let offered_to_b = out.iter().any(|e| {
+            matches!(e, Effect::Notify { to: Participant::Agent(b), notice: Notice::Offer(o) }
+                if &**b == "b" && o.channel == Channel::Voice)
+        });
+        assert!(offered_to_b, "{out:?}");
+        assert_eq!(sb.agent_state("a"), Some(AgentState::Available));
+    }
+
+    #[test]
+    fn only_the_customer_may_switch_and_only_an_open_conversation() {
+        let (mut sb, _) = held(1, 1);
+        let out = switch(&mut sb, Some("someone-else"), Channel::Voice);
+        assert!(
+            out.iter().any(|e| matches!(
+                e,
+                Effect::Reply {
+                    reply: Reply::Refused(_),
+                    ..
+                }
+            )),
+            "{out:?}"
+        );
+        assert_eq!(switched_to(&out, Participant::Agent("a".into())), None);
+    }
+}
