@@ -297,15 +297,12 @@ pub async fn on_audio(session: &mut Session, frame: Bytes) -> Flow {
         Some(call) if call.agent().as_ref() == Some(agent_id) => {
             let payload = frame.slice(AUDIO_HEADER_LEN..AUDIO_HEADER_LEN + len);
             call.measure(Party::Agent, call.elapsed_ms(), &payload);
-            let direction = if call.to_provider(ToProvider::Audio(payload)) {
-                "to_provider"
+            let audio = &app.metrics.audio;
+            if call.to_provider(ToProvider::Audio(payload)) {
+                audio.to_provider.inc();
             } else {
-                "to_provider_dropped"
-            };
-            app.metrics
-                .audio_frames
-                .with_label_values(&[direction])
-                .inc();
+                audio.to_provider_dropped.inc();
+            }
             Flow::Continue
         }
         Some(_) => {

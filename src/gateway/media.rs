@@ -355,13 +355,9 @@ impl Leg {
                     write_audio_frame(call.handle, &self.audio, &mut frame);
                     let frame = Bytes::from(frame);
                     let dropped = app.agent_audio.send(&agent, &frame);
-                    let sent = app.metrics.audio_frames.with_label_values(&["to_agent"]);
-                    sent.inc();
+                    app.metrics.audio.to_agent.inc();
                     if dropped > 0 {
-                        app.metrics
-                            .audio_frames
-                            .with_label_values(&["to_agent_dropped"])
-                            .inc_by(dropped);
+                        app.metrics.audio.to_agent_dropped.inc_by(dropped);
                     }
                 }
                 Flow::Continue

@@ -2,8 +2,8 @@
 //! names; never an id.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::protocol::{CloseCode, ErrorCode};
@@ -23,7 +23,16 @@ pub struct Metrics {
     pub open_conversations: IntGauge,
     pub offers_declined: IntCounterVec,
     pub audio_frames: IntCounterVec,
+    /// `audio_frames` by direction, resolved once: the per-frame path does no lookup.
+    pub audio: AudioCounters,
     pub calls: IntGauge,
+}
+
+pub struct AudioCounters {
+    pub to_agent: IntCounter,
+    pub to_agent_dropped: IntCounter,
+    pub to_provider: IntCounter,
+    pub to_provider_dropped: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -182,14 +191,12 @@ impl Metrics {
                 offers_declined.with_label_values(&[q.as_str(), how]);
             }
         }
-        for direction in [
-            "to_agent",
-            "to_agent_dropped",
-            "to_provider",
-            "to_provider_dropped",
-        ] {
-            audio_frames.with_label_values(&[direction]);
-        }
+        let audio = AudioCounters {
+            to_agent: audio_frames.with_label_values(&["to_agent"]),
+            to_agent_dropped: audio_frames.with_label_values(&["to_agent_dropped"]),
+            to_provider: audio_frames.with_label_values(&["to_provider"]),
+            to_provider_dropped: audio_frames.with_label_values(&["to_provider_dropped"]),
+        };
         store_failures.with_label_values(&["commit"]);
         store_failures.with_label_values(&["read"]);
         Metrics {
@@ -207,6 +214,7 @@ impl Metrics {
             open_conversations,
             offers_declined,
             audio_frames,
+            audio,
             calls,
         }
     }
