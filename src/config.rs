@@ -90,6 +90,11 @@ pub struct AuthConfig {
     pub agent_secret: Option<String>,
     /// Secret for signing visitor tokens. Unset: generated and kept in the store.
     pub visitor_secret: Option<String>,
+    /// HS256 secret of the business's backend for customer identity tokens
+    /// (`hello.identity`). Unset: identity is off and such a `hello` is refused.
+    pub identity_secret: Option<String>,
+    /// When set, identity tokens must carry this `aud`.
+    pub identity_audience: Option<String>,
     /// HS256 secret for media stream tokens (`/ws/media`). Unset: generated and kept
     /// in the store; mint tokens with `warmline token media NAME`.
     pub media_secret: Option<String>,
@@ -554,6 +559,7 @@ impl Config {
             ("auth.agent_secret", &self.auth.agent_secret),
             ("auth.visitor_secret", &self.auth.visitor_secret),
             ("auth.media_secret", &self.auth.media_secret),
+            ("auth.identity_secret", &self.auth.identity_secret),
             ("auth.admin_token", &self.auth.admin_token),
         ] {
             if secret.as_ref().is_some_and(|s| s.len() < 32) {

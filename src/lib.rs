@@ -142,7 +142,10 @@ impl Gateway {
         );
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(rx, stop_hub.clone()));
-        let keys = Keys::new(&self.agent_secret, &self.visitor_secret, &self.media_secret);
+        let mut keys = Keys::new(&self.agent_secret, &self.visitor_secret, &self.media_secret);
+        if let Some(secret) = &self.config.auth.identity_secret {
+            keys = keys.with_identity(secret, self.config.auth.identity_audience.clone());
+        }
         let grace = Duration::from_millis(self.config.server.shutdown_grace_ms);
         let app = Arc::new(App::new(
             self.config.clone(),

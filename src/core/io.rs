@@ -115,6 +115,12 @@ pub enum Input {
         conversation_id: Id,
         payload: Text,
     },
+    /// An anonymous visitor (`from`) proved to be the identified customer `into` (the
+    /// shell checked both tokens): the visitor's conversations become the customer's.
+    MergeCustomer {
+        from: Id,
+        into: Id,
+    },
     /// The caller pressed a key during the call (DTMF): kept in the transcript.
     Dtmf {
         conversation_id: Id,

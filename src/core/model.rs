@@ -246,6 +246,13 @@ pub enum Record {
     /// An agent let an offer go: rejected it (`missed: false`, with the reason they
     /// gave) or did not answer in time (`missed: true`). Kept for coaching and for the
     /// queue's health: offers that keep bouncing are a routing or staffing problem.
+    /// An anonymous visitor identified as a customer: everything of the visitor's is
+    /// the customer's from now on.
+    CustomerMerged {
+        from: Id,
+        into: Id,
+        at: Millis,
+    },
     /// A call leg's voice signals, kept when the leg ends.
     VoiceSignals {
         conversation_id: Id,

@@ -490,6 +490,7 @@ impl Harness {
             | Input::AgentDisconnected { .. }
             | Input::Tick
             | Input::Dtmf { .. }
+            | Input::MergeCustomer { .. }
             | Input::VoiceSignals { .. } => (None, None),
             Input::Switch { conn, req, .. } | Input::Rtc { conn, req, .. } => {
                 (Some((*conn, req.clone())), None)
@@ -559,7 +560,7 @@ impl Harness {
                     self.absorb_record(rec, kind, &mut closed_records)?;
                     self.store.insert(rec.id.clone(), rec.clone());
                 }
-                Effect::Persist(Record::VoiceSignals { .. }) => {
+                Effect::Persist(Record::VoiceSignals { .. } | Record::CustomerMerged { .. }) => {
                     return Err(format!(
                         "voice signals kept in a run without calls: {effect:?}"
                     ));

@@ -4,7 +4,8 @@
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
 use crate::protocol::tokens::{
-    AGENT_AUDIENCE, AgentClaims, MEDIA_AUDIENCE, MediaClaims, VISITOR_AUDIENCE, VisitorClaims,
+    AGENT_AUDIENCE, AgentClaims, IdentityClaims, MEDIA_AUDIENCE, MediaClaims, VISITOR_AUDIENCE,
+    VisitorClaims,
 };
 
 pub struct Keys {
@@ -12,6 +13,8 @@ pub struct Keys {
     visitor_enc: EncodingKey,
     visitor_dec: DecodingKey,
     media_dec: DecodingKey,
+    /// The business's identity key and required audience; `None`: identity is off.
+    identity: Option<(DecodingKey, Option<String>)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -42,7 +45,54 @@ impl Keys {
             visitor_enc: EncodingKey::from_secret(visitor_secret.as_bytes()),
             visitor_dec: DecodingKey::from_secret(visitor_secret.as_bytes()),
             media_dec: DecodingKey::from_secret(media_secret.as_bytes()),
+            identity: None,
         }
+    }
+
+    /// Turns on customer identity tokens signed with `secret` (and carrying
+    /// `audience`, when given).
+    pub fn with_identity(mut self, secret: &str, audience: Option<String>) -> Keys {
+        self.identity = Some((DecodingKey::from_secret(secret.as_bytes()), audience));
+        self
+    }
+
+    pub fn identity_enabled(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// A customer identity token: HS256 only (`none` and every other algorithm are
+    /// refused), `exp` and a usable `sub` required.
+    pub fn verify_identity(&self, token: &str) -> Result<IdentityClaims, TokenError> {
+        let Some((key, audience)) = &self.identity else {
+            return Err(TokenError::Invalid(
+                "identity tokens are not enabled on this gateway (auth.identity_secret)".into(),
+            ));
+        };
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 5;
+        match audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let claims = jsonwebtoken::decode::<IdentityClaims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            })?;
+        let sub = claims.sub.trim();
+        if sub.is_empty() || sub.len() > 128 || sub.chars().any(char::is_control) {
+            return Err(TokenError::Invalid(
+                "`sub` must be 1 to 128 printable characters".into(),
+            ));
+        }
+        if sub.starts_with("tel:") {
+            return Err(TokenError::Invalid(
+                "`sub` must not start with `tel:` (reserved for callers known by number)".into(),
+            ));
+        }
+        Ok(claims)
     }
 
     /// A media stream token: the provider's name.

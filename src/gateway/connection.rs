@@ -36,6 +36,8 @@ pub enum Side {
     Customer {
         customer_id: Id,
         visitor_token: String,
+        /// From a verified identity token (`name`), for agents to see.
+        display_name: Option<Id>,
     },
     Agent {
         agent_id: Id,
@@ -304,6 +306,7 @@ impl Session {
                     let Side::Customer {
                         customer_id,
                         visitor_token,
+                        ..
                     } = &session.side
                     else {
                         break None;

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::connection::{Flow, Link, Received, Session, Side};
+use super::hub::Command;
 use super::hub::now_ms;
 use super::{App, encode, http_error, limit_upgrade, not_an_upgrade};
 use crate::core::{Channel, Id, Input, Participant, StartRequest, default_customer_name};
@@ -78,16 +79,32 @@ fn origin_allowed(app: &App, headers: &HeaderMap) -> Result<(), String> {
 }
 
 async fn serve(mut link: Link) {
-    let Some(side) = hello(&mut link).await else {
+    let Some((side, merge_from)) = hello(&mut link).await else {
         return;
     };
+    // An anonymous visitor who identified: their conversations become the customer's
+    // (applied by the hub before the welcome, which then lists them).
+    if let (Some(from), Side::Customer { customer_id, .. }) = (merge_from, &side) {
+        let merge = Input::MergeCustomer {
+            from,
+            into: customer_id.clone(),
+        };
+        if link.app.hub.send(Command::Core(merge)).await.is_err() {
+            link.close(CloseCode::GoingAway, "the gateway is shutting down")
+                .await;
+            return;
+        }
+    }
     if let Some(session) = Session::start(link, side).await {
         session.run().await;
     }
 }
 
-/// Waits for `hello` (within the handshake timeout) and names the customer.
-async fn hello(link: &mut Link) -> Option<Side> {
+/// Waits for `hello` (within the handshake timeout) and names the customer: verified
+/// by an identity token, or an anonymous visitor (known by their visitor token, or
+/// new). With both a valid visitor token and an identity, the visitor is merged into
+/// the customer (the second value).
+async fn hello(link: &mut Link) -> Option<(Side, Option<Id>)> {
     let limits = &link.app.config.limits;
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
     let max_text = limits.max_message_bytes;
@@ -112,33 +129,69 @@ async fn hello(link: &mut Link) -> Option<Side> {
                 visitor_token,
                 identity,
             }) => {
-                if identity.is_some() {
-                    let message = "identity tokens are not enabled on this gateway yet; send hello with visitor_token or nothing";
-                    link.error(id.as_deref(), ErrorCode::InvalidField, message)
-                        .await
-                } else {
-                    match visitor_token {
-                        None => {
-                            let customer_id = uuid::Uuid::now_v7().simple().to_string();
-                            let token = link.app.keys.mint_visitor(&customer_id);
-                            return Some(Side::Customer {
+                let keys = &link.app.keys;
+                let visitor = visitor_token
+                    .as_deref()
+                    .map(|t| keys.verify_visitor(t).map(|v| (t.to_owned(), v)));
+                match (identity, visitor) {
+                    (Some(_), _) if !keys.identity_enabled() => {
+                        let message = "identity tokens are not enabled on this gateway (auth.identity_secret); send hello without identity";
+                        link.error(id.as_deref(), ErrorCode::InvalidField, message)
+                            .await
+                    }
+                    (_, Some(Err(_))) => {
+                        let message = "the visitor token is not valid here; send hello without it to start as a new visitor";
+                        link.error(id.as_deref(), ErrorCode::Unauthorized, message)
+                            .await
+                    }
+                    (Some(identity), visitor) => match keys.verify_identity(&identity) {
+                        Ok(claims) => {
+                            let customer_id: Id = claims.sub.trim().into();
+                            let (visitor_token, merge_from) = match visitor {
+                                Some(Ok((token, visitor_id))) => {
+                                    (token, Some(Id::from(visitor_id.as_str())))
+                                }
+                                _ => {
+                                    let fresh = uuid::Uuid::now_v7().simple().to_string();
+                                    (keys.mint_visitor(&fresh), None)
+                                }
+                            };
+                            return Some((
+                                Side::Customer {
+                                    customer_id,
+                                    visitor_token,
+                                    display_name: claims.name.map(|n| Id::from(n.as_str())),
+                                },
+                                merge_from,
+                            ));
+                        }
+                        Err(e) => {
+                            let message = format!("identity token refused: {e}");
+                            link.error(id.as_deref(), ErrorCode::Unauthorized, &message)
+                                .await
+                        }
+                    },
+                    (None, Some(Ok((token, customer_id)))) => {
+                        return Some((
+                            Side::Customer {
                                 customer_id: customer_id.into(),
                                 visitor_token: token,
-                            });
-                        }
-                        Some(token) => match link.app.keys.verify_visitor(&token) {
-                            Ok(customer_id) => {
-                                return Some(Side::Customer {
-                                    customer_id: customer_id.into(),
-                                    visitor_token: token,
-                                });
-                            }
-                            Err(_) => {
-                                let message = "the visitor token is not valid here; send hello without it to start as a new visitor";
-                                link.error(id.as_deref(), ErrorCode::Unauthorized, message)
-                                    .await
-                            }
-                        },
+                                display_name: None,
+                            },
+                            None,
+                        ));
+                    }
+                    (None, None) => {
+                        let customer_id = uuid::Uuid::now_v7().simple().to_string();
+                        let token = keys.mint_visitor(&customer_id);
+                        return Some((
+                            Side::Customer {
+                                customer_id: customer_id.into(),
+                                visitor_token: token,
+                                display_name: None,
+                            },
+                            None,
+                        ));
                     }
                 }
             }
@@ -205,10 +258,16 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
                 .await;
         }
     };
-    let Side::Customer { customer_id, .. } = &session.side else {
+    let Side::Customer {
+        customer_id,
+        display_name,
+        ..
+    } = &session.side
+    else {
         return Flow::Close(CloseCode::Internal, "internal error");
     };
     let customer_id = customer_id.clone();
+    let display_name = display_name.clone();
     let conn = session.conn;
     let input = match frame {
         CustomerFrame::Hello { id, .. } => {
@@ -244,7 +303,7 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             Input::Start(Box::new(StartRequest {
                 conn,
                 req: id.map(Id::from),
-                customer_name: default_customer_name(&customer_id),
+                customer_name: display_name.unwrap_or_else(|| default_customer_name(&customer_id)),
                 customer_id,
                 history,
                 conversation_id: uuid::Uuid::now_v7().simple().to_string().into(),

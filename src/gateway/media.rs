@@ -190,9 +190,33 @@ impl Leg {
                 }
             },
         };
-        let customer_id: Id = match (&existing, params.get("from")) {
-            (Some(rec), _) => rec.customer_id.clone(),
-            (None, Some(from)) if app.config.media.caller_id_is_customer && caller_number(from) => {
+        // An IVR that verified the caller passes their identity token.
+        let verified: Option<Id> = match params.get("identity") {
+            None => None,
+            Some(token) => match app.keys.verify_identity(token) {
+                Ok(claims) => Some(claims.sub.trim().into()),
+                Err(e) => {
+                    let message = format!("customParameters.identity refused: {e}");
+                    let _ = link.error(None, ErrorCode::Unauthorized, &message).await;
+                    link.close(CloseCode::Policy, "unauthorized").await;
+                    return None;
+                }
+            },
+        };
+        if let (Some(rec), Some(who)) = (&existing, &verified)
+            && rec.customer_id != *who
+        {
+            let message = "that conversation belongs to another customer";
+            let _ = link.error(None, ErrorCode::Forbidden, message).await;
+            link.close(CloseCode::Policy, "forbidden").await;
+            return None;
+        }
+        let customer_id: Id = match (&existing, params.get("from"), &verified) {
+            (Some(rec), _, _) => rec.customer_id.clone(),
+            (None, _, Some(who)) => who.clone(),
+            (None, Some(from), None)
+                if app.config.media.caller_id_is_customer && caller_number(from) =>
+            {
                 format!("tel:{from}").into()
             }
             _ => uuid::Uuid::now_v7().simple().to_string().into(),

@@ -37,3 +37,15 @@ pub struct MediaClaims {
     pub iat: u64,
     pub aud: String,
 }
+
+/// A customer identity token, signed by the business's backend (`hello.identity`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdentityClaims {
+    /// The business's customer id: the customer across devices and channels.
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}

@@ -329,6 +329,27 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .execute(&mut **tx)
             .await?;
         }
+        Record::CustomerMerged { from, into, at } => {
+            for sql in [
+                "UPDATE conversations SET customer_id = ?2 WHERE customer_id = ?1",
+                "UPDATE surveys SET customer_id = ?2 WHERE customer_id = ?1",
+            ] {
+                sqlx::query(sql)
+                    .bind(&**from)
+                    .bind(&**into)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT OR IGNORE INTO customer_merges (visitor_id, customer_id, at)
+                 VALUES (?1, ?2, ?3)",
+            )
+            .bind(&**from)
+            .bind(&**into)
+            .bind(db_int(*at))
+            .execute(&mut **tx)
+            .await?;
+        }
         Record::VoiceSignals {
             conversation_id,
             agent_id,

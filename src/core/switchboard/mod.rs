@@ -722,6 +722,7 @@ impl Switchboard {
                 conversation_id,
                 payload,
             } => self.rtc(conn, req, from, conversation_id, payload, out),
+            Input::MergeCustomer { from, into } => self.merge_customer(from, into, now, out),
             Input::Dtmf {
                 conversation_id,
                 digit,
@@ -1155,6 +1156,33 @@ impl Switchboard {
             now,
             out,
         );
+    }
+
+    /// The visitor's open conversations become the customer's (the store moves the
+    /// closed ones with `CustomerMerged`). Idempotent: a second merge moves nothing.
+    fn merge_customer(&mut self, from: Id, into: Id, now: Millis, out: &mut Vec<Effect>) {
+        if from == into {
+            return;
+        }
+        out.push(Effect::Persist(Record::Customer {
+            id: into.clone(),
+            seen_at: now,
+        }));
+        out.push(Effect::Persist(Record::CustomerMerged {
+            from: from.clone(),
+            into: into.clone(),
+            at: now,
+        }));
+        let moved = self.by_customer.remove(&from).unwrap_or_default();
+        for id in &moved {
+            if let Some(conv) = self.conversations.get_mut(id) {
+                conv.rec.customer_id = into.clone();
+                out.push(Effect::Persist(Record::Conversation(Arc::new(
+                    conv.rec.clone(),
+                ))));
+            }
+        }
+        self.by_customer.entry(into).or_default().extend(moved);
     }
 
     /// Appends a transcript event: next `seq`, persisted, told to both sides.
