@@ -247,3 +247,85 @@ async fn a_phone_call_with_a_verified_identity_belongs_to_that_customer() {
     assert_eq!(forged.json().await["code"], "unauthorized");
     assert_eq!(forged.closed().await.map(|c| c.0), Some(1008));
 }
+
+/// A returning identified customer sees their past conversations (and can read one);
+/// the agent sees the history with the new conversation; so do operators.
+#[tokio::test]
+async fn a_returning_customer_and_their_agent_see_the_history() {
+    const ADMIN: &str = "admin-token-0123456789abcdef-0123";
+    let config = config().replace("[auth]\n", &format!("[auth]\nadmin_token = \"{ADMIN}\"\n"));
+    let server = TestServer::start(&config).await;
+    let mut alice = server.available_agent("alice").await;
+
+    // A first contact, resolved and rated.
+    let (mut customer, _) = hello(
+        &server,
+        json!({"type":"hello","identity": identity("cust-42")}),
+    )
+    .await;
+    let first = customer.start().await;
+    accept_next_offer(&mut alice).await;
+    customer.say(&first, "the app crashes on login").await;
+    alice
+        .request(json!({"type":"close","conversation_id": first,"resolution":"resolved"}))
+        .await;
+    customer.until("survey_request").await;
+    customer
+        .request(json!({"type":"survey","conversation_id": first,"csat": 5,"effort": 2}))
+        .await;
+    drop(customer);
+
+    // They come back on another device.
+    let (mut back, _) = hello(
+        &server,
+        json!({"type":"hello","identity": identity("cust-42")}),
+    )
+    .await;
+    back.send(json!({"type":"history","id":"h1"})).await;
+    let history = back.expect("history").await;
+    assert_eq!(history["id"], "h1");
+    let past = history["conversations"].as_array().unwrap();
+    assert_eq!(past.len(), 1, "{history}");
+    assert_eq!(past[0]["conversation_id"], first);
+    assert_eq!(past[0]["resolution"], "resolved");
+    assert_eq!(past[0]["csat"], 5);
+    assert_eq!(past[0]["agent_id"], "alice");
+    assert_eq!(back.expect("ack").await["id"], "h1");
+    // And read what was said.
+    back.send(json!({"type":"resume","conversation_id": first,"last_seq": 0}))
+        .await;
+    let said = back.until("message").await;
+    assert_eq!(said["text"], "the app crashes on login");
+
+    // The agent's new conversation carries the history.
+    let second = back.start().await;
+    let (_, conversation) = accept_next_offer(&mut alice).await;
+    assert_eq!(conversation["conversation_id"], second);
+    let history = conversation["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{conversation}");
+    assert_eq!(history[0]["conversation_id"], first);
+    assert_eq!(history[0]["csat"], 5);
+    assert_eq!(history[0]["effort"], 2);
+
+    // Operators see the customer; an unknown one is a 404 that says so.
+    let (status, body) = server
+        .http("GET", "/api/v1/customers/cust-42", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let profile = body;
+    assert_eq!(profile["id"], "cust-42");
+    assert_eq!(profile["conversations"].as_array().unwrap().len(), 2);
+    let (status, body) = server
+        .http("GET", "/api/v1/customers/nobody", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["code"], "not_found");
+    assert!(
+        body["message"].as_str().unwrap().contains("nobody"),
+        "{body}"
+    );
+    let (status, _) = server
+        .http("GET", "/api/v1/customers/cust-42", None, None)
+        .await;
+    assert_eq!(status, 401);
+}

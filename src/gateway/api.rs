@@ -37,6 +37,7 @@ pub fn routes() -> Router<Arc<App>> {
             "/api/v1/agents",
             get(list_agents).post(create::<AgentConfig>),
         )
+        .route("/api/v1/customers/{id}", get(get_customer))
         .route(
             "/api/v1/agents/{id}",
             get(get_agent)
@@ -261,4 +262,49 @@ fn refuse(app: &App, headers: &HeaderMap, e: ApiError) -> Response {
     let e = authorize(app, headers).err().unwrap_or(e);
     app.metrics.error(e.code);
     e.into_response()
+}
+
+/// A customer: when first and last seen, and their conversations, newest first.
+async fn get_customer(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = authorize(&app, &headers) {
+        app.metrics.error(e.code);
+        return e.into_response();
+    }
+    let store_error = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "reading a customer failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the store could not be read; try again",
+        )
+    };
+    let customer = match app.store.customer(&id).await {
+        Ok(Some(customer)) => customer,
+        Ok(None) => {
+            let shown: String = id.chars().take(128).collect();
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!("there is no customer `{shown}`"),
+            )
+            .into_response();
+        }
+        Err(e) => return store_error(e).into_response(),
+    };
+    let past = match app.store.past_conversations(&id, 100).await {
+        Ok(past) => past,
+        Err(e) => return store_error(e).into_response(),
+    };
+    let conversations: Vec<_> = past.iter().map(super::encode::history_entry).collect();
+    axum::Json(json!({
+        "id": customer.id,
+        "first_seen": super::encode::rfc3339(customer.first_seen),
+        "last_seen": super::encode::rfc3339(customer.last_seen),
+        "conversations": conversations,
+    }))
+    .into_response()
 }

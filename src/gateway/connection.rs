@@ -28,6 +28,9 @@ const SLOW: (CloseCode, &str) = (
 /// Messages awaiting their ack that are remembered for the latency metric.
 const MAX_PENDING_ACKS: usize = 1024;
 
+/// Past conversations shown with a conversation (to its agent) or to the customer.
+pub const HISTORY_LIMIT: u32 = 20;
+
 /// Most transcript events read from the store at once.
 const PAGE: u32 = 500;
 
@@ -607,7 +610,21 @@ impl Session {
             .calls
             .by_conversation(&view.conversation_id)
             .map(|call| MediaInfo::pcmu(call.handle));
-        let frame = encode::conversation(view, transcript, cursor, media);
+        // Who this customer is to us: their other conversations, newest first.
+        let history = match self
+            .link
+            .app
+            .store
+            .past_conversations(&view.customer_id, HISTORY_LIMIT)
+            .await
+        {
+            Ok(history) => history,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading customer history failed");
+                Vec::new()
+            }
+        };
+        let frame = encode::conversation(view, transcript, cursor, media, &history);
         self.link.send(frame.into()).await
     }
 

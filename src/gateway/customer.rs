@@ -10,7 +10,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::connection::{Flow, Link, Received, Session, Side};
+use super::connection::{Flow, HISTORY_LIMIT, Link, Received, Session, Side};
 use super::hub::Command;
 use super::hub::now_ms;
 use super::{App, encode, http_error, limit_upgrade, not_an_upgrade};
@@ -214,6 +214,31 @@ async fn hello(link: &mut Link) -> Option<(Side, Option<Id>)> {
     }
 }
 
+/// `history`: the customer's own conversations, newest first (read a transcript with
+/// `resume`), then the `ack`.
+async fn own_history(session: &mut Session, customer_id: &str, id: Option<&str>) -> Flow {
+    let store = session.link.app.store.clone();
+    match store.past_conversations(customer_id, HISTORY_LIMIT).await {
+        Ok(past) => {
+            let sent = session.link.send(encode::history(id, &past).into()).await
+                && (id.is_none() || session.link.send(encode::ack(id, None, None).into()).await);
+            if sent {
+                Flow::Continue
+            } else {
+                Flow::Close(CloseCode::Normal, "")
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading a customer's history failed");
+            let message = "the store could not be read; try again";
+            session
+                .link
+                .error(id, ErrorCode::Unavailable, message)
+                .await
+        }
+    }
+}
+
 /// Keeps a survey answer (durable before the ack); the store checks that the
 /// conversation is the customer's and closed.
 async fn survey_answer(session: &mut Session, id: Option<&str>, survey: &Survey) -> Flow {
@@ -360,6 +385,9 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
                 at: now_ms(),
             };
             return survey_answer(session, id.as_deref(), &survey).await;
+        }
+        CustomerFrame::History { id } => {
+            return own_history(session, &customer_id, id.as_deref()).await;
         }
         CustomerFrame::Switch {
             id,

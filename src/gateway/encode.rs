@@ -1,8 +1,10 @@
 //! Core values to wire frames. Each frame is encoded once and shared by every
 //! connection that receives it.
 
+use crate::protocol::server::HistoryEntry;
 use crate::protocol::server::MediaInfo;
 use crate::protocol::server::VoiceSignals as WireVoiceSignals;
+use crate::store::PastConversation;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::core::{
@@ -113,7 +115,7 @@ pub fn notice(n: &Notice) -> String {
             reason: *reason,
         }
         .encode(),
-        Notice::Joined(view) => conversation(view, Vec::new(), view.last_seq, None),
+        Notice::Joined(view) => conversation(view, Vec::new(), view.last_seq, None, &[]),
         Notice::Transferred {
             conversation_id,
             to,
@@ -223,11 +225,39 @@ fn customer_view(v: &ConversationView) -> CustomerView<'_> {
 }
 
 /// The `conversation` frame an agent gets on accept: everything so far.
+/// A past conversation as the wire shows it.
+pub fn history_entry(p: &PastConversation) -> HistoryEntry<'_> {
+    HistoryEntry {
+        conversation_id: &p.id,
+        channel: &p.channel,
+        queue: &p.queue,
+        state: &p.state,
+        agent_id: p.agent_id.as_deref(),
+        created_at: rfc3339(p.created_at),
+        closed_at: p.closed_at.map(rfc3339),
+        resolution: p.resolution.as_deref(),
+        transfers: p.transfers,
+        csat: p.csat,
+        effort: p.effort,
+        talk_ms: p.talk_ms,
+        dead_air_ms: p.dead_air_ms,
+    }
+}
+
+pub fn history(id: Option<&str>, past: &[PastConversation]) -> String {
+    ServerFrame::History {
+        id,
+        conversations: past.iter().map(history_entry).collect(),
+    }
+    .encode()
+}
+
 pub fn conversation(
     v: &ConversationView,
     transcript: Vec<String>,
     last_seq: u64,
     media: Option<MediaInfo>,
+    history: &[PastConversation],
 ) -> String {
     use serde_json::value::RawValue;
     // Each event was encoded by this module, so it is valid JSON; the attributes were
@@ -252,7 +282,11 @@ pub fn conversation(
         state: v.state.as_str(),
         customer: customer_view(v),
         attributes: &attributes,
-        history: Vec::new(),
+        history: history
+            .iter()
+            .filter(|p| *p.id != *v.conversation_id)
+            .map(history_entry)
+            .collect(),
         transcript: raw.iter().map(|r| &**r).collect(),
         signals: Default::default(),
         last_seq,

@@ -91,6 +91,8 @@ pub enum CustomerFrame {
         id: Option<String>,
         conversation_id: String,
     },
+    /// Lists the customer's own conversations, newest first.
+    History { id: Option<String> },
     /// Moves the conversation to another channel (chat to a call, or back).
     Switch {
         id: Option<String>,
@@ -187,7 +189,7 @@ pub enum AgentFrame {
 }
 
 const CUSTOMER_TYPES: &[&str] = &[
-    "hello", "start", "message", "typing", "resume", "end", "survey", "switch", "rtc",
+    "hello", "start", "message", "typing", "resume", "end", "survey", "switch", "rtc", "history",
 ];
 const AGENT_TYPES: &[&str] = &[
     "status", "accept", "reject", "message", "typing", "resume", "close", "transfer", "hold",
@@ -385,6 +387,7 @@ fn validate_customer(frame: &CustomerFrame, max_text: usize) -> Result<(), Strin
         CustomerFrame::Rtc {
             conversation_id, ..
         } => check_id("conversation_id", conversation_id),
+        CustomerFrame::History { .. } => Ok(()),
     }
 }
 
@@ -480,6 +483,7 @@ impl CustomerFrame {
             | CustomerFrame::Resume { id, .. }
             | CustomerFrame::End { id, .. }
             | CustomerFrame::Switch { id, .. }
+            | CustomerFrame::History { id }
             | CustomerFrame::Rtc { id, .. }
             | CustomerFrame::Survey { id, .. } => id.as_deref(),
         }

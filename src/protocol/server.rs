@@ -88,6 +88,12 @@ pub enum ServerFrame<'a> {
     SurveyRequest {
         conversation_id: &'a str,
     },
+    /// The customer's own conversations, newest first (reply to `history`).
+    History {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        conversations: Vec<HistoryEntry<'a>>,
+    },
     /// Live signals of a conversation, to its agent.
     Signals {
         conversation_id: &'a str,
@@ -231,13 +237,25 @@ pub struct CustomerView<'a> {
     pub previous_conversations: u32,
 }
 
+/// One of the customer's conversations, summed up: for the agent (`conversation`),
+/// the customer (`history`) and operators (`/api/v1/customers/{id}`).
 #[derive(Serialize, Debug)]
 pub struct HistoryEntry<'a> {
     pub conversation_id: &'a str,
-    pub closed_at: Option<&'a str>,
-    pub resolution: Option<&'a str>,
-    pub csat: Option<u8>,
+    pub channel: &'a str,
+    pub queue: &'a str,
+    pub state: &'a str,
     pub agent_id: Option<&'a str>,
+    pub created_at: String,
+    pub closed_at: Option<String>,
+    pub resolution: Option<&'a str>,
+    pub transfers: u32,
+    pub csat: Option<u8>,
+    pub effort: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub talk_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_air_ms: Option<u64>,
 }
 
 impl ServerFrame<'_> {

@@ -34,6 +34,33 @@ pub struct StoredConversation {
     pub last_seq: u64,
 }
 
+/// A customer as the store knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerRecord {
+    pub id: String,
+    pub first_seen: Millis,
+    pub last_seen: Millis,
+}
+
+/// One of a customer's conversations, summed up for their history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastConversation {
+    pub id: String,
+    pub channel: String,
+    pub queue: String,
+    pub state: String,
+    pub agent_id: Option<String>,
+    pub created_at: Millis,
+    pub closed_at: Option<Millis>,
+    pub resolution: Option<String>,
+    pub transfers: u32,
+    pub csat: Option<u8>,
+    pub effort: Option<u8>,
+    /// From the call legs' voice signals, when it had any.
+    pub talk_ms: Option<u64>,
+    pub dead_air_ms: Option<u64>,
+}
+
 /// A customer's answer to `survey_request`.
 #[derive(Debug, Clone)]
 pub struct Survey {
@@ -76,6 +103,13 @@ pub trait Store: Send + Sync + 'static {
     /// The customer's past contacts, for routing: how many, their last resolving
     /// agent (unless rated 2 or lower), the agents they rated poorly.
     async fn history(&self, customer_id: &str) -> Result<CustomerHistory, StoreError>;
+    async fn customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError>;
+    /// The customer's conversations, newest first, at most `limit`.
+    async fn past_conversations(
+        &self,
+        customer_id: &str,
+        limit: u32,
+    ) -> Result<Vec<PastConversation>, StoreError>;
     /// Keeps a customer's survey answer, once per closed conversation of theirs.
     async fn record_survey(&self, survey: &Survey) -> Result<SurveyOutcome, StoreError>;
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;

@@ -13,7 +13,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{Store, StoreError, StoredConversation, Survey, SurveyOutcome};
+use super::{
+    CustomerRecord, PastConversation, Store, StoreError, StoredConversation, Survey, SurveyOutcome,
+};
 use crate::core::{
     Author, Channel, ConversationRecord, ConversationState, CustomerHistory, Event, EventBody, Id,
     Millis, Record, Resolution, RestoredConversation, Role, Skills, default_customer_name,
@@ -552,6 +554,65 @@ impl Store for SqliteStore {
                 .map(|(agent, _)| agent.into()),
             poorly_rated: poorly_rated.into_iter().map(Into::into).collect(),
         })
+    }
+
+    async fn customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError> {
+        let row: Option<(String, i64, i64)> =
+            sqlx::query_as("SELECT id, first_seen, last_seen FROM customers WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id, first, last)| CustomerRecord {
+            id,
+            first_seen: u64::try_from(first).unwrap_or(0),
+            last_seen: u64::try_from(last).unwrap_or(0),
+        }))
+    }
+
+    async fn past_conversations(
+        &self,
+        customer_id: &str,
+        limit: u32,
+    ) -> Result<Vec<PastConversation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.channel, c.queue, c.state, c.agent_id, c.created_at, c.closed_at,
+                    c.resolution, c.transfers, s.csat, s.effort,
+                    (SELECT SUM(v.caller_talk_ms + v.agent_talk_ms) FROM voice_signals v
+                      WHERE v.conversation_id = c.id) AS talk_ms,
+                    (SELECT SUM(v.silence_ms) FROM voice_signals v
+                      WHERE v.conversation_id = c.id) AS dead_air_ms
+             FROM conversations c LEFT JOIN surveys s ON s.conversation_id = c.id
+             WHERE c.customer_id = ?1
+             ORDER BY c.created_at DESC, c.id DESC LIMIT ?2",
+        )
+        .bind(customer_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let ms = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        rows.iter()
+            .map(|r| {
+                Ok(PastConversation {
+                    id: r.try_get("id")?,
+                    channel: r.try_get("channel")?,
+                    queue: r.try_get("queue")?,
+                    state: r.try_get("state")?,
+                    agent_id: r.try_get("agent_id")?,
+                    created_at: ms(r.try_get("created_at")?).unwrap_or(0),
+                    closed_at: ms(r.try_get("closed_at")?),
+                    resolution: r.try_get("resolution")?,
+                    transfers: u32::try_from(r.try_get::<i64, _>("transfers")?).unwrap_or(0),
+                    csat: r
+                        .try_get::<Option<i64>, _>("csat")?
+                        .and_then(|v| u8::try_from(v).ok()),
+                    effort: r
+                        .try_get::<Option<i64>, _>("effort")?
+                        .and_then(|v| u8::try_from(v).ok()),
+                    talk_ms: ms(r.try_get("talk_ms")?),
+                    dead_air_ms: ms(r.try_get("dead_air_ms")?),
+                })
+            })
+            .collect()
     }
 
     async fn record_survey(&self, survey: &Survey) -> Result<SurveyOutcome, StoreError> {
