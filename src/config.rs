@@ -12,7 +12,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::core::hours::Window;
-use crate::core::{AgentSettings, CoreSettings, Hours, QueueSettings, StepSettings, Strategy};
+use crate::core::{
+    AgentSettings, AttributeRule, CoreSettings, Hours, QueueSettings, StepSettings, Strategy,
+};
 use crate::store::Synchronous;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -193,6 +195,24 @@ pub struct QueueConfig {
     /// After this long waiting, move to `overflow_to`.
     pub max_wait_ms: Option<u64>,
     pub overflow_to: Option<String>,
+    /// Rules on trusted attributes (customer context from the operator API, the
+    /// telephony provider's parameters): `{ attribute = "tier", equals = "gold",
+    /// priority = 10 }`, `{ attribute = "intent", equals = "billing", skills = { billing = 1 } }`.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub attribute: String,
+    pub equals: String,
+    /// Added to the queue's priority when the rule matches.
+    #[serde(default)]
+    pub priority: i32,
+    /// Required (at least these levels) when the rule matches.
+    #[serde(default)]
+    pub skills: BTreeMap<String, u8>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -596,6 +616,27 @@ impl Config {
                     err(format!("{key}.max_wait_ms"), "is needed with overflow_to");
                 }
             }
+            for (j, rule) in q.rules.iter().enumerate() {
+                let key = format!("{key}.rules[{j}]");
+                if !valid_attribute(&rule.attribute) {
+                    err(
+                        format!("{key}.attribute"),
+                        "must be 1-64 characters: lowercase letters, digits, `_`",
+                    );
+                }
+                if rule.equals.is_empty() || rule.equals.len() > 256 {
+                    err(format!("{key}.equals"), "must be 1-256 bytes");
+                }
+                if !(-100..=100).contains(&rule.priority) {
+                    err(format!("{key}.priority"), "must be between -100 and 100");
+                }
+                check_skills(
+                    &rule.skills,
+                    &self.skills,
+                    &format!("{key}.skills"),
+                    &mut err,
+                );
+            }
             if let Some(Err((field, message))) = q.hours.as_ref().map(HoursConfig::parse) {
                 err(format!("{key}.hours.{field}"), &message);
             }
@@ -739,6 +780,16 @@ impl QueueConfig {
             affinity_wait_ms: self.affinity_wait_ms.unwrap_or(routing.affinity_wait_ms),
             max_wait_ms: self.max_wait_ms,
             overflow_to: self.overflow_to.as_deref().map(Into::into),
+            rules: self
+                .rules
+                .iter()
+                .map(|r| AttributeRule {
+                    attribute: r.attribute.as_str().into(),
+                    equals: r.equals.as_str().into(),
+                    priority: r.priority,
+                    skills: r.skills.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -757,6 +808,7 @@ impl QueueConfig {
             affinity_wait_ms: None,
             max_wait_ms: None,
             overflow_to: None,
+            rules: Vec::new(),
         }
     }
 }
@@ -866,4 +918,12 @@ mod tests {
         );
         assert_eq!(config.server.listen, defaults.server.listen);
     }
+}
+
+/// An attribute name: what customer context and queue rules may use.
+pub fn valid_attribute(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }

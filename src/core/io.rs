@@ -115,6 +115,11 @@ pub enum Input {
         conversation_id: Id,
         payload: Text,
     },
+    /// A verified customer said hello: the store knows them from now on (so context
+    /// can be attached before their first conversation).
+    CustomerSeen {
+        customer_id: Id,
+    },
     /// An anonymous visitor (`from`) proved to be the identified customer `into` (the
     /// shell checked both tokens): the visitor's conversations become the customer's.
     MergeCustomer {
@@ -156,6 +161,10 @@ pub struct StartRequest {
     pub language: Option<Id>,
     pub skills: Skills,
     pub attributes: Text,
+    /// Attributes from trusted sources (the operator API's customer context, the
+    /// telephony provider's parameters): the queue's rules route on these, never on
+    /// what the customer's own client claims.
+    pub context: Vec<(Id, Text)>,
     pub text: Option<Text>,
 }
 
@@ -412,6 +421,8 @@ pub struct QueueSettings {
     /// After waiting this long, the conversation moves to `overflow_to`.
     pub max_wait_ms: Option<u64>,
     pub overflow_to: Option<Id>,
+    /// Rules on trusted attributes (priority, required skills), applied at start.
+    pub rules: Vec<AttributeRule>,
 }
 
 impl QueueSettings {
@@ -431,8 +442,19 @@ impl QueueSettings {
             affinity_wait_ms: 0,
             max_wait_ms: None,
             overflow_to: None,
+            rules: Vec::new(),
         }
     }
+}
+
+/// A queue rule on trusted attributes: a conversation whose `attribute` equals
+/// `equals` gets `priority` added and must be served with `skills`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttributeRule {
+    pub attribute: Id,
+    pub equals: Text,
+    pub priority: i32,
+    pub skills: Skills,
 }
 
 /// A routing step: once a conversation has waited `after_ms`, its requirements relax.

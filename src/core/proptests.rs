@@ -491,6 +491,7 @@ impl Harness {
             | Input::Tick
             | Input::Dtmf { .. }
             | Input::MergeCustomer { .. }
+            | Input::CustomerSeen { .. }
             | Input::VoiceSignals { .. } => (None, None),
             Input::Switch { conn, req, .. } | Input::Rtc { conn, req, .. } => {
                 (Some((*conn, req.clone())), None)
@@ -1102,6 +1103,7 @@ impl Harness {
             language: None,
             skills: skills(levels),
             attributes: "{}".into(),
+            context: Vec::new(),
             text: text.then(|| "hello".into()),
         }));
         let step = self.step(input, Kind::Start(id.clone()))?;

@@ -1743,6 +1743,7 @@ impl Harness {
             language,
             skills: own,
             attributes: "{}".into(),
+            context: Vec::new(),
             text: Some("hello".into()),
         }));
         let replies = self.run(input, Kind::Start(id.clone()))?;

@@ -39,6 +39,10 @@ pub fn routes() -> Router<Arc<App>> {
         )
         .route("/api/v1/customers/{id}", get(get_customer))
         .route(
+            "/api/v1/customers/{id}/context",
+            axum::routing::post(post_context),
+        )
+        .route(
             "/api/v1/agents/{id}",
             get(get_agent)
                 .put(update::<AgentConfig>)
@@ -307,4 +311,129 @@ async fn get_customer(
         "conversations": conversations,
     }))
     .into_response()
+}
+
+/// Most attributes in one context post, and the longest value.
+const MAX_CONTEXT_KEYS: usize = 64;
+const MAX_CONTEXT_VALUE_BYTES: usize = 1024;
+/// Default and longest time context is kept.
+const DEFAULT_CONTEXT_TTL_S: u64 = 3600;
+const MAX_CONTEXT_TTL_S: u64 = 7 * 24 * 3600;
+
+/// `POST /api/v1/customers/{id}/context {"attributes":{...},"ttl_seconds"?}`: an IVR or a
+/// bot attaches what it learned (account number, intent) before the customer reaches
+/// an agent. Trusted: the queue's rules route on it, and the agent sees it.
+async fn post_context(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = authorize(&app, &headers) {
+        app.metrics.error(e.code);
+        return e.into_response();
+    }
+    let (attributes, ttl) = match parse_context(&body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            app.metrics.error(e.code);
+            return e.into_response();
+        }
+    };
+    let now = super::hub::now_ms();
+    let expires_at = now + ttl * 1000;
+    match app
+        .store
+        .put_context(&id, &attributes, expires_at, now)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            let shown: String = id.chars().take(128).collect();
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!("there is no customer `{shown}`; context is attached to a customer who has said hello or called before"),
+            )
+            .into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing customer context failed");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the store could not keep the context; nothing was stored, try again",
+            )
+            .into_response();
+        }
+    }
+    let current = app.store.context(&id, now).await.unwrap_or_default();
+    let current: serde_json::Map<String, serde_json::Value> = current
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    axum::Json(json!({
+        "customer_id": id,
+        "attributes": current,
+        "expires_at": super::encode::rfc3339(expires_at),
+    }))
+    .into_response()
+}
+
+fn parse_context(body: &Bytes) -> Result<(Vec<(String, String)>, u64), ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ContextBody {
+        attributes: serde_json::Map<String, serde_json::Value>,
+        ttl_seconds: Option<u64>,
+    }
+    let parsed: ContextBody = parse(body)?;
+    if parsed.attributes.is_empty() {
+        return Err(ApiError::invalid(
+            "attributes",
+            "must name at least one attribute",
+        ));
+    }
+    if parsed.attributes.len() > MAX_CONTEXT_KEYS {
+        return Err(ApiError::invalid(
+            "attributes",
+            format!("at most {MAX_CONTEXT_KEYS} attributes at once"),
+        ));
+    }
+    let ttl = parsed.ttl_seconds.unwrap_or(DEFAULT_CONTEXT_TTL_S);
+    if !(1..=MAX_CONTEXT_TTL_S).contains(&ttl) {
+        return Err(ApiError::invalid(
+            "ttl_seconds",
+            format!("must be between 1 and {MAX_CONTEXT_TTL_S} (7 days)"),
+        ));
+    }
+    let mut attributes = Vec::with_capacity(parsed.attributes.len());
+    for (key, value) in parsed.attributes {
+        let field = format!("attributes.{key}");
+        if !crate::config::valid_attribute(&key) {
+            return Err(ApiError::invalid(
+                field,
+                "attribute names are 1-64 characters: lowercase letters, digits, `_`",
+            ));
+        }
+        let value = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => {
+                return Err(ApiError::invalid(
+                    field,
+                    "a value is a string, a number or a boolean",
+                ));
+            }
+        };
+        if value.len() > MAX_CONTEXT_VALUE_BYTES {
+            return Err(ApiError::invalid(
+                field,
+                format!("is longer than {MAX_CONTEXT_VALUE_BYTES} bytes"),
+            ));
+        }
+        attributes.push((key, value));
+    }
+    Ok((attributes, ttl))
 }

@@ -82,14 +82,23 @@ async fn serve(mut link: Link) {
     let Some((side, merge_from)) = hello(&mut link).await else {
         return;
     };
-    // An anonymous visitor who identified: their conversations become the customer's
-    // (applied by the hub before the welcome, which then lists them).
-    if let (Some(from), Side::Customer { customer_id, .. }) = (merge_from, &side) {
-        let merge = Input::MergeCustomer {
-            from,
-            into: customer_id.clone(),
-        };
-        if link.app.hub.send(Command::Core(merge)).await.is_err() {
+    // A verified customer is known from now on; an anonymous visitor who identified
+    // brings their conversations (applied by the hub before the welcome, which then
+    // lists them).
+    let first = match (merge_from, &side) {
+        (Identified::Merging(from), Side::Customer { customer_id, .. }) => {
+            Some(Input::MergeCustomer {
+                from,
+                into: customer_id.clone(),
+            })
+        }
+        (Identified::Yes, Side::Customer { customer_id, .. }) => Some(Input::CustomerSeen {
+            customer_id: customer_id.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(input) = first {
+        if link.app.hub.send(Command::Core(input)).await.is_err() {
             link.close(CloseCode::GoingAway, "the gateway is shutting down")
                 .await;
             return;
@@ -100,11 +109,21 @@ async fn serve(mut link: Link) {
     }
 }
 
+/// How a `hello` named the customer.
+enum Identified {
+    /// An anonymous visitor.
+    No,
+    /// A verified customer.
+    Yes,
+    /// A verified customer who was this anonymous visitor until now.
+    Merging(Id),
+}
+
 /// Waits for `hello` (within the handshake timeout) and names the customer: verified
 /// by an identity token, or an anonymous visitor (known by their visitor token, or
 /// new). With both a valid visitor token and an identity, the visitor is merged into
 /// the customer (the second value).
-async fn hello(link: &mut Link) -> Option<(Side, Option<Id>)> {
+async fn hello(link: &mut Link) -> Option<(Side, Identified)> {
     let limits = &link.app.config.limits;
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
     let max_text = limits.max_message_bytes;
@@ -149,11 +168,11 @@ async fn hello(link: &mut Link) -> Option<(Side, Option<Id>)> {
                             let customer_id: Id = claims.sub.trim().into();
                             let (visitor_token, merge_from) = match visitor {
                                 Some(Ok((token, visitor_id))) => {
-                                    (token, Some(Id::from(visitor_id.as_str())))
+                                    (token, Identified::Merging(visitor_id.as_str().into()))
                                 }
                                 _ => {
                                     let fresh = uuid::Uuid::now_v7().simple().to_string();
-                                    (keys.mint_visitor(&fresh), None)
+                                    (keys.mint_visitor(&fresh), Identified::Yes)
                                 }
                             };
                             return Some((
@@ -178,7 +197,7 @@ async fn hello(link: &mut Link) -> Option<(Side, Option<Id>)> {
                                 visitor_token: token,
                                 display_name: None,
                             },
-                            None,
+                            Identified::No,
                         ));
                     }
                     (None, None) => {
@@ -190,7 +209,7 @@ async fn hello(link: &mut Link) -> Option<(Side, Option<Id>)> {
                                 visitor_token: token,
                                 display_name: None,
                             },
-                            None,
+                            Identified::No,
                         ));
                     }
                 }
@@ -322,9 +341,24 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
                         .await;
                 }
             };
-            let attributes = attributes
-                .map(|a| serde_json::Value::Object(a).to_string())
-                .unwrap_or_else(|| "{}".to_owned());
+            // Context an IVR or bot attached (trusted): shown with the customer's own
+            // attributes (it wins on a clash) and the only input of the queue's rules.
+            let context = match session.link.app.store.context(&customer_id, now_ms()).await {
+                Ok(context) => context,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading customer context failed");
+                    let message = "the store could not be read; try again";
+                    return session
+                        .link
+                        .error(id.as_deref(), ErrorCode::Unavailable, message)
+                        .await;
+                }
+            };
+            let mut attributes = attributes.unwrap_or_default();
+            for (key, value) in &context {
+                attributes.insert(key.clone(), serde_json::Value::String(value.clone()));
+            }
+            let attributes = serde_json::Value::Object(attributes).to_string();
             Input::Start(Box::new(StartRequest {
                 conn,
                 req: id.map(Id::from),
@@ -340,6 +374,10 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
                 language: language.map(Id::from),
                 skills: skills.unwrap_or_default(),
                 attributes: attributes.into(),
+                context: context
+                    .into_iter()
+                    .map(|(k, v)| (Id::from(k.as_str()), Id::from(v.as_str())))
+                    .collect(),
                 text: text.map(Into::into),
             }))
         }

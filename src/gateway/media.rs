@@ -221,10 +221,33 @@ impl Leg {
             }
             _ => uuid::Uuid::now_v7().simple().to_string().into(),
         };
-        let attributes: serde_json::Map<String, serde_json::Value> = params
+        // Trusted attributes: the customer's stored context, then what the provider
+        // (the IVR) passed on this call.
+        let mut context: Vec<(String, String)> = if existing.is_some() {
+            Vec::new()
+        } else {
+            app.store
+                .context(&customer_id, super::hub::now_ms())
+                .await
+                .unwrap_or_default()
+        };
+        for (key, value) in params {
+            if !RESERVED.contains(&key.as_str()) && crate::config::valid_attribute(key) {
+                context.retain(|(k, _)| k != key);
+                context.push((key.clone(), value.clone()));
+            }
+        }
+        // Shown to the agent: the context, every custom parameter but the reserved
+        // ones (later wins), and the call's ids.
+        let attributes: serde_json::Map<String, serde_json::Value> = context
             .iter()
-            .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .chain(
+                params
+                    .iter()
+                    .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+            )
             .chain([
                 ("call_sid".to_owned(), start.call_sid.clone().into()),
                 ("stream_sid".to_owned(), start.stream_sid.clone().into()),
@@ -284,6 +307,10 @@ impl Leg {
                 language: params.get("language").map(|l| Id::from(l.as_str())),
                 skills: Default::default(),
                 attributes: serde_json::Value::Object(attributes).to_string().into(),
+                context: context
+                    .iter()
+                    .map(|(k, v)| (Id::from(k.as_str()), Id::from(v.as_str())))
+                    .collect(),
                 text: None,
             }))
         };

@@ -104,6 +104,21 @@ pub trait Store: Send + Sync + 'static {
     /// agent (unless rated 2 or lower), the agents they rated poorly.
     async fn history(&self, customer_id: &str) -> Result<CustomerHistory, StoreError>;
     async fn customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError>;
+    /// Attaches trusted attributes to a known customer until `expires_at` (replacing
+    /// those with the same keys). `false`: no such customer (nothing stored).
+    async fn put_context(
+        &self,
+        customer_id: &str,
+        attributes: &[(String, String)],
+        expires_at: Millis,
+        at: Millis,
+    ) -> Result<bool, StoreError>;
+    /// The customer's context that has not expired at `now`, by key.
+    async fn context(
+        &self,
+        customer_id: &str,
+        now: Millis,
+    ) -> Result<Vec<(String, String)>, StoreError>;
     /// The customer's conversations, newest first, at most `limit`.
     async fn past_conversations(
         &self,

@@ -569,6 +569,55 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn put_context(
+        &self,
+        customer_id: &str,
+        attributes: &[(String, String)],
+        expires_at: Millis,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM customers WHERE id = ?1")
+            .bind(customer_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            return Ok(false);
+        }
+        for (key, value) in attributes {
+            sqlx::query(
+                "INSERT INTO customer_context (customer_id, key, value, expires_at, set_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(customer_id, key) DO UPDATE SET value = excluded.value,
+                   expires_at = excluded.expires_at, set_at = excluded.set_at",
+            )
+            .bind(customer_id)
+            .bind(key)
+            .bind(value)
+            .bind(db_int(expires_at))
+            .bind(db_int(at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn context(
+        &self,
+        customer_id: &str,
+        now: Millis,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT key, value FROM customer_context
+             WHERE customer_id = ?1 AND expires_at > ?2 ORDER BY key",
+        )
+        .bind(customer_id)
+        .bind(db_int(now))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn past_conversations(
         &self,
         customer_id: &str,

@@ -723,6 +723,10 @@ impl Switchboard {
                 payload,
             } => self.rtc(conn, req, from, conversation_id, payload, out),
             Input::MergeCustomer { from, into } => self.merge_customer(from, into, now, out),
+            Input::CustomerSeen { customer_id } => out.push(Effect::Persist(Record::Customer {
+                id: customer_id,
+                seen_at: now,
+            })),
             Input::Dtmf {
                 conversation_id,
                 digit,
@@ -780,7 +784,20 @@ impl Switchboard {
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let priority = self.queues[&s.queue].settings.priority;
+        // The queue's rules on trusted attributes: more priority, more skills.
+        let queue = &self.queues[&s.queue].settings;
+        let mut priority = queue.priority;
+        let mut skills = s.skills.clone();
+        for rule in &queue.rules {
+            let matched = s
+                .context
+                .iter()
+                .any(|(k, v)| *k == rule.attribute && *v == rule.equals);
+            if matched {
+                priority = priority.saturating_add(rule.priority);
+                skills = routing::merge(&skills, &rule.skills);
+            }
+        }
         let rec = ConversationRecord {
             id: s.conversation_id.clone(),
             customer_id: s.customer_id.clone(),
@@ -790,7 +807,7 @@ impl Switchboard {
             agent_id: None,
             priority,
             ticket,
-            skills: s.skills,
+            skills,
             language: s.language,
             attributes: s.attributes,
             created_at: now,

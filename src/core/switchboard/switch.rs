@@ -287,6 +287,7 @@ mod tests {
                 language: None,
                 skills: Default::default(),
                 attributes: "{}".into(),
+                context: Vec::new(),
                 text: None,
             })),
             1,

@@ -1,0 +1,171 @@
+//! Context follows the customer: what an IVR or a bot learned (posted through the
+//! operator API) routes the customer's next conversation and is shown to the agent,
+//! so nobody asks for the account number twice.
+
+mod common;
+
+use common::{Client, TestServer, base_config};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-token-0123456789abcdef-0123";
+const IDENTITY_SECRET: &str = "the-shop-backend-identity-secret-0123";
+
+fn config() -> String {
+    let mut config = base_config().replace(
+        "[auth]\n",
+        &format!("[auth]\nadmin_token = \"{ADMIN}\"\nidentity_secret = \"{IDENTITY_SECRET}\"\n"),
+    );
+    config.push_str(
+        "[[queues]]\nname = \"support\"\nwrap_up_ms = 0\n\
+         [[queues.rules]]\nattribute = \"intent\"\nequals = \"billing\"\nskills = { billing = 1 }\n\
+         [[agents]]\nid = \"alice\"\ncapacity = { chat = 2, voice = 0 }\n\
+         [[agents]]\nid = \"bob\"\nskills = { billing = 5 }\ncapacity = { chat = 2, voice = 0 }\n",
+    );
+    config
+}
+
+fn identity(sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": sub, "exp": exp}),
+        &EncodingKey::from_secret(IDENTITY_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn identified(server: &TestServer, sub: &str) -> Client {
+    let mut c = server.customer().await;
+    c.send(json!({"type":"hello","identity": identity(sub)}))
+        .await;
+    c.expect("welcome").await;
+    c
+}
+
+async fn post_context(server: &TestServer, customer: &str, body: Value) -> (u16, Value) {
+    server
+        .http(
+            "POST",
+            &format!("/api/v1/customers/{customer}/context"),
+            Some(ADMIN),
+            Some(&body),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn ivr_context_routes_the_chat_and_the_agent_sees_it() {
+    let server = TestServer::start(&config()).await;
+    // alice has idled longest, but has no billing skill.
+    let mut alice = server.available_agent("alice").await;
+    let mut bob = server.available_agent("bob").await;
+    // The customer is known (they logged in once).
+    drop(identified(&server, "cust-5").await);
+
+    // The IVR learned their account number and why they call.
+    let (status, reply) = post_context(
+        &server,
+        "cust-5",
+        json!({"attributes": {"account_number": "12345678", "intent": "billing"}, "ttl_seconds": 600}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["attributes"]["account_number"], "12345678");
+
+    // They chat: the intent made billing a requirement, so bob gets it.
+    let mut customer = identified(&server, "cust-5").await;
+    let conversation_id = customer.start().await;
+    let offer = bob.until("offer").await;
+    assert_eq!(offer["conversation_id"], conversation_id);
+    bob.request(json!({"type":"accept","offer_id":offer["offer_id"]}))
+        .await;
+    let conversation = bob.until("conversation").await;
+    assert_eq!(conversation["attributes"]["account_number"], "12345678");
+    assert_eq!(conversation["attributes"]["intent"], "billing");
+    // (alice idled longest: without the rule she would have had the offer, and one
+    // conversation has one offer at a time.)
+
+    // A customer's own client cannot claim the intent: their attributes do not route.
+    let mut other = identified(&server, "cust-6").await;
+    let ack = other
+        .request(json!({"type":"start","queue":"support","attributes":{"intent":"billing"}}))
+        .await;
+    let offer = alice.until("offer").await;
+    assert_eq!(offer["conversation_id"], ack["conversation_id"]);
+}
+
+#[tokio::test]
+async fn bad_context_is_refused_and_nothing_is_stored() {
+    let server = TestServer::start(&config()).await;
+    drop(identified(&server, "cust-5").await);
+    let cases = [
+        (
+            "cust-404",
+            json!({"attributes": {"intent": "billing"}}),
+            404,
+            None,
+        ),
+        (
+            "cust-5",
+            json!({"attributes": {"note": "x".repeat(2000)}}),
+            400,
+            Some("attributes.note"),
+        ),
+        (
+            "cust-5",
+            json!({"attributes": {"Bad Key": "1"}}),
+            400,
+            Some("attributes.Bad Key"),
+        ),
+        (
+            "cust-5",
+            json!({"attributes": {"intent": {"nested": true}}}),
+            400,
+            Some("attributes.intent"),
+        ),
+        (
+            "cust-5",
+            json!({"attributes": {"intent": "billing"}, "ttl_seconds": 0}),
+            400,
+            Some("ttl_seconds"),
+        ),
+        ("cust-5", json!({"attributes": {}}), 400, Some("attributes")),
+        ("cust-5", json!({"attrs": {"intent": "billing"}}), 400, None),
+    ];
+    for (customer, body, status, field) in cases {
+        let (got, reply) = post_context(&server, customer, body.clone()).await;
+        assert_eq!(got, status, "{body} -> {reply}");
+        assert!(
+            reply["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{reply}"
+        );
+        if let Some(field) = field {
+            assert_eq!(reply["field"], field, "{reply}");
+        }
+    }
+    // Nothing was stored: the next conversation carries no context.
+    let mut alice = server.available_agent("alice").await;
+    let mut customer = identified(&server, "cust-5").await;
+    customer.start().await;
+    let offer = alice.until("offer").await;
+    alice
+        .request(json!({"type":"accept","offer_id":offer["offer_id"]}))
+        .await;
+    let conversation = alice.until("conversation").await;
+    assert_eq!(conversation["attributes"], json!({}), "{conversation}");
+    // Without the admin token: 401.
+    let (status, _) = server
+        .http(
+            "POST",
+            "/api/v1/customers/cust-5/context",
+            None,
+            Some(&json!({"attributes": {"intent": "billing"}})),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
