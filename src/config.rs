@@ -858,6 +858,14 @@ fn check_skills(
     }
 }
 
+/// An attribute name: what customer context and queue rules may use.
+pub fn valid_attribute(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -918,12 +926,4 @@ mod tests {
         );
         assert_eq!(config.server.listen, defaults.server.listen);
     }
-}
-
-/// An attribute name: what customer context and queue rules may use.
-pub fn valid_attribute(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
