@@ -121,6 +121,9 @@ pub struct RoutingConfig {
     pub affinity_wait_ms: u64,
     /// An agent on a voice call takes no chats.
     pub voice_excludes_chat: bool,
+    /// A new conversation within this long of the customer's previous one on the same
+    /// queue is a repeat contact (it names that one; its agent sees it).
+    pub repeat_window_ms: u64,
 }
 
 /// Phone calls streamed over `/ws/media` (Twilio Media Streams format).
@@ -405,6 +408,7 @@ impl Default for RoutingConfig {
             dedupe_window: 256,
             affinity_wait_ms: 30_000,
             voice_excludes_chat: true,
+            repeat_window_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Client, TestServer, base_config};
+use common::{Client, TestServer, accept_next_offer, base_config};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -19,6 +19,7 @@ fn config() -> String {
     config.push_str(
         "[[queues]]\nname = \"support\"\nwrap_up_ms = 0\n\
          [[queues.rules]]\nattribute = \"intent\"\nequals = \"billing\"\nskills = { billing = 1 }\n\
+         [[queues]]\nname = \"sales\"\nwrap_up_ms = 0\n\
          [[agents]]\nid = \"alice\"\ncapacity = { chat = 2, voice = 0 }\n\
          [[agents]]\nid = \"bob\"\nskills = { billing = 5 }\ncapacity = { chat = 2, voice = 0 }\n",
     );
@@ -168,4 +169,49 @@ async fn bad_context_is_refused_and_nothing_is_stored() {
         )
         .await;
     assert_eq!(status, 401);
+}
+
+/// A customer back within the repeat window on the same queue: the new conversation
+/// names the earlier one, and its agent gets it with what was said.
+#[tokio::test]
+async fn a_repeat_contact_carries_the_earlier_conversation() {
+    let server = TestServer::start(&config()).await;
+    let mut alice = server.available_agent("alice").await;
+    let mut customer = identified(&server, "cust-8").await;
+    let first = customer.start().await;
+    accept_next_offer(&mut alice).await;
+    customer.say(&first, "my router keeps rebooting").await;
+    alice
+        .request(json!({"type":"close","conversation_id": first,"resolution":"resolved"}))
+        .await;
+
+    // Another queue: not a repeat.
+    let ack = customer
+        .request(json!({"type":"start","queue":"sales"}))
+        .await;
+    let (_, other) = accept_next_offer(&mut alice).await;
+    assert_eq!(other["conversation_id"], ack["conversation_id"]);
+    assert!(other.get("repeat_of").is_none(), "{other}");
+
+    // Same queue, within the window: a repeat of the first.
+    let second = customer.start().await;
+    let (_, conversation) = accept_next_offer(&mut alice).await;
+    assert_eq!(conversation["conversation_id"], second);
+    let repeat = &conversation["repeat_of"];
+    assert_eq!(repeat["conversation_id"], first, "{conversation}");
+    assert_eq!(repeat["resolution"], "resolved");
+    let said: Vec<&str> = repeat["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(said, vec!["my router keeps rebooting"]);
+
+    // The customer's history shows it too.
+    customer.send(json!({"type":"history"})).await;
+    let history = customer.until("history").await;
+    let newest = &history["conversations"][0];
+    assert_eq!(newest["conversation_id"], second);
+    assert_eq!(newest["repeat_of"], first);
 }

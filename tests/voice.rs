@@ -525,6 +525,10 @@ async fn a_switch_to_voice_goes_to_an_agent_with_room_for_it() {
     assert!(said.contains(&"order 991 arrived broken"), "{said:?}");
     let assigned = customer.until("assigned").await;
     assert_eq!(assigned["agent"]["id"], "bob");
+    // The store keeps the new channel.
+    customer.send(json!({"type":"history"})).await;
+    let history = customer.until("history").await;
+    assert_eq!(history["conversations"][0]["channel"], "voice", "{history}");
 
     // Browser-call signalling goes between the two parties, and only them.
     let sdp = json!({"type":"offer","sdp":"v=0 ..."});

@@ -165,6 +165,8 @@ pub struct StartRequest {
     /// telephony provider's parameters): the queue's rules route on these, never on
     /// what the customer's own client claims.
     pub context: Vec<(Id, Text)>,
+    /// The earlier conversation this one repeats (found by the shell in the store).
+    pub repeat_of: Option<Id>,
     pub text: Option<Text>,
 }
 
@@ -323,6 +325,7 @@ pub struct ConversationView {
     pub attributes: Text,
     pub last_seq: u64,
     pub created_at: Millis,
+    pub repeat_of: Option<Id>,
 }
 
 #[derive(Clone, Debug)]

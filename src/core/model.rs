@@ -221,6 +221,9 @@ pub struct ConversationRecord {
     pub closed_at: Option<Millis>,
     pub closed_by: Option<Role>,
     pub resolution: Option<Resolution>,
+    /// The earlier conversation on the same queue this one repeats (came back within
+    /// the repeat window of it).
+    pub repeat_of: Option<Id>,
 }
 
 /// What must be durable before the effects that follow it are let out.

@@ -1104,6 +1104,7 @@ impl Harness {
             skills: skills(levels),
             attributes: "{}".into(),
             context: Vec::new(),
+            repeat_of: None,
             text: text.then(|| "hello".into()),
         }));
         let step = self.step(input, Kind::Start(id.clone()))?;

@@ -1744,6 +1744,7 @@ impl Harness {
             skills: own,
             attributes: "{}".into(),
             context: Vec::new(),
+            repeat_of: None,
             text: Some("hello".into()),
         }));
         let replies = self.run(input, Kind::Start(id.clone()))?;

@@ -624,7 +624,15 @@ impl Session {
                 Vec::new()
             }
         };
-        let frame = encode::conversation(view, transcript, cursor, media, &history);
+        // A repeat contact: the conversation it repeats, with what was said in it.
+        let mut repeated = None;
+        if let Some(earlier) = &view.repeat_of
+            && let Some(past) = history.iter().find(|p| *p.id == **earlier)
+            && let Some(events) = Self::read_events(self.link.app.clone(), earlier, 0, PAGE).await
+        {
+            repeated = Some((past, events.iter().map(encode::event).collect()));
+        }
+        let frame = encode::conversation(view, transcript, cursor, media, &history, repeated);
         self.link.send(frame.into()).await
     }
 

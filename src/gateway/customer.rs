@@ -354,6 +354,22 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
                         .await;
                 }
             };
+            // Back within the repeat window of a conversation on this queue?
+            let window = session.link.app.config.routing.repeat_window_ms;
+            let since = now_ms().saturating_sub(window);
+            let repeat_of = match session
+                .link
+                .app
+                .store
+                .repeat_candidate(&customer_id, &queue, since)
+                .await
+            {
+                Ok(found) => found.map(|id| Id::from(id.as_str())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking for a repeated contact failed");
+                    None
+                }
+            };
             let mut attributes = attributes.unwrap_or_default();
             for (key, value) in &context {
                 attributes.insert(key.clone(), serde_json::Value::String(value.clone()));
@@ -378,6 +394,7 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
                     .into_iter()
                     .map(|(k, v)| (Id::from(k.as_str()), Id::from(v.as_str())))
                     .collect(),
+                repeat_of,
                 text: text.map(Into::into),
             }))
         }

@@ -1,9 +1,9 @@
 //! Core values to wire frames. Each frame is encoded once and shared by every
 //! connection that receives it.
 
-use crate::protocol::server::HistoryEntry;
 use crate::protocol::server::MediaInfo;
 use crate::protocol::server::VoiceSignals as WireVoiceSignals;
+use crate::protocol::server::{HistoryEntry, RepeatOf};
 use crate::store::PastConversation;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -115,7 +115,7 @@ pub fn notice(n: &Notice) -> String {
             reason: *reason,
         }
         .encode(),
-        Notice::Joined(view) => conversation(view, Vec::new(), view.last_seq, None, &[]),
+        Notice::Joined(view) => conversation(view, Vec::new(), view.last_seq, None, &[], None),
         Notice::Transferred {
             conversation_id,
             to,
@@ -241,6 +241,7 @@ pub fn history_entry(p: &PastConversation) -> HistoryEntry<'_> {
         effort: p.effort,
         talk_ms: p.talk_ms,
         dead_air_ms: p.dead_air_ms,
+        repeat_of: p.repeat_of.as_deref(),
     }
 }
 
@@ -258,6 +259,7 @@ pub fn conversation(
     last_seq: u64,
     media: Option<MediaInfo>,
     history: &[PastConversation],
+    repeated: Option<(&PastConversation, Vec<String>)>,
 ) -> String {
     use serde_json::value::RawValue;
     // Each event was encoded by this module, so it is valid JSON; the attributes were
@@ -266,6 +268,15 @@ pub fn conversation(
         .into_iter()
         .filter_map(|t| RawValue::from_string(t).ok())
         .collect();
+    let repeated_raw: Vec<Box<RawValue>> = repeated
+        .as_ref()
+        .map(|(_, events)| {
+            events
+                .iter()
+                .filter_map(|t| RawValue::from_string(t.clone()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
     let Ok(attributes) = RawValue::from_string(v.attributes.to_string())
         .or_else(|_| RawValue::from_string("{}".to_owned()))
     else {
@@ -291,6 +302,12 @@ pub fn conversation(
         signals: Default::default(),
         last_seq,
         media,
+        repeat_of: repeated.as_ref().map(|(past, _)| {
+            Box::new(RepeatOf {
+                summary: history_entry(past),
+                transcript: repeated_raw.iter().map(|r| &**r).collect(),
+            })
+        }),
     }
     .encode()
 }

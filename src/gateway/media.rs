@@ -286,6 +286,21 @@ impl Leg {
         };
         let who = Participant::Customer(customer_id.clone());
         let attached = existing.is_some();
+        let window = app.config.routing.repeat_window_ms;
+        let repeat_of = if attached {
+            None
+        } else {
+            app.store
+                .repeat_candidate(
+                    &customer_id,
+                    &queue,
+                    super::hub::now_ms().saturating_sub(window),
+                )
+                .await
+                .ok()
+                .flatten()
+                .map(|id| Id::from(id.as_str()))
+        };
         let start_input = if attached {
             Input::Switch {
                 conn,
@@ -311,6 +326,7 @@ impl Leg {
                     .iter()
                     .map(|(k, v)| (Id::from(k.as_str()), Id::from(v.as_str())))
                     .collect(),
+                repeat_of,
                 text: None,
             }))
         };

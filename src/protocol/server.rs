@@ -148,7 +148,18 @@ pub enum ServerFrame<'a> {
         /// A live call on this conversation: its audio comes in binary frames.
         #[serde(skip_serializing_if = "Option::is_none")]
         media: Option<MediaInfo>,
+        /// The customer came back within the repeat window of this conversation: what
+        /// it was, and what was said.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        repeat_of: Option<Box<RepeatOf<'a>>>,
     },
+}
+
+#[derive(Serialize, Debug)]
+pub struct RepeatOf<'a> {
+    #[serde(flatten)]
+    pub summary: HistoryEntry<'a>,
+    pub transcript: Vec<&'a serde_json::value::RawValue>,
 }
 
 /// How an agent recognises a call's binary audio frames (and sends theirs back).
@@ -256,6 +267,8 @@ pub struct HistoryEntry<'a> {
     pub talk_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_air_ms: Option<u64>,
+    /// The earlier conversation this one repeated (came back within the window).
+    pub repeat_of: Option<&'a str>,
 }
 
 impl ServerFrame<'_> {

@@ -59,6 +59,8 @@ pub struct PastConversation {
     /// From the call legs' voice signals, when it had any.
     pub talk_ms: Option<u64>,
     pub dead_air_ms: Option<u64>,
+    /// The earlier conversation this one repeated.
+    pub repeat_of: Option<String>,
 }
 
 /// A customer's answer to `survey_request`.
@@ -104,6 +106,14 @@ pub trait Store: Send + Sync + 'static {
     /// agent (unless rated 2 or lower), the agents they rated poorly.
     async fn history(&self, customer_id: &str) -> Result<CustomerHistory, StoreError>;
     async fn customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError>;
+    /// The customer's latest conversation on `queue` that closed at or after `since`
+    /// (a new one repeats it).
+    async fn repeat_candidate(
+        &self,
+        customer_id: &str,
+        queue: &str,
+        since: Millis,
+    ) -> Result<Option<String>, StoreError>;
     /// Attaches trusted attributes to a known customer until `expires_at` (replacing
     /// those with the same keys). `false`: no such customer (nothing stored).
     async fn put_context(

@@ -148,6 +148,9 @@ fn conversation_from_row(row: &SqliteRow) -> Result<ConversationRecord, StoreErr
             Some(r) => Some(Resolution::parse(&r).ok_or_else(|| corrupt("resolution", &r))?),
             None => None,
         },
+        repeat_of: row
+            .try_get::<Option<String>, _>("repeat_of")?
+            .map(Into::into),
     })
 }
 
@@ -213,9 +216,10 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             sqlx::query(
                 "INSERT INTO conversations (id, customer_id, queue, channel, state, agent_id,
                     priority, ticket, skills, language, attributes, created_at, closed_at,
-                    closed_by, resolution, entered_at, transfers)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                    closed_by, resolution, entered_at, transfers, repeat_of)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
                  ON CONFLICT(id) DO UPDATE SET state = excluded.state, queue = excluded.queue,
+                    channel = excluded.channel,
                     agent_id = excluded.agent_id, priority = excluded.priority,
                     ticket = excluded.ticket, closed_at = excluded.closed_at,
                     closed_by = excluded.closed_by, resolution = excluded.resolution,
@@ -238,6 +242,7 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .bind(c.resolution.map(Resolution::as_str))
             .bind(db_int(c.entered_at))
             .bind(i64::from(c.transfers))
+            .bind(c.repeat_of.as_deref())
             .execute(&mut **tx)
             .await?;
         }
@@ -569,6 +574,24 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn repeat_candidate(
+        &self,
+        customer_id: &str,
+        queue: &str,
+        since: Millis,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM conversations
+             WHERE customer_id = ?1 AND queue = ?2 AND state = 'closed' AND closed_at >= ?3
+             ORDER BY closed_at DESC, id DESC LIMIT 1",
+        )
+        .bind(customer_id)
+        .bind(queue)
+        .bind(db_int(since))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn put_context(
         &self,
         customer_id: &str,
@@ -625,7 +648,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<PastConversation>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.id, c.channel, c.queue, c.state, c.agent_id, c.created_at, c.closed_at,
-                    c.resolution, c.transfers, s.csat, s.effort,
+                    c.resolution, c.transfers, c.repeat_of, s.csat, s.effort,
                     (SELECT SUM(v.caller_talk_ms + v.agent_talk_ms) FROM voice_signals v
                       WHERE v.conversation_id = c.id) AS talk_ms,
                     (SELECT SUM(v.silence_ms) FROM voice_signals v
@@ -659,6 +682,7 @@ impl Store for SqliteStore {
                         .and_then(|v| u8::try_from(v).ok()),
                     talk_ms: ms(r.try_get("talk_ms")?),
                     dead_air_ms: ms(r.try_get("dead_air_ms")?),
+                    repeat_of: r.try_get("repeat_of")?,
                 })
             })
             .collect()

@@ -816,6 +816,7 @@ impl Switchboard {
             closed_at: None,
             closed_by: None,
             resolution: None,
+            repeat_of: s.repeat_of,
         };
         out.push(Effect::Persist(Record::Customer {
             id: s.customer_id.clone(),
@@ -2077,6 +2078,7 @@ fn view(conv: &Conversation) -> ConversationView {
         attributes: conv.rec.attributes.clone(),
         last_seq: conv.last_seq,
         created_at: conv.rec.created_at,
+        repeat_of: conv.rec.repeat_of.clone(),
     }
 }
 
@@ -2148,6 +2150,7 @@ mod tests {
                 closed_at: None,
                 closed_by: None,
                 resolution: None,
+                repeat_of: None,
             },
             customer_name: "C".into(),
             history: Default::default(),

@@ -288,6 +288,7 @@ mod tests {
                 skills: Default::default(),
                 attributes: "{}".into(),
                 context: Vec::new(),
+                repeat_of: None,
                 text: None,
             })),
             1,
