@@ -82,6 +82,8 @@ pub enum Input {
         conversation_id: Id,
         resolution: Resolution,
         note: Option<Text>,
+        /// With `FollowUp`: when to get back to the customer.
+        follow_up_at: Option<Millis>,
     },
     /// The agent hands the conversation to a queue or a named agent.
     Transfer {
@@ -115,6 +117,9 @@ pub enum Input {
         conversation_id: Id,
         payload: Text,
     },
+    /// A follow-up fell due (the shell found it in the store): an outbound conversation
+    /// opens for the customer, offered to the agent who scheduled it first.
+    OpenFollowUp(Box<FollowUpDue>),
     /// A verified customer said hello: the store knows them from now on (so context
     /// can be attached before their first conversation).
     CustomerSeen {
@@ -144,6 +149,23 @@ pub enum Input {
 pub enum TransferTarget {
     Queue(Id),
     Agent(Id),
+}
+
+/// A follow-up that fell due, as the store keeps it.
+#[derive(Clone, Debug)]
+pub struct FollowUpDue {
+    pub follow_up_id: Id,
+    /// The conversation it follows up on.
+    pub about: Id,
+    /// Named by the shell for the new conversation.
+    pub conversation_id: Id,
+    pub customer_id: Id,
+    pub customer_name: Id,
+    pub queue: Id,
+    pub agent_id: Option<Id>,
+    pub note: Option<Text>,
+    pub due_at: Millis,
+    pub history: CustomerHistory,
 }
 
 #[derive(Clone, Debug)]
@@ -242,6 +264,13 @@ pub enum Notice {
         from: Role,
         payload: Text,
     },
+    /// To the customer: the business opened a conversation to follow up on an earlier
+    /// one (their connections start following it).
+    FollowUp {
+        conversation_id: Id,
+        about: Id,
+        note: Option<Text>,
+    },
     /// To the conversation's agent: the call's voice signals so far.
     VoiceSignals {
         conversation_id: Id,
@@ -268,6 +297,9 @@ impl Notice {
                 conversation_id, ..
             }
             | Notice::Rtc {
+                conversation_id, ..
+            }
+            | Notice::FollowUp {
                 conversation_id, ..
             } => Some(conversation_id),
             Notice::Offer(_)

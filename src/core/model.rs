@@ -249,6 +249,23 @@ pub enum Record {
     /// An agent let an offer go: rejected it (`missed: false`, with the reason they
     /// gave) or did not answer in time (`missed: true`). Kept for coaching and for the
     /// queue's health: offers that keep bouncing are a routing or staffing problem.
+    /// An agent closed with `follow_up`: get back to the customer at `due_at`.
+    FollowUpScheduled {
+        follow_up_id: Id,
+        conversation_id: Id,
+        customer_id: Id,
+        queue: Id,
+        agent_id: Id,
+        due_at: Millis,
+        note: Option<Text>,
+        at: Millis,
+    },
+    /// A follow-up fell due and opened as `conversation_id`.
+    FollowUpOpened {
+        follow_up_id: Id,
+        conversation_id: Id,
+        at: Millis,
+    },
     /// An anonymous visitor identified as a customer: everything of the visitor's is
     /// the customer's from now on.
     CustomerMerged {

@@ -491,6 +491,7 @@ impl Harness {
             | Input::Tick
             | Input::Dtmf { .. }
             | Input::MergeCustomer { .. }
+            | Input::OpenFollowUp(_)
             | Input::CustomerSeen { .. }
             | Input::VoiceSignals { .. } => (None, None),
             Input::Switch { conn, req, .. } | Input::Rtc { conn, req, .. } => {
@@ -561,7 +562,12 @@ impl Harness {
                     self.absorb_record(rec, kind, &mut closed_records)?;
                     self.store.insert(rec.id.clone(), rec.clone());
                 }
-                Effect::Persist(Record::VoiceSignals { .. } | Record::CustomerMerged { .. }) => {
+                Effect::Persist(
+                    Record::VoiceSignals { .. }
+                    | Record::CustomerMerged { .. }
+                    | Record::FollowUpScheduled { .. }
+                    | Record::FollowUpOpened { .. },
+                ) => {
                     return Err(format!(
                         "voice signals kept in a run without calls: {effect:?}"
                     ));
@@ -763,7 +769,10 @@ impl Harness {
         match notice {
             // Matched against the persisted events at the end of the step.
             Notice::Event(_) => unreachable!("handled by absorb"),
-            Notice::VoiceSignals { .. } | Notice::Switched { .. } | Notice::Rtc { .. } => {
+            Notice::VoiceSignals { .. }
+            | Notice::Switched { .. }
+            | Notice::Rtc { .. }
+            | Notice::FollowUp { .. } => {
                 return Err(format!("voice signals in a run without calls: {notice:?}"));
             }
             Notice::Transferred { .. } | Notice::TransferFailed { .. } => {
@@ -1527,6 +1536,7 @@ impl Harness {
             conversation_id: conv.clone(),
             resolution,
             note: None,
+            follow_up_at: None,
         };
         let step = self.step(input, Kind::Other)?;
         match want {

@@ -1043,7 +1043,10 @@ impl Harness {
     fn on_notice(&mut self, to: &Participant, notice: &Notice) -> Result<(), String> {
         let now = self.m.now;
         match notice {
-            Notice::VoiceSignals { .. } | Notice::Switched { .. } | Notice::Rtc { .. } => {
+            Notice::VoiceSignals { .. }
+            | Notice::Switched { .. }
+            | Notice::Rtc { .. }
+            | Notice::FollowUp { .. } => {
                 Err(format!("a notice of calls in a routing run: {notice:?}"))
             }
             Notice::Offer(view) => self.on_offer(to, view),
@@ -1939,6 +1942,7 @@ impl Harness {
             conversation_id: conv.clone(),
             resolution: Resolution::Resolved,
             note: None,
+            follow_up_at: None,
         };
         let replies = self.run(input, Kind::Close(conv.clone()))?;
         expect_ack(&replies, Some(&conv))

@@ -219,19 +219,31 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             conversation_id,
             resolution,
             note,
-            ..
-        } => Input::Close {
-            conn,
-            req: id.map(Id::from),
-            agent_id,
-            conversation_id: conversation_id.into(),
-            resolution: match resolution {
-                WireResolution::Resolved => Resolution::Resolved,
-                WireResolution::Unresolved => Resolution::Unresolved,
-                WireResolution::FollowUp => Resolution::FollowUp,
-            },
-            note: note.map(Into::into),
-        },
+            follow_up_at,
+        } => {
+            let follow_up_at = match follow_up_time(resolution, follow_up_at.as_deref()) {
+                Ok(at) => at,
+                Err(message) => {
+                    return session
+                        .link
+                        .error(id.as_deref(), ErrorCode::InvalidField, &message)
+                        .await;
+                }
+            };
+            Input::Close {
+                conn,
+                req: id.map(Id::from),
+                agent_id,
+                conversation_id: conversation_id.into(),
+                resolution: match resolution {
+                    WireResolution::Resolved => Resolution::Resolved,
+                    WireResolution::Unresolved => Resolution::Unresolved,
+                    WireResolution::FollowUp => Resolution::FollowUp,
+                },
+                note: note.map(Into::into),
+                follow_up_at,
+            }
+        }
     };
     if session.submit(input).await {
         Flow::Continue
@@ -319,5 +331,42 @@ pub async fn on_audio(session: &mut Session, frame: Bytes) -> Flow {
                 .error(None, ErrorCode::NotFound, &message)
                 .await
         }
+    }
+}
+
+/// Longest a follow-up may be scheduled ahead.
+const MAX_FOLLOW_UP_AHEAD_MS: u64 = 90 * 24 * 3600 * 1000;
+
+/// `follow_up_at` of a `close`: required with `follow_up` (RFC 3339, in the future,
+/// within 90 days), refused with any other resolution.
+fn follow_up_time(
+    resolution: WireResolution,
+    at: Option<&str>,
+) -> Result<Option<crate::core::Millis>, String> {
+    match (resolution, at) {
+        (WireResolution::FollowUp, None) => {
+            Err("`follow_up` needs `follow_up_at` (RFC 3339, e.g. 2026-11-24T09:00:00Z)".into())
+        }
+        (WireResolution::FollowUp, Some(at)) => {
+            let when = humantime::parse_rfc3339_weak(at)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|d| u64::try_from(d.as_millis()).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "`follow_up_at` `{at}` is not an RFC 3339 time, e.g. 2026-11-24T09:00:00Z"
+                    )
+                })?;
+            let now = super::hub::now_ms();
+            if when <= now {
+                return Err("`follow_up_at` must be in the future".into());
+            }
+            if when > now + MAX_FOLLOW_UP_AHEAD_MS {
+                return Err("`follow_up_at` is at most 90 days ahead".into());
+            }
+            Ok(Some(when))
+        }
+        (_, Some(_)) => Err("`follow_up_at` goes with `resolution: \"follow_up\"` only".into()),
+        (_, None) => Ok(None),
     }
 }

@@ -38,6 +38,7 @@ pub fn routes() -> Router<Arc<App>> {
             get(list_agents).post(create::<AgentConfig>),
         )
         .route("/api/v1/customers/{id}", get(get_customer))
+        .route("/api/v1/follow-ups", get(list_follow_ups))
         .route(
             "/api/v1/customers/{id}/context",
             axum::routing::post(post_context),
@@ -436,4 +437,75 @@ fn parse_context(body: &Bytes) -> Result<(Vec<(String, String)>, u64), ApiError>
         attributes.push((key, value));
     }
     Ok((attributes, ttl))
+}
+
+/// A follow-up more than this late and not done is overdue.
+const OVERDUE_AFTER_MS: u64 = 3600 * 1000;
+
+/// `GET /api/v1/follow-ups?status=due|overdue|scheduled|done|all`: follow-ups by due
+/// time. Default: those due or overdue (to get back to customers now).
+async fn list_follow_ups(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Err(e) = authorize(&app, &headers) {
+        app.metrics.error(e.code);
+        return e.into_response();
+    }
+    let wanted: Vec<&str> = match query.get("status").map(String::as_str) {
+        None => vec!["due", "overdue"],
+        Some("all") => vec!["scheduled", "due", "overdue", "done"],
+        Some(s @ ("due" | "overdue" | "scheduled" | "done")) => vec![s],
+        Some(other) => {
+            let shown: String = other.chars().take(32).collect();
+            return ApiError::invalid(
+                "status",
+                format!("`{shown}` is not a status: due, overdue, scheduled, done or all"),
+            )
+            .into_response();
+        }
+    };
+    let rows = match app.store.follow_ups(10_000).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(error = %e, "reading follow-ups failed");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the store could not be read; try again",
+            )
+            .into_response();
+        }
+    };
+    let now = super::hub::now_ms();
+    let listed: Vec<serde_json::Value> = rows
+        .iter()
+        .filter_map(|f| {
+            let status = if f.done {
+                "done"
+            } else if f.due_at > now {
+                "scheduled"
+            } else if now - f.due_at > OVERDUE_AFTER_MS {
+                "overdue"
+            } else {
+                "due"
+            };
+            wanted.contains(&status).then(|| {
+                json!({
+                    "id": f.id,
+                    "status": status,
+                    "conversation_id": f.conversation_id,
+                    "customer_id": f.customer_id,
+                    "queue": f.queue,
+                    "agent_id": f.agent_id,
+                    "due_at": super::encode::rfc3339(f.due_at),
+                    "note": f.note,
+                    "created_at": super::encode::rfc3339(f.created_at),
+                    "opened_as": f.opened_as,
+                })
+            })
+        })
+        .collect();
+    axum::Json(json!({ "follow_ups": listed })).into_response()
 }

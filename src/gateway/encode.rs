@@ -145,6 +145,16 @@ pub fn notice(n: &Notice) -> String {
             channel,
             agent_kept,
         } => switched(conversation_id, *channel, *agent_kept, None),
+        Notice::FollowUp {
+            conversation_id,
+            about,
+            note,
+        } => ServerFrame::FollowUp {
+            conversation_id,
+            about,
+            note: note.as_deref(),
+        }
+        .encode(),
         Notice::Rtc {
             conversation_id,
             from,

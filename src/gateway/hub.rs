@@ -22,8 +22,9 @@ use super::encode;
 use super::metrics::Metrics;
 use crate::config::{AgentConfig, QueueConfig};
 use crate::core::{
-    AgentSnapshot, ConnId, ConversationState, ConversationView, Effect, EventBody, Id, Input,
-    Millis, Notice, OpenConversation, Participant, Record, RefusalKind, Reply, Switchboard,
+    AgentSnapshot, ConnId, ConversationState, ConversationView, Effect, EventBody, FollowUpDue, Id,
+    Input, Millis, Notice, OpenConversation, Participant, Record, RefusalKind, Reply, Switchboard,
+    default_customer_name,
 };
 use crate::protocol::ErrorCode;
 use crate::protocol::server::MediaInfo;
@@ -165,6 +166,9 @@ impl Hub {
         let mut commands = Vec::with_capacity(self.max_batch);
         let mut effects = Vec::new();
         let mut stopping = false;
+        // Follow-ups live in the store; it is asked once a second for those due.
+        let mut follow_ups = tokio::time::interval(Duration::from_secs(1));
+        follow_ups.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.switchboard.next_deadline().map(|at| {
                 let wait = at.saturating_sub(now_ms());
@@ -177,6 +181,9 @@ impl Hub {
                     }
                 }
                 () = sleep_until(deadline) => {}
+                _ = follow_ups.tick(), if !stopping => {
+                    self.open_due_follow_ups(now_ms(), &mut effects).await;
+                }
                 () = stop.cancelled(), if !stopping => {
                     // Refuse new commands; the loop drains those already queued.
                     stopping = true;
@@ -218,6 +225,35 @@ impl Hub {
             self.refresh_gauges();
         }
         tracing::debug!("hub stopped");
+    }
+
+    /// Opens the follow-ups that fell due (each once: the store marks it opened in the
+    /// same commit as the conversation it opens as).
+    async fn open_due_follow_ups(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        let due = match self.store.due_follow_ups(now, 100).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "reading due follow-ups failed");
+                return;
+            }
+        };
+        for f in due {
+            let history = self.store.history(&f.customer_id).await.unwrap_or_default();
+            let due = FollowUpDue {
+                follow_up_id: f.id.as_str().into(),
+                about: f.conversation_id.as_str().into(),
+                conversation_id: uuid::Uuid::now_v7().simple().to_string().into(),
+                customer_name: default_customer_name(&f.customer_id),
+                customer_id: f.customer_id.as_str().into(),
+                queue: f.queue.as_str().into(),
+                agent_id: Some(f.agent_id.as_str().into()),
+                note: f.note.as_deref().map(Into::into),
+                due_at: f.due_at,
+                history,
+            };
+            self.switchboard
+                .handle(Input::OpenFollowUp(Box::new(due)), now, out);
+        }
     }
 
     /// Operator API requests. A change is validated, made durable, then applied to
@@ -536,6 +572,13 @@ impl Hub {
                 };
                 for conn in conns {
                     let item = match &notice {
+                        // A conversation opened for the customer: follow it from seq 1.
+                        Notice::FollowUp {
+                            conversation_id, ..
+                        } => Outbound::Follow {
+                            conversation_id: conversation_id.clone(),
+                            frame: frame.clone(),
+                        },
                         Notice::Event(e) => Outbound::Event {
                             conversation_id: e.conversation_id.clone(),
                             seq: e.seq,

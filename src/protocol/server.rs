@@ -88,6 +88,13 @@ pub enum ServerFrame<'a> {
     SurveyRequest {
         conversation_id: &'a str,
     },
+    /// To the customer: the business opened a conversation to follow up on `about`.
+    FollowUp {
+        conversation_id: &'a str,
+        about: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<&'a str>,
+    },
     /// The customer's own conversations, newest first (reply to `history`).
     History {
         #[serde(skip_serializing_if = "Option::is_none")]

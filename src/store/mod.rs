@@ -63,6 +63,23 @@ pub struct PastConversation {
     pub repeat_of: Option<String>,
 }
 
+/// A follow-up as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUpRow {
+    pub id: String,
+    pub conversation_id: String,
+    pub customer_id: String,
+    pub queue: String,
+    pub agent_id: String,
+    pub due_at: Millis,
+    pub note: Option<String>,
+    pub created_at: Millis,
+    /// The conversation it opened as, once due.
+    pub opened_as: Option<String>,
+    /// Whether that conversation is closed (the follow-up is done).
+    pub done: bool,
+}
+
 /// A customer's answer to `survey_request`.
 #[derive(Debug, Clone)]
 pub struct Survey {
@@ -106,6 +123,11 @@ pub trait Store: Send + Sync + 'static {
     /// agent (unless rated 2 or lower), the agents they rated poorly.
     async fn history(&self, customer_id: &str) -> Result<CustomerHistory, StoreError>;
     async fn customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError>;
+    /// Follow-ups due at `now` that have not opened yet, oldest first.
+    async fn due_follow_ups(&self, now: Millis, limit: u32)
+    -> Result<Vec<FollowUpRow>, StoreError>;
+    /// Every follow-up, by due time (the operator API filters them).
+    async fn follow_ups(&self, limit: u32) -> Result<Vec<FollowUpRow>, StoreError>;
     /// The customer's latest conversation on `queue` that closed at or after `since`
     /// (a new one repeats it).
     async fn repeat_candidate(

@@ -14,7 +14,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    CustomerRecord, PastConversation, Store, StoreError, StoredConversation, Survey, SurveyOutcome,
+    CustomerRecord, FollowUpRow, PastConversation, Store, StoreError, StoredConversation, Survey,
+    SurveyOutcome,
 };
 use crate::core::{
     Author, Channel, ConversationRecord, ConversationState, CustomerHistory, Event, EventBody, Id,
@@ -36,6 +37,54 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Follow-ups: `due_only`, those due at `now` and not opened; else all of them.
+    async fn follow_up_rows(
+        &self,
+        due_only: bool,
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<FollowUpRow>, StoreError> {
+        macro_rules! select {
+            ($filter:literal) => {
+                concat!(
+                    "SELECT f.id, f.conversation_id, f.customer_id, f.queue, f.agent_id,
+                        f.due_at, f.note, f.created_at, f.opened_as,
+                        (SELECT state FROM conversations c WHERE c.id = f.opened_as)
+                            AS opened_state
+                     FROM follow_ups f ",
+                    $filter
+                )
+            };
+        }
+        let sql = if due_only {
+            select!("WHERE f.opened_as IS NULL AND f.due_at <= ?1 ORDER BY f.due_at LIMIT ?2")
+        } else {
+            select!("WHERE ?1 >= 0 ORDER BY f.due_at LIMIT ?2")
+        };
+        let rows = sqlx::query(sql)
+            .bind(db_int(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let opened_state: Option<String> = r.try_get("opened_state")?;
+                Ok(FollowUpRow {
+                    id: r.try_get("id")?,
+                    conversation_id: r.try_get("conversation_id")?,
+                    customer_id: r.try_get("customer_id")?,
+                    queue: r.try_get("queue")?,
+                    agent_id: r.try_get("agent_id")?,
+                    due_at: millis(r.try_get("due_at")?),
+                    note: r.try_get("note")?,
+                    created_at: millis(r.try_get("created_at")?),
+                    opened_as: r.try_get("opened_as")?,
+                    done: opened_state.as_deref() == Some("closed"),
+                })
+            })
+            .collect()
+    }
+
     /// Opens (creating if needed) `DIR/warmline.db` and runs the migrations.
     pub async fn open(
         data_dir: &Path,
@@ -336,6 +385,48 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .execute(&mut **tx)
             .await?;
         }
+        Record::FollowUpScheduled {
+            follow_up_id,
+            conversation_id,
+            customer_id,
+            queue,
+            agent_id,
+            due_at,
+            note,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO follow_ups (id, conversation_id, customer_id, queue, agent_id,
+                    due_at, note, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(id) DO UPDATE SET due_at = excluded.due_at, note = excluded.note",
+            )
+            .bind(&**follow_up_id)
+            .bind(&**conversation_id)
+            .bind(&**customer_id)
+            .bind(&**queue)
+            .bind(&**agent_id)
+            .bind(db_int(*due_at))
+            .bind(note.as_deref())
+            .bind(db_int(*at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::FollowUpOpened {
+            follow_up_id,
+            conversation_id,
+            at,
+        } => {
+            sqlx::query(
+                "UPDATE follow_ups SET opened_as = ?2, opened_at = ?3
+                 WHERE id = ?1 AND opened_as IS NULL",
+            )
+            .bind(&**follow_up_id)
+            .bind(&**conversation_id)
+            .bind(db_int(*at))
+            .execute(&mut **tx)
+            .await?;
+        }
         Record::CustomerMerged { from, into, at } => {
             for sql in [
                 "UPDATE conversations SET customer_id = ?2 WHERE customer_id = ?1",
@@ -572,6 +663,18 @@ impl Store for SqliteStore {
             first_seen: u64::try_from(first).unwrap_or(0),
             last_seen: u64::try_from(last).unwrap_or(0),
         }))
+    }
+
+    async fn due_follow_ups(
+        &self,
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<FollowUpRow>, StoreError> {
+        self.follow_up_rows(true, now, limit).await
+    }
+
+    async fn follow_ups(&self, limit: u32) -> Result<Vec<FollowUpRow>, StoreError> {
+        self.follow_up_rows(false, 0, limit).await
     }
 
     async fn repeat_candidate(

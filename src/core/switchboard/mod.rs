@@ -13,7 +13,7 @@ mod transfer;
 pub use definitions::QueueState;
 
 use super::io::{
-    AgentSnapshot, ConversationView, CoreSettings, Effect, Input, Notice, OfferView,
+    AgentSnapshot, ConversationView, CoreSettings, Effect, FollowUpDue, Input, Notice, OfferView,
     OpenConversation, QueueSettings, Refusal, Reply, ReqId, RestoredConversation, RevokeReason,
     StartRequest, TransferTarget,
 };
@@ -674,8 +674,22 @@ impl Switchboard {
                 conversation_id,
                 resolution,
                 note,
+                follow_up_at,
             } => match self.held_by_agent(&conversation_id, &agent_id) {
                 Ok(()) => {
+                    if let (Resolution::FollowUp, Some(due_at)) = (resolution, follow_up_at) {
+                        let conv = &self.conversations[&conversation_id];
+                        out.push(Effect::Persist(Record::FollowUpScheduled {
+                            follow_up_id: format!("fu-{conversation_id}").into(),
+                            conversation_id: conversation_id.clone(),
+                            customer_id: conv.rec.customer_id.clone(),
+                            queue: conv.rec.queue.clone(),
+                            agent_id: agent_id.clone(),
+                            due_at,
+                            note: note.clone(),
+                            at: now,
+                        }));
+                    }
                     self.finish(
                         &conversation_id,
                         Role::Agent,
@@ -723,6 +737,7 @@ impl Switchboard {
                 payload,
             } => self.rtc(conn, req, from, conversation_id, payload, out),
             Input::MergeCustomer { from, into } => self.merge_customer(from, into, now, out),
+            Input::OpenFollowUp(due) => self.open_follow_up(*due, now, out),
             Input::CustomerSeen { customer_id } => out.push(Effect::Persist(Record::Customer {
                 id: customer_id,
                 seen_at: now,
@@ -1174,6 +1189,69 @@ impl Switchboard {
             now,
             out,
         );
+    }
+
+    /// A follow-up fell due: an outbound conversation for the customer, in the queue of
+    /// the one it follows up on, offered first to the agent who scheduled it (as the
+    /// customer's last agent, for the queue's affinity wait), opened by a system line
+    /// that says why. The customer's connections start following it; a customer who
+    /// is away finds it open at their next `hello`.
+    fn open_follow_up(&mut self, due: FollowUpDue, now: Millis, out: &mut Vec<Effect>) {
+        let exists = self.queues.contains_key(&due.queue);
+        out.push(Effect::Persist(Record::FollowUpOpened {
+            follow_up_id: due.follow_up_id.clone(),
+            conversation_id: due.conversation_id.clone(),
+            at: now,
+        }));
+        if !exists || self.conversations.contains_key(&due.conversation_id) {
+            return;
+        }
+        let mut history = due.history;
+        if due.agent_id.is_some() {
+            history.last_agent = due.agent_id.clone();
+        }
+        let request = StartRequest {
+            conn: ConnId(0),
+            req: None,
+            customer_id: due.customer_id.clone(),
+            customer_name: due.customer_name,
+            history,
+            conversation_id: due.conversation_id.clone(),
+            queue: due.queue,
+            channel: Channel::Chat,
+            language: None,
+            skills: Skills::new(),
+            attributes: format!("{{\"follow_up_of\":\"{}\"}}", due.about).into(),
+            context: Vec::new(),
+            repeat_of: Some(due.about.clone()),
+            text: None,
+        };
+        // The start's reply goes to no connection (ConnId 0 is never one).
+        self.start(request, now, out);
+        out.retain(|e| {
+            !matches!(
+                e,
+                Effect::Reply {
+                    conn: ConnId(0),
+                    ..
+                }
+            )
+        });
+        // First the notice (the customer's connections follow the conversation from
+        // here), then the line that opens it.
+        out.push(Effect::Notify {
+            to: Participant::Customer(due.customer_id),
+            notice: Notice::FollowUp {
+                conversation_id: due.conversation_id.clone(),
+                about: due.about,
+                note: due.note.clone(),
+            },
+        });
+        let text = match &due.note {
+            Some(note) => format!("We are getting back to you as promised: {note}"),
+            None => "We are getting back to you as promised.".to_owned(),
+        };
+        self.system_line(&due.conversation_id, text, now, out);
     }
 
     /// The visitor's open conversations become the customer's (the store moves the
