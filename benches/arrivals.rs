@@ -208,6 +208,8 @@ fn start(n: u64) -> Input {
         language: None,
         skills: Default::default(),
         attributes: "{}".into(),
+        context: Vec::new(),
+        repeat_of: None,
         text: None,
     }))
 }
