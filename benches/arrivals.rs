@@ -46,6 +46,7 @@ fn main() {
         queued_update_interval_ms: 5_000,
         dedupe_window: 16,
         voice_excludes_chat: true,
+        coaching: Default::default(),
     };
     let mut sb = Switchboard::new(settings, 1);
     let mut out = Vec::new();

@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::core::hours::Window;
+use crate::core::signals::coaching::{Coaching, CoachingRule};
 use crate::core::{
     AgentSettings, AttributeRule, CoreSettings, Hours, QueueSettings, StepSettings, Strategy,
 };
@@ -27,6 +28,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub routing: RoutingConfig,
     pub media: MediaConfig,
+    pub signals: SignalsConfig,
     pub log: LogConfig,
     /// The skills queues and agents may name. Empty: any.
     pub skills: Vec<String>,
@@ -124,6 +126,44 @@ pub struct RoutingConfig {
     /// A new conversation within this long of the customer's previous one on the same
     /// queue is a repeat contact (it names that one; its agent sees it).
     pub repeat_window_ms: u64,
+}
+
+/// Satisfaction signals.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalsConfig {
+    /// Coaching rules on agents' messages. Unset: the built-in list (see
+    /// warmline.example.toml); set: exactly these.
+    pub coaching: Option<Vec<CoachingRuleConfig>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoachingRuleConfig {
+    pub code: String,
+    pub hint: String,
+    #[serde(default)]
+    pub positive: bool,
+    pub phrases: Vec<String>,
+}
+
+impl SignalsConfig {
+    pub fn coaching(&self) -> Coaching {
+        match &self.coaching {
+            None => Coaching::default(),
+            Some(rules) => Coaching::new(
+                rules
+                    .iter()
+                    .map(|r| CoachingRule {
+                        code: r.code.as_str().into(),
+                        hint: r.hint.as_str().into(),
+                        positive: r.positive,
+                        phrases: r.phrases.clone(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// Phone calls streamed over `/ws/media` (Twilio Media Streams format).
@@ -703,6 +743,27 @@ impl Config {
                 );
             }
         }
+        for (i, rule) in self.signals.coaching.iter().flatten().enumerate() {
+            let key = format!("signals.coaching[{i}]");
+            if !valid_attribute(&rule.code) {
+                err(
+                    format!("{key}.code"),
+                    "must be 1-64 characters: lowercase letters, digits, `_`",
+                );
+            }
+            if rule.hint.trim().is_empty() || rule.hint.len() > 300 {
+                err(format!("{key}.hint"), "must be 1-300 bytes");
+            }
+            if rule.phrases.is_empty()
+                || rule.phrases.len() > 200
+                || rule
+                    .phrases
+                    .iter()
+                    .any(|p| p.trim().is_empty() || p.len() > 200)
+            {
+                err(format!("{key}.phrases"), "1-200 phrases, each 1-200 bytes");
+            }
+        }
         let m = &self.media;
         if let Some(queue) = &m.default_queue
             && !self.queues.is_empty()
@@ -750,6 +811,7 @@ impl Config {
             queued_update_interval_ms: self.routing.queued_update_interval_ms,
             dedupe_window: self.routing.dedupe_window,
             voice_excludes_chat: self.routing.voice_excludes_chat,
+            coaching: std::sync::Arc::new(self.signals.coaching()),
         }
     }
 }

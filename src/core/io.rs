@@ -271,6 +271,12 @@ pub enum Notice {
         about: Id,
         note: Option<Text>,
     },
+    /// To the agent: coaching flags their message `seq` raised.
+    Coaching {
+        conversation_id: Id,
+        seq: u64,
+        flags: Vec<super::signals::coaching::Flag>,
+    },
     /// To the conversation's agent: the call's voice signals so far.
     VoiceSignals {
         conversation_id: Id,
@@ -300,6 +306,9 @@ impl Notice {
                 conversation_id, ..
             }
             | Notice::FollowUp {
+                conversation_id, ..
+            }
+            | Notice::Coaching {
                 conversation_id, ..
             } => Some(conversation_id),
             Notice::Offer(_)
@@ -530,6 +539,8 @@ pub struct CoreSettings {
     pub dedupe_window: usize,
     /// An agent on a voice call (or offered one) takes no chats.
     pub voice_excludes_chat: bool,
+    /// Coaching flags raised by agents' messages.
+    pub coaching: std::sync::Arc<super::signals::coaching::Coaching>,
 }
 
 /// A conversation as the store hands it back at start-up.

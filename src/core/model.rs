@@ -249,6 +249,14 @@ pub enum Record {
     /// An agent let an offer go: rejected it (`missed: false`, with the reason they
     /// gave) or did not answer in time (`missed: true`). Kept for coaching and for the
     /// queue's health: offers that keep bouncing are a routing or staffing problem.
+    /// Coaching flags an agent's message raised (for reports).
+    CoachingFlags {
+        conversation_id: Id,
+        agent_id: Id,
+        seq: u64,
+        codes: Vec<Id>,
+        at: Millis,
+    },
     /// An agent closed with `follow_up`: get back to the customer at `due_at`.
     FollowUpScheduled {
         follow_up_id: Id,

@@ -152,6 +152,7 @@ impl World {
             queued_update_interval_ms: QUEUED_INTERVAL_MS,
             dedupe_window: DEDUPE_WINDOW,
             voice_excludes_chat: false,
+            coaching: Default::default(),
         }
     }
 }
@@ -562,6 +563,8 @@ impl Harness {
                     self.absorb_record(rec, kind, &mut closed_records)?;
                     self.store.insert(rec.id.clone(), rec.clone());
                 }
+                // Coaching is checked by its own tests; here it must only not disturb.
+                Effect::Persist(Record::CoachingFlags { .. }) => {}
                 Effect::Persist(
                     Record::VoiceSignals { .. }
                     | Record::CustomerMerged { .. }
@@ -769,6 +772,12 @@ impl Harness {
         match notice {
             // Matched against the persisted events at the end of the step.
             Notice::Event(_) => unreachable!("handled by absorb"),
+            Notice::Coaching { .. } => {
+                ensure!(
+                    matches!(to, Participant::Agent(_)),
+                    "coaching to a customer: {notice:?}"
+                );
+            }
             Notice::VoiceSignals { .. }
             | Notice::Switched { .. }
             | Notice::Rtc { .. }

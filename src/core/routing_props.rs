@@ -252,6 +252,7 @@ impl World {
             queued_update_interval_ms: 1_000,
             dedupe_window: 4,
             voice_excludes_chat: self.vxc,
+            coaching: Default::default(),
         }
     }
 }
@@ -1043,6 +1044,7 @@ impl Harness {
     fn on_notice(&mut self, to: &Participant, notice: &Notice) -> Result<(), String> {
         let now = self.m.now;
         match notice {
+            Notice::Coaching { .. } => Ok(()),
             Notice::VoiceSignals { .. }
             | Notice::Switched { .. }
             | Notice::Rtc { .. }

@@ -3,7 +3,7 @@
 
 use crate::protocol::server::MediaInfo;
 use crate::protocol::server::VoiceSignals as WireVoiceSignals;
-use crate::protocol::server::{HistoryEntry, RepeatOf};
+use crate::protocol::server::{FlagView, HistoryEntry, RepeatOf};
 use crate::store::PastConversation;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -174,6 +174,25 @@ pub fn notice(n: &Notice) -> String {
         } => ServerFrame::Signals {
             conversation_id,
             voice: Some(voice_signals(signals)),
+            flags: Vec::new(),
+        }
+        .encode(),
+        Notice::Coaching {
+            conversation_id,
+            seq,
+            flags,
+        } => ServerFrame::Signals {
+            conversation_id,
+            voice: None,
+            flags: flags
+                .iter()
+                .map(|f| FlagView {
+                    code: &f.code,
+                    seq: *seq,
+                    hint: &f.hint,
+                    positive: f.positive,
+                })
+                .collect(),
         }
         .encode(),
     }

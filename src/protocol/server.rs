@@ -106,6 +106,8 @@ pub enum ServerFrame<'a> {
         conversation_id: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         voice: Option<VoiceSignals>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        flags: Vec<FlagView<'a>>,
     },
     Status {
         state: &'a str,
@@ -303,4 +305,14 @@ pub struct VoiceSignals {
     pub silences: u32,
     pub longest_silence_ms: u64,
     pub hold_ms: u64,
+}
+
+/// A coaching flag on one of the agent's messages.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FlagView<'a> {
+    pub code: &'a str,
+    pub seq: u64,
+    pub hint: &'a str,
+    /// A good sign (apology, next step) rather than a habit to lose.
+    pub positive: bool,
 }

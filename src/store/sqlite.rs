@@ -385,6 +385,27 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .execute(&mut **tx)
             .await?;
         }
+        Record::CoachingFlags {
+            conversation_id,
+            agent_id,
+            seq,
+            codes,
+            at,
+        } => {
+            for code in codes {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO coaching_flags (conversation_id, seq, code, agent_id, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .bind(&**conversation_id)
+                .bind(db_int(*seq))
+                .bind(&**code)
+                .bind(&**agent_id)
+                .bind(db_int(*at))
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
         Record::FollowUpScheduled {
             follow_up_id,
             conversation_id,

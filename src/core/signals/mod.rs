@@ -1,4 +1,6 @@
 //! Satisfaction signals computed in the core: measured from what happens in a
-//! conversation, never assumed. `voice`: talk, silence, crosstalk and hold of a call.
+//! conversation, never assumed. `voice`: talk, silence, crosstalk and hold of a call; `coaching`: flags from the
+//! agent's own words.
 
+pub mod coaching;
 pub mod voice;

@@ -940,6 +940,12 @@ impl Switchboard {
             req,
             ack(Some(conversation_id.clone()), Some(seq)),
         );
+        // Coaching: what the agent's words say, while it can still change the outcome.
+        let flags = if author.role == Role::Agent {
+            self.settings.coaching.flags(&text)
+        } else {
+            Vec::new()
+        };
         let appended = self.append(
             &conversation_id,
             EventBody::Message {
@@ -951,6 +957,23 @@ impl Switchboard {
             out,
         );
         debug_assert_eq!(appended, seq);
+        if !flags.is_empty() {
+            out.push(Effect::Persist(Record::CoachingFlags {
+                conversation_id: conversation_id.clone(),
+                agent_id: author.id.clone(),
+                seq,
+                codes: flags.iter().map(|f| f.code.clone()).collect(),
+                at: now,
+            }));
+            out.push(Effect::Notify {
+                to: Participant::Agent(author.id.clone()),
+                notice: Notice::Coaching {
+                    conversation_id: conversation_id.clone(),
+                    seq,
+                    flags,
+                },
+            });
+        }
         if let Some(client_id) = client_msg_id {
             let window = self.settings.dedupe_window;
             let conv = self
@@ -2205,6 +2228,7 @@ mod tests {
             queued_update_interval_ms: 1000,
             dedupe_window: 8,
             voice_excludes_chat: true,
+            coaching: Default::default(),
         }
     }
 

@@ -251,6 +251,7 @@ mod tests {
             queued_update_interval_ms: 1000,
             dedupe_window: 8,
             voice_excludes_chat: true,
+            coaching: Default::default(),
         };
         let mut sb = Switchboard::new(settings, 1);
         let mut out = Vec::new();
