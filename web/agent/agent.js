@@ -15,9 +15,10 @@
     name: $('agent-name'), availability: $('availability'), ready: $('ready'), signOut: $('sign-out'),
     status: $('status'), reconnect: $('reconnect'), tokenForm: $('token-form'), tokenInput: $('token-input'),
     offers: $('offers'), list: $('conv-list'), noConvs: $('no-convs'),
-    panel: $('panel'), title: $('panel-title'), meta: $('panel-meta'), attributes: $('attributes'), history: $('history'),
+    panel: $('panel'), title: $('panel-title'), meta: $('panel-meta'), infoSlot: $('info-slot'),
     slot: $('transcript-slot'), typing: $('typing'), composer: $('composer'), input: $('message-input'), send: $('send'),
-    closeForm: $('close-form'), resolution: $('resolution'), note: $('close-note'), close: $('close'),
+    closeForm: $('close-form'), resolution: $('resolution'), note: $('close-note'), noteLabel: $('close-note-label'), close: $('close'),
+    followUpField: $('follow-up-field'), followUpAt: $('follow-up-at'), followUpHelp: $('follow-up-help'), closeStatus: $('close-status'),
     closed: $('closed'), closedText: $('closed-text'), dismiss: $('dismiss'),
     transferForm: $('transfer-form'), transferKind: $('transfer-kind'), transferTargetLabel: $('transfer-target-label'),
     transferTarget: $('transfer-target'), transferMode: $('transfer-mode'), transferNote: $('transfer-note'),
@@ -141,18 +142,19 @@
         if (r.kind === 'status') { setState(r.state); setStatus('Status: ' + STATES[r.state] + '.'); }
         if (r.kind === 'transfer') onTransferAck(r);
         if (r.kind === 'hold' || r.kind === 'clear') onCallControlAck(r);
+        if (r.kind === 'close') onCloseAck(r);
         break;
       case 'error':
         requests.delete(f.id);
         if (r && r.kind === 'transfer') { onTransferRefused(r, f); break; } // shown by the transfer form
         if (r && (r.kind === 'hold' || r.kind === 'clear')) { onCallControlRefused(r, f); break; } // shown on the call
+        if (r && r.kind === 'close') { onCloseRefused(r, f); break; } // shown by the close form
         if (!r && isAudioError(f)) break; // about a binary frame: handled there, not worth the status line
         setStatus(f.message || f.code || 'Something went wrong.', true);
         if (!r) break;
         if (r.kind === 'message') r.conv.setState(r.item, 'failed');
         if (r.kind === 'accept' || r.kind === 'reject') removeOffer(r.offerId);
         if (r.kind === 'status') setState(agentState); // put the select back
-        if (r.kind === 'close') r.conv.closing = false;
         break;
       default: // rtc…: not used by this page
     }
@@ -268,13 +270,15 @@
       c = new W.Transcript(info.conversation_id, ol, (t, item) =>
         ready && request('message', { type: 'message', conversation_id: t.id, text: item.text, client_msg_id: item.clientMsgId }, { conv: t, item }));
       Object.assign(c, { closed: false, gone: false, closing: false, unread: 0, draft: '', typing: false,
-        transferring: null, transferred: null, transferNote: null, moved: null, call: null });
+        transferring: null, transferred: null, transferNote: null, moved: null, call: null,
+        info: null, closeNote: null, followUpAt: null });
       c.btn = h('button', { type: 'button', 'data-testid': 'conversation-item', 'data-conversation-id': c.id, onclick: () => select(c.id) });
       c.item = h('li', null, c.btn);
       ui.list.append(c.item);
       convs.set(c.id, c);
     }
-    for (const k of ['channel', 'queue', 'state', 'customer', 'attributes', 'history']) if (info[k] !== undefined) c[k] = info[k];
+    for (const k of ['channel', 'queue', 'state', 'customer', 'attributes', 'history', 'repeat_of']) if (info[k] !== undefined) c[k] = info[k];
+    if (['attributes', 'history', 'repeat_of', 'customer'].some((k) => info[k] !== undefined)) c.info = null; // built again when shown
     refresh(c);
     return c;
   }
@@ -302,14 +306,13 @@
     ui.title.textContent = customerName(c);
     ui.meta.textContent = [channelText(c.channel), c.queue && 'queue ' + c.queue, stateText(c),
       s && 'sentiment ' + s.last + (s.trend ? ' (' + s.trend + ')' : '')].filter(Boolean).join(' · ');
-    ui.attributes.replaceChildren(...Object.entries(c.attributes || {}).flatMap(([k, v]) =>
-      [h('dt', null, k), h('dd', null, typeof v === 'string' ? v : JSON.stringify(v))]));
-    ui.history.replaceChildren(...(c.history || []).map((x) =>
-      h('li', null, [x.closed_at, x.resolution, x.csat != null && 'CSAT ' + x.csat].filter(Boolean).join(' · '))));
+    if (!c.info) c.info = buildInfo(c);
+    if (ui.infoSlot.firstElementChild !== c.info) ui.infoSlot.replaceChildren(c.info);
     ui.typing.textContent = c.typing ? 'Customer is typing…' : '';
     ui.closedText.textContent = c.transferred ? transferredText(c.transferred) : c.moved ? movedText(c.moved)
       : c.gone ? 'This conversation is no longer assigned to you.' : (c.closedText || 'This conversation is closed.');
     renderTransfer(c);
+    renderClose(c);
     renderCall();
   }
   function select(id) {
@@ -339,19 +342,29 @@
     renderCall();
   }
 
-  function addEvent(c, f) {
-    if (!c.isNew(f)) return; // dedupe by seq
-    let li;
+  // A transcript event as a list item (the live transcript, and the earlier one of a repeat contact).
+  function eventItem(f) {
     if (f.type === 'message') {
       const s = f.sender || {}, own = s.role === 'agent' && s.id === me.id;
-      li = W.messageItem(own ? 'mine' : (s.role || 'system'), own ? 'You' : (s.display_name || s.role || 'System'), f.text, f.ts);
-      if (s.role === 'customer') { showTyping(c, false); if (c.id !== selected) c.unread++; }
-    } else if (f.type === 'assigned') {
+      return W.messageItem(own ? 'mine' : (s.role || 'system'), own ? 'You' : (s.display_name || s.role || 'System'), f.text, f.ts);
+    }
+    if (f.type === 'assigned') {
       const a = f.agent || {};
-      li = h('li', { class: 'event' }, (a.id === me.id ? 'You' : (a.display_name || 'An agent')) + ' joined the conversation.');
-    } else {
-      c.closedText = 'Closed by ' + (f.by || 'someone') + (f.resolution ? ' (' + f.resolution.replace('_', '-') + ')' : '') + '.';
-      li = h('li', { class: 'event' }, c.closedText);
+      return h('li', { class: 'event' }, (a.id === me.id ? 'You' : (a.display_name || 'An agent')) + ' joined the conversation.');
+    }
+    return h('li', { class: 'event' }, closedLine(f));
+  }
+  function closedLine(f) {
+    return 'Closed by ' + (f.by || 'someone') + (f.resolution ? ' (' + resolutionText(f.resolution).toLowerCase() + ')' : '') + '.';
+  }
+  function addEvent(c, f) {
+    if (!c.isNew(f)) return; // dedupe by seq
+    const li = eventItem(f);
+    if (f.type === 'message') {
+      if ((f.sender || {}).role === 'customer') { showTyping(c, false); if (c.id !== selected) c.unread++; }
+    } else if (f.type === 'closed') {
+      c.closedText = closedLine(f) + (f.resolution === 'follow_up' && c.followUpAt
+        ? ' You get back to them ' + whenText(c.followUpAt) + '.' : '');
       c.closed = true; c.closing = false; c.typing = false;
       endCall(c, f.by === 'customer' ? 'The caller hung up.' : 'The call ended.');
       c.transferring = null; // closing ends a warm transfer under way (the server sends no transfer_failed)
@@ -365,6 +378,131 @@
     c.typing = on;
     if (on) c.typingTimer = setTimeout(() => showTyping(c, false), 8000); // in case "off" is lost
     if (c.id === selected) ui.typing.textContent = on ? 'Customer is typing…' : '';
+  }
+
+  // ---- what came with the conversation: context, history, repeat contact --------------------
+  const RESOLUTIONS = { resolved: 'Resolved', unresolved: 'Unresolved', follow_up: 'Follow-up' };
+  function resolutionText(r) { return RESOLUTIONS[r] || String(r).replace(/_/g, ' '); }
+  function whenText(ts) {
+    const d = new Date(ts);
+    if (isNaN(d)) return String(ts);
+    const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    return d.toDateString() === new Date().toDateString() ? 'today ' + time
+      : d.toLocaleDateString([], { day: 'numeric', month: 'short', year: 'numeric' }) + ' ' + time;
+  }
+  function agoText(ts) {
+    const ms = Date.now() - new Date(ts).getTime();
+    if (!(ms >= 0)) return '';
+    const m = Math.round(ms / 60000);
+    if (m < 1) return 'less than a minute ago';
+    if (m < 60) return m + (m === 1 ? ' minute ago' : ' minutes ago');
+    const hrs = Math.round(m / 60);
+    if (hrs < 48) return hrs + (hrs === 1 ? ' hour ago' : ' hours ago');
+    return Math.round(hrs / 24) + ' days ago';
+  }
+  function agentText(id) { return !id ? 'nobody' : id === me.id ? 'you' : id; }
+  function valueText(v) { return typeof v === 'string' ? v : JSON.stringify(v); }
+  // Built once per conversation (and again when its fields change), kept while other
+  // conversations are shown, so an expanded transcript stays expanded.
+  function buildInfo(c) {
+    const attrs = c.attributes && typeof c.attributes === 'object' && !Array.isArray(c.attributes) ? c.attributes : {};
+    const hist = Array.isArray(c.history) ? c.history : [];
+    const rep = c.repeat_of && typeof c.repeat_of === 'object' ? c.repeat_of : null;
+    const followUpOf = attrs.follow_up_of != null ? String(attrs.follow_up_of) : null;
+    const panels = [];
+    if (rep || followUpOf) panels.push(repeatPanel(c, rep, followUpOf, hist));
+    const keys = Object.keys(attrs);
+    if (keys.length) {
+      panels.push(h('section', { class: 'card', 'data-testid': 'context', 'aria-labelledby': 'ctx-' + c.id },
+        h('h3', { id: 'ctx-' + c.id }, 'Context'),
+        h('dl', { class: 'kv' }, ...keys.flatMap((k) => [h('dt', null, k), h('dd', null, valueText(attrs[k]))]))));
+    }
+    if (hist.length) {
+      const linked = new Set([rep && rep.conversation_id, followUpOf].filter(Boolean));
+      panels.push(h('section', { class: 'card', 'data-testid': 'history', 'aria-labelledby': 'hist-' + c.id },
+        h('h3', { id: 'hist-' + c.id }, 'History (' + hist.length + (hist.length === 1 ? ' earlier conversation)' : ' earlier conversations)')),
+        h('div', { class: 'history-wrap' }, h('table', { class: 'history-table', 'aria-labelledby': 'hist-' + c.id },
+          h('thead', null, h('tr', null, ...['Date', 'Queue', 'Channel', 'Resolution', 'CSAT', 'Agent'].map((t) => h('th', { scope: 'col' }, t)))),
+          h('tbody', null, ...hist.map((x) => h('tr', { class: linked.has(x.conversation_id) ? 'linked' : null, 'data-conversation-id': x.conversation_id },
+            h('td', null, whenText(x.created_at)),
+            h('td', null, x.queue || ''),
+            h('td', null, channelText(x.channel || '')),
+            h('td', null, x.state === 'closed' ? (x.resolution ? resolutionText(x.resolution) : 'Ended') : 'Open (' + x.state + ')'),
+            h('td', null, x.csat != null ? x.csat + ' of 5' : '–'),
+            h('td', null, agentText(x.agent_id)))))))));
+    } else if (c.history !== undefined) {
+      panels.push(h('p', { class: 'help', 'data-testid': 'history' }, 'No earlier conversations with this customer.'));
+    }
+    return h('div', { class: 'info-panels' }, ...panels);
+  }
+  // A repeat contact (with the earlier conversation and what was said), or a follow-up promised.
+  function repeatPanel(c, rep, followUpOf, hist) {
+    const id = 'rep-' + c.id;
+    const about = followUpOf && (rep && rep.conversation_id === followUpOf ? rep : hist.find((x) => x.conversation_id === followUpOf));
+    const kids = [h('h3', { id }, followUpOf ? 'Follow-up' + (rep ? ' (repeat contact)' : '') : 'Repeat contact')];
+    if (followUpOf) {
+      const who = about && about.agent_id ? (about.agent_id === me.id ? 'You' : about.agent_id) : 'A colleague';
+      kids.push(h('p', { class: 'follow-up-of', 'data-testid': 'follow-up-of' },
+        who + ' promised to get back to this customer' + (about ? ' after their conversation of ' + whenText(about.created_at) : '') +
+        '. This conversation is that follow-up: the customer did not start it.'));
+    }
+    if (rep) {
+      if (!followUpOf) {
+        kids.push(h('p', null, 'The customer is back ' + (rep.closed_at ? agoText(rep.closed_at).replace(/ ago$/, '') + ' after' : 'soon after') +
+          ' their last conversation on ' + (rep.queue || 'this queue') + '. Pick up where it was left.'));
+      }
+      kids.push(h('dl', { class: 'kv' },
+        h('dt', null, 'Started'), h('dd', null, whenText(rep.created_at)),
+        h('dt', null, 'Closed'), h('dd', null, rep.closed_at ? whenText(rep.closed_at) + ' (' + agoText(rep.closed_at) + ')' : 'still open'),
+        h('dt', null, 'Resolution'), h('dd', null, rep.resolution ? resolutionText(rep.resolution) : '–'),
+        h('dt', null, 'Agent'), h('dd', null, agentText(rep.agent_id)),
+        h('dt', null, 'CSAT'), h('dd', null, rep.csat != null ? rep.csat + ' of 5' : 'not rated'),
+        rep.transfers ? h('dt', null, 'Transfers') : null, rep.transfers ? h('dd', null, String(rep.transfers)) : null));
+      const events = Array.isArray(rep.transcript) ? rep.transcript : [];
+      if (events.length) {
+        const t = new W.Transcript(rep.conversation_id, h('ol', { class: 'transcript', 'aria-label': 'Earlier transcript' }), () => false);
+        events.forEach((f) => { if (t.isNew(f)) t.add(eventItem(f), f.seq); });
+        const n = events.filter((f) => f.type === 'message').length;
+        kids.push(h('details', { 'data-testid': 'repeat-transcript' },
+          h('summary', null, 'Earlier transcript (' + n + (n === 1 ? ' message)' : ' messages)')), t.ol));
+      }
+    }
+    return h('section', { class: 'card repeat', 'data-testid': 'repeat', 'aria-labelledby': id }, ...kids);
+  }
+
+  // ---- closing ----------------------------------------------------------------------------
+  function onResolution() {
+    const followUp = ui.resolution.value === 'follow_up';
+    ui.followUpField.hidden = ui.followUpHelp.hidden = !followUp;
+    ui.noteLabel.textContent = followUp ? 'Note for the customer (optional)' : 'Note (optional)';
+    if (followUp && !ui.followUpAt.value) { // tomorrow, 9:00 local time
+      const d = new Date();
+      d.setDate(d.getDate() + 1);
+      d.setHours(9, 0, 0, 0);
+      ui.followUpAt.value = localInputValue(d);
+    }
+  }
+  function localInputValue(d) {
+    const p = (n) => String(n).padStart(2, '0');
+    return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + 'T' + p(d.getHours()) + ':' + p(d.getMinutes());
+  }
+  function renderClose(c) {
+    const n = c.closeNote;
+    setText(ui.closeStatus, c.closing ? 'Closing…' : n ? n.text : '');
+    ui.closeStatus.classList.toggle('error', !c.closing && !!(n && n.error));
+  }
+  function onCloseAck(r) {
+    const c = r.conv;
+    c.closing = false;
+    if (c.id === selected) { ui.note.value = ''; ui.followUpAt.value = ''; ui.resolution.value = 'resolved'; onResolution(); }
+    refresh(c);
+  }
+  function onCloseRefused(r, f) {
+    const c = r.conv;
+    c.closing = false;
+    c.followUpAt = null;
+    c.closeNote = { text: 'Not closed: ' + (f.message || f.code) + '.', error: true };
+    refresh(c);
   }
 
   // ---- transfers -------------------------------------------------------------------------
@@ -934,14 +1072,30 @@
     ev.preventDefault();
     const c = convs.get(selected);
     if (!isOpen(c) || !ready) return;
-    typing.stop(true);
     const frame = { type: 'close', conversation_id: c.id, resolution: ui.resolution.value };
     if (ui.note.value.trim()) frame.note = ui.note.value.trim();
+    c.followUpAt = null;
+    if (frame.resolution === 'follow_up') {
+      // datetime-local is the agent's local time; the wire wants RFC 3339 UTC. Whether it is in the
+      // future (and not too far) is the gateway's call: its refusal is shown below the form.
+      const at = ui.followUpAt.value ? new Date(ui.followUpAt.value) : null;
+      if (!at || isNaN(at)) {
+        c.closeNote = { text: 'Choose when to get back to the customer.', error: true };
+        refresh(c);
+        ui.followUpAt.focus();
+        return;
+      }
+      frame.follow_up_at = at.toISOString();
+      c.followUpAt = frame.follow_up_at;
+    }
+    typing.stop(true);
     c.closing = true;
+    c.closeNote = null;
     request('close', frame, { conv: c });
-    ui.note.value = '';
     updateControls();
+    refresh(c);
   });
+  ui.resolution.addEventListener('change', onResolution);
   ui.mic.addEventListener('click', () => {
     const c = convs.get(selected);
     if (mic.conv === c) micOff(); else micOn(c);
@@ -977,6 +1131,7 @@
     history.replaceState(null, '', location.pathname + (params.toString() ? '?' + params : '') + location.hash);
   }
   onTransferKind();
+  onResolution();
   updateControls();
   connect();
 })();
