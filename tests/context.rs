@@ -215,3 +215,83 @@ async fn a_repeat_contact_carries_the_earlier_conversation() {
     assert_eq!(newest["conversation_id"], second);
     assert_eq!(newest["repeat_of"], first);
 }
+
+/// The customer had to repeat what the IVR already told us, and the agent asked for
+/// it: both are flagged to the agent live and counted on the conversation.
+#[tokio::test]
+async fn repeating_known_information_is_effort_and_is_flagged() {
+    let server = TestServer::start(&config()).await;
+    let mut alice = server.available_agent("alice").await;
+    drop(identified(&server, "cust-9").await);
+    let (status, _) = post_context(
+        &server,
+        "cust-9",
+        json!({"attributes": {"account_number": "55512345"}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut customer = identified(&server, "cust-9").await;
+    let conversation_id = customer.start().await;
+    accept_next_offer(&mut alice).await;
+
+    let asked = alice
+        .say(&conversation_id, "Hello! What is your account number?")
+        .await;
+    let signals = alice.until("signals").await;
+    assert_eq!(signals["flags"][0]["code"], "asked_known", "{signals}");
+    assert_eq!(signals["flags"][0]["seq"], asked);
+    let repeated = customer
+        .say(
+            &conversation_id,
+            "It's 555-123-45, I already typed it in the phone menu",
+        )
+        .await;
+    let signals = alice.until("signals").await;
+    assert_eq!(
+        signals["flags"][0]["code"], "customer_repeated",
+        "{signals}"
+    );
+    assert_eq!(signals["flags"][0]["seq"], repeated);
+    alice
+        .request(json!({"type":"close","conversation_id": conversation_id,"resolution":"resolved"}))
+        .await;
+
+    // Kept with the conversation.
+    let row = loop {
+        if let Some(row) = conversation_signals(&server, &conversation_id).await {
+            break row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(row, (1, 1, false, 1, 1));
+
+    // A customer who gives up while waiting abandoned.
+    let mut leaver = identified(&server, "cust-10").await;
+    let left = leaver.start().await;
+    leaver
+        .request(json!({"type":"end","conversation_id": left}))
+        .await;
+    let row = conversation_signals(&server, &left).await.expect("kept");
+    assert!(row.2, "abandoned");
+}
+
+/// (repeated_info, asked_known, abandoned, customer_messages, agent_messages)
+async fn conversation_signals(
+    server: &TestServer,
+    conversation_id: &str,
+) -> Option<(i64, i64, bool, i64, i64)> {
+    use sqlx::Connection;
+    let path = server.dir.path().join("data").join("warmline.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true);
+    let mut db = sqlx::SqliteConnection::connect_with(&options).await.ok()?;
+    sqlx::query_as(
+        "SELECT repeated_info, asked_known, abandoned, customer_messages, agent_messages
+         FROM conversation_signals WHERE conversation_id = ?1",
+    )
+    .bind(conversation_id)
+    .fetch_optional(&mut db)
+    .await
+    .ok()?
+}

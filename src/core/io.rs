@@ -166,6 +166,10 @@ pub struct FollowUpDue {
     pub note: Option<Text>,
     pub due_at: Millis,
     pub history: CustomerHistory,
+    /// The customer's trusted context now (routing rules, shown to the agent).
+    pub context: Vec<(Id, Text)>,
+    /// Attributes as JSON (the context and `follow_up_of`), made by the shell.
+    pub attributes: Text,
 }
 
 #[derive(Clone, Debug)]

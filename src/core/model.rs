@@ -249,6 +249,17 @@ pub enum Record {
     /// An agent let an offer go: rejected it (`missed: false`, with the reason they
     /// gave) or did not answer in time (`missed: true`). Kept for coaching and for the
     /// queue's health: offers that keep bouncing are a routing or staffing problem.
+    /// What a conversation was like, measured as it went, kept at its close.
+    ConversationSummary {
+        conversation_id: Id,
+        customer_id: Id,
+        queue: Id,
+        /// The agent who had it last, if any.
+        agent_id: Option<Id>,
+        resolution: Option<Resolution>,
+        summary: super::signals::conversation::Summary,
+        closed_at: Millis,
+    },
     /// Coaching flags an agent's message raised (for reports).
     CoachingFlags {
         conversation_id: Id,

@@ -564,7 +564,9 @@ impl Harness {
                     self.store.insert(rec.id.clone(), rec.clone());
                 }
                 // Coaching is checked by its own tests; here it must only not disturb.
-                Effect::Persist(Record::CoachingFlags { .. }) => {}
+                Effect::Persist(
+                    Record::CoachingFlags { .. } | Record::ConversationSummary { .. },
+                ) => {}
                 Effect::Persist(
                     Record::VoiceSignals { .. }
                     | Record::CustomerMerged { .. }

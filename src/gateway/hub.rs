@@ -239,6 +239,19 @@ impl Hub {
         };
         for f in due {
             let history = self.store.history(&f.customer_id).await.unwrap_or_default();
+            let context = self
+                .store
+                .context(&f.customer_id, now)
+                .await
+                .unwrap_or_default();
+            let mut attributes: serde_json::Map<String, Value> = context
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            attributes.insert(
+                "follow_up_of".into(),
+                Value::String(f.conversation_id.clone()),
+            );
             let due = FollowUpDue {
                 follow_up_id: f.id.as_str().into(),
                 about: f.conversation_id.as_str().into(),
@@ -250,6 +263,11 @@ impl Hub {
                 note: f.note.as_deref().map(Into::into),
                 due_at: f.due_at,
                 history,
+                context: context
+                    .into_iter()
+                    .map(|(k, v)| (Id::from(k.as_str()), Id::from(v.as_str())))
+                    .collect(),
+                attributes: Value::Object(attributes).to_string().into(),
             };
             self.switchboard
                 .handle(Input::OpenFollowUp(Box::new(due)), now, out);

@@ -385,6 +385,49 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .execute(&mut **tx)
             .await?;
         }
+        Record::ConversationSummary {
+            conversation_id,
+            customer_id,
+            queue,
+            agent_id,
+            resolution,
+            summary: s,
+            closed_at,
+        } => {
+            let opt = |v: Option<u64>| v.map(db_int);
+            sqlx::query(
+                "INSERT OR REPLACE INTO conversation_signals (conversation_id, customer_id,
+                    queue, agent_id, resolution, wait_ms, first_response_ms, mean_response_ms,
+                    max_response_ms, handle_ms, abandoned, transfers_cold, transfers_warm,
+                    bounces, repeated_info, asked_known, customer_messages, agent_messages,
+                    flags_negative, flags_positive, closed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18, ?19, ?20, ?21)",
+            )
+            .bind(&**conversation_id)
+            .bind(&**customer_id)
+            .bind(&**queue)
+            .bind(agent_id.as_deref())
+            .bind(resolution.map(Resolution::as_str))
+            .bind(db_int(s.wait_ms))
+            .bind(opt(s.first_response_ms))
+            .bind(opt(s.mean_response_ms))
+            .bind(opt(s.max_response_ms))
+            .bind(opt(s.handle_ms))
+            .bind(s.abandoned)
+            .bind(i64::from(s.transfers_cold))
+            .bind(i64::from(s.transfers_warm))
+            .bind(i64::from(s.bounces))
+            .bind(i64::from(s.repeated_info))
+            .bind(i64::from(s.asked_known))
+            .bind(i64::from(s.customer_messages))
+            .bind(i64::from(s.agent_messages))
+            .bind(i64::from(s.flags_negative))
+            .bind(i64::from(s.flags_positive))
+            .bind(db_int(*closed_at))
+            .execute(&mut **tx)
+            .await?;
+        }
         Record::CoachingFlags {
             conversation_id,
             agent_id,

@@ -3,4 +3,5 @@
 //! agent's own words.
 
 pub mod coaching;
+pub mod conversation;
 pub mod voice;

@@ -23,6 +23,8 @@ use super::model::{
 };
 use super::pools::{ClassKey, Pools};
 use super::routing::{self, AgentSlot, Need, Reason, channel_index};
+use super::signals::coaching::Flag;
+use super::signals::conversation::Tracker;
 use line::{Lane, Line, WaitKey};
 use transfer::{Handoff, PendingTransfer};
 
@@ -55,6 +57,8 @@ struct Conversation {
     assigned_at: Option<Millis>,
     /// Its candidate pool while waiting (cleared when its requirements change).
     class: Option<usize>,
+    /// Timing, transfers, effort and flags, as they happen.
+    tracker: Tracker,
 }
 
 struct Agent {
@@ -257,6 +261,7 @@ impl Switchboard {
             || rec.skills.clone(),
             |q| routing::merge(&q.settings.skills, &rec.skills),
         );
+        let created_at = rec.created_at;
         Conversation {
             rec,
             customer_name,
@@ -273,6 +278,7 @@ impl Switchboard {
             handoff: None,
             assigned_at: None,
             class: None,
+            tracker: Tracker::new(created_at, &[]),
         }
     }
 
@@ -842,7 +848,8 @@ impl Switchboard {
             .entry(s.customer_id.clone())
             .or_default()
             .push(id.clone());
-        let conv = self.conversation(rec, s.customer_name.clone(), s.history);
+        let mut conv = self.conversation(rec, s.customer_name.clone(), s.history);
+        conv.tracker = Tracker::new(now, &s.context);
         self.conversations.insert(id.clone(), conv);
         self.wait_persisted(&id, now, out);
         reply(
@@ -940,12 +947,38 @@ impl Switchboard {
             req,
             ack(Some(conversation_id.clone()), Some(seq)),
         );
-        // Coaching: what the agent's words say, while it can still change the outcome.
-        let flags = if author.role == Role::Agent {
-            self.settings.coaching.flags(&text)
-        } else {
-            Vec::new()
-        };
+        // Coaching: what the agent's words say, while it can still change the outcome;
+        // and effort: the customer repeating, or the agent asking for, what we knew.
+        let conv = self
+            .conversations
+            .get_mut(&conversation_id)
+            .expect("checked");
+        let mut flags = Vec::new();
+        if author.role == Role::Agent {
+            flags = self.settings.coaching.flags(&text);
+            if let Some(name) = conv.tracker.agent_said(now, &text) {
+                flags.push(Flag {
+                    code: "asked_known".into(),
+                    hint: format!(
+                        "You already have the {}: it is in the conversation's context.",
+                        name.replace('_', " ")
+                    )
+                    .into(),
+                    positive: false,
+                });
+            }
+            let negative = flags.iter().filter(|f| !f.positive).count();
+            let positive = flags.len() - negative;
+            conv.tracker.flagged(negative as u32, positive as u32);
+        } else if conv.tracker.customer_said(now, &text) {
+            flags.push(Flag {
+                code: "customer_repeated".into(),
+                hint: "The customer repeated something we already knew: use the context, don't ask again."
+                    .into(),
+                positive: false,
+            });
+        }
+        let coached = conv.rec.agent_id.clone();
         let appended = self.append(
             &conversation_id,
             EventBody::Message {
@@ -957,16 +990,16 @@ impl Switchboard {
             out,
         );
         debug_assert_eq!(appended, seq);
-        if !flags.is_empty() {
+        if let Some(agent_id) = coached.filter(|_| !flags.is_empty()) {
             out.push(Effect::Persist(Record::CoachingFlags {
                 conversation_id: conversation_id.clone(),
-                agent_id: author.id.clone(),
+                agent_id: agent_id.clone(),
                 seq,
                 codes: flags.iter().map(|f| f.code.clone()).collect(),
                 at: now,
             }));
             out.push(Effect::Notify {
-                to: Participant::Agent(author.id.clone()),
+                to: Participant::Agent(agent_id),
                 notice: Notice::Coaching {
                     conversation_id: conversation_id.clone(),
                     seq,
@@ -1158,6 +1191,7 @@ impl Switchboard {
         conv.handoff = None;
         conv.rec.state = ConversationState::Active;
         conv.assigned_at = Some(now);
+        conv.tracker.accepted(now);
         conv.rec.agent_id = Some(agent_id.clone());
         out.push(Effect::Persist(Record::Conversation(Arc::new(
             conv.rec.clone(),
@@ -1244,8 +1278,8 @@ impl Switchboard {
             channel: Channel::Chat,
             language: None,
             skills: Skills::new(),
-            attributes: format!("{{\"follow_up_of\":\"{}\"}}", due.about).into(),
-            context: Vec::new(),
+            attributes: due.attributes,
+            context: due.context,
             repeat_of: Some(due.about.clone()),
             text: None,
         };
@@ -1386,6 +1420,15 @@ impl Switchboard {
         conv.rec.closed_at = Some(now);
         conv.rec.closed_by = Some(by);
         conv.rec.resolution = resolution;
+        out.push(Effect::Persist(Record::ConversationSummary {
+            conversation_id: conversation_id.clone(),
+            customer_id: conv.rec.customer_id.clone(),
+            queue: conv.rec.queue.clone(),
+            agent_id: conv.rec.agent_id.clone(),
+            resolution,
+            summary: conv.tracker.summary(now),
+            closed_at: now,
+        }));
         if let Some(agent_id) = conv.rec.agent_id.clone() {
             out.push(Effect::Persist(Record::AssignmentEnded {
                 conversation_id: conversation_id.clone(),

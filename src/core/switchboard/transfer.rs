@@ -47,6 +47,9 @@ impl Switchboard {
             return reply(out, conn, req, Reply::Refused(refusal));
         }
         reply(out, conn, req, ack(Some(conversation_id.clone()), None));
+        if let Some(conv) = self.conversations.get_mut(&conversation_id) {
+            conv.tracker.transferred(now, warm);
+        }
         if warm {
             let conv = self
                 .conversations
