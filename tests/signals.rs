@@ -55,3 +55,127 @@ async fn an_agent_quoting_policy_is_coached_live_and_an_apology_is_noticed() {
         "I'm sorry about that. Let me refund the second charge now."
     );
 }
+
+const ADMIN: &str = "admin-token-0123456789abcdef-0123";
+
+async fn csv(server: &TestServer, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {ADMIN}\r\nAccept: text/csv\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+/// One agent quotes policy and leaves the customer unresolved; another apologises,
+/// fixes it and is rated 5: the report tells them apart, per agent, in JSON and CSV.
+#[tokio::test]
+async fn the_satisfaction_report_tells_a_bad_conversation_from_a_good_one() {
+    let config = config_with(&[("alice", 1), ("bob", 1)], "")
+        .replace("[auth]\n", &format!("[auth]\nadmin_token = \"{ADMIN}\"\n"));
+    let server = TestServer::start(&config).await;
+
+    // alice: policy, unresolved, rated 1.
+    let mut alice = server.available_agent("alice").await;
+    let (mut angry, _) = server.customer_hello(None).await;
+    let bad = angry.start().await;
+    accept_next_offer(&mut alice).await;
+    angry.say(&bad, "You charged me twice!").await;
+    alice
+        .say(&bad, "It's our policy, there's nothing more I can do.")
+        .await;
+    angry
+        .say(&bad, "This is ridiculous. Terrible service.")
+        .await;
+    alice
+        .request(
+            serde_json::json!({"type":"close","conversation_id": bad,"resolution":"unresolved"}),
+        )
+        .await;
+    angry.until("survey_request").await;
+    angry
+        .request(serde_json::json!({"type":"survey","conversation_id": bad,"csat":1,"effort":7}))
+        .await;
+    alice
+        .request(serde_json::json!({"type":"status","state":"away"}))
+        .await;
+
+    // bob: apology and a next step, resolved, rated 5.
+    let mut bob = server.available_agent("bob").await;
+    let (mut happy, _) = server.customer_hello(None).await;
+    let good = happy.start().await;
+    accept_next_offer(&mut bob).await;
+    happy.say(&good, "You charged me twice!").await;
+    bob.say(
+        &good,
+        "I'm sorry about that. I've refunded the second charge.",
+    )
+    .await;
+    happy.say(&good, "Great, thank you!").await;
+    bob.request(
+        serde_json::json!({"type":"close","conversation_id": good,"resolution":"resolved"}),
+    )
+    .await;
+    happy.until("survey_request").await;
+    happy
+        .request(serde_json::json!({"type":"survey","conversation_id": good,"csat":5,"effort":1}))
+        .await;
+
+    let (status, report) = server
+        .http(
+            "GET",
+            "/api/v1/reports/satisfaction?group_by=agent",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let group = |key: &str| {
+        report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {key} in {report}"))
+    };
+    let (a, b) = (group("alice"), group("bob"));
+    assert_eq!(a["csat"]["mean"], 1.0);
+    assert_eq!(a["csat"]["distribution"]["1"], 1);
+    assert_eq!(a["resolved_rate"], 0.0);
+    assert_eq!(a["fcr_rate"], 0.0);
+    assert_eq!(a["coaching_flags_per_100"]["negative"], 200.0, "{a}");
+    assert_eq!(b["csat"]["mean"], 5.0);
+    assert_eq!(b["resolved_rate"], 1.0);
+    assert_eq!(b["fcr_rate"], 1.0);
+    assert_eq!(b["coaching_flags_per_100"]["positive"], 200.0, "{b}");
+    assert_eq!(b["effort_mean"], 1.0);
+
+    let (status, body) = csv(&server, "/api/v1/reports/satisfaction?group_by=queue").await;
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = body.lines().collect();
+    assert!(
+        lines[0].starts_with("key,conversations,csat_mean"),
+        "{body}"
+    );
+    assert!(
+        lines[1].starts_with("support,2,3.0,2,1.0,1,0,0,0,1,4.0,0.5,0.5,"),
+        "{body}"
+    );
+
+    for bad in [
+        "/api/v1/reports/satisfaction?group_by=customer",
+        "/api/v1/reports/satisfaction?from=yesterday",
+        "/api/v1/reports/satisfaction?from=2026-12-01T00:00:00Z&to=2026-11-01T00:00:00Z",
+    ] {
+        let (status, body) = server.http("GET", bad, Some(ADMIN), None).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["field"].is_string(), "{bad}: {body}");
+    }
+}

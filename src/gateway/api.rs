@@ -39,6 +39,7 @@ pub fn routes() -> Router<Arc<App>> {
         )
         .route("/api/v1/customers/{id}", get(get_customer))
         .route("/api/v1/follow-ups", get(list_follow_ups))
+        .route("/api/v1/reports/satisfaction", get(satisfaction_report))
         .route(
             "/api/v1/customers/{id}/context",
             axum::routing::post(post_context),
@@ -508,4 +509,170 @@ async fn list_follow_ups(
         })
         .collect();
     axum::Json(json!({ "follow_ups": listed })).into_response()
+}
+
+/// Reads a report bound: RFC 3339 or milliseconds since the epoch.
+fn report_time(field: &str, value: Option<&String>, default: u64) -> Result<u64, ApiError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    if let Ok(ms) = value.parse::<u64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(value)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                "an RFC 3339 time (2026-11-01T00:00:00Z) or milliseconds since the epoch",
+            )
+        })
+}
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| (part as f64 / whole as f64 * 1000.0).round() / 1000.0)
+}
+
+/// `GET /api/v1/reports/satisfaction?from&to&group_by=queue|agent`: conversations
+/// closed in `[from, to)` (default: the last 30 days), per queue or agent. JSON, or CSV
+/// with `Accept: text/csv`.
+async fn satisfaction_report(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Err(e) = authorize(&app, &headers) {
+        app.metrics.error(e.code);
+        return e.into_response();
+    }
+    let now = super::hub::now_ms();
+    let bounds = report_time("to", query.get("to"), now).and_then(|to| {
+        let from = report_time(
+            "from",
+            query.get("from"),
+            to.saturating_sub(30 * 86_400_000),
+        )?;
+        if from >= to {
+            return Err(ApiError::invalid("from", "must be before `to`"));
+        }
+        Ok((from, to))
+    });
+    let (from, to) = match bounds {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let by_agent = match query.get("group_by").map(String::as_str) {
+        None | Some("queue") => false,
+        Some("agent") => true,
+        Some(_) => {
+            return ApiError::invalid("group_by", "`queue` or `agent`").into_response();
+        }
+    };
+    let rows = match app.store.satisfaction_report(by_agent, from, to).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(error = %e, "the satisfaction report failed");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the store could not be read; try again",
+            )
+            .into_response();
+        }
+    };
+    let groups: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "key": r.key,
+                "conversations": r.conversations,
+                "csat": {
+                    "mean": (r.surveyed > 0).then(|| (r.csat_sum as f64 / r.surveyed as f64 * 100.0).round() / 100.0),
+                    "responses": r.surveyed,
+                    "response_rate": ratio(r.surveyed, r.conversations),
+                    "distribution": {"1": r.csat_counts[0], "2": r.csat_counts[1], "3": r.csat_counts[2], "4": r.csat_counts[3], "5": r.csat_counts[4]},
+                },
+                "effort_mean": (r.effort_answers > 0).then(|| (r.effort_sum as f64 / r.effort_answers as f64 * 100.0).round() / 100.0),
+                "resolved_rate": ratio(r.resolved, r.conversations),
+                "fcr_rate": ratio(r.first_contact_resolved, r.conversations),
+                "transfer_rate": ratio(r.transferred, r.conversations),
+                "bounce_rate": ratio(r.bounced, r.conversations),
+                "abandoned_rate": ratio(r.abandoned, r.conversations),
+                "repeated_info_per_100": ratio(r.repeated_info * 100, r.conversations),
+                "coaching_flags_per_100": {
+                    "negative": ratio(r.flags_negative * 100, r.conversations),
+                    "positive": ratio(r.flags_positive * 100, r.conversations),
+                },
+                "handle_ms_mean": (r.handled > 0).then(|| r.handle_ms_sum / r.handled),
+            })
+        })
+        .collect();
+    let csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    if csv {
+        let mut out = String::from(
+            "key,conversations,csat_mean,csat_responses,csat_response_rate,csat_1,csat_2,csat_3,csat_4,csat_5,effort_mean,resolved_rate,fcr_rate,transfer_rate,bounce_rate,abandoned_rate,repeated_info_per_100,negative_flags_per_100,positive_flags_per_100,handle_ms_mean\n",
+        );
+        let cell = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => csv_field(s),
+            other => other.to_string(),
+        };
+        for g in &groups {
+            let c = &g["csat"];
+            let d = &c["distribution"];
+            let f = &g["coaching_flags_per_100"];
+            let cells = [
+                &g["key"],
+                &g["conversations"],
+                &c["mean"],
+                &c["responses"],
+                &c["response_rate"],
+                &d["1"],
+                &d["2"],
+                &d["3"],
+                &d["4"],
+                &d["5"],
+                &g["effort_mean"],
+                &g["resolved_rate"],
+                &g["fcr_rate"],
+                &g["transfer_rate"],
+                &g["bounce_rate"],
+                &g["abandoned_rate"],
+                &g["repeated_info_per_100"],
+                &f["negative"],
+                &f["positive"],
+                &g["handle_ms_mean"],
+            ];
+            out.push_str(&cells.iter().map(|v| cell(v)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+        return ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
+    }
+    axum::Json(json!({
+        "from": super::encode::rfc3339(from),
+        "to": super::encode::rfc3339(to),
+        "group_by": if by_agent { "agent" } else { "queue" },
+        "groups": groups,
+    }))
+    .into_response()
+}
+
+/// A CSV field, quoted when it needs to be (RFC 4180), with formula characters
+/// neutralised (a spreadsheet must not run `=...` from a queue name).
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
 }

@@ -80,6 +80,31 @@ pub struct FollowUpRow {
     pub done: bool,
 }
 
+/// One group (a queue or an agent) of the satisfaction report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReportRow {
+    /// The queue or agent (`None`: conversations no agent took).
+    pub key: Option<String>,
+    pub conversations: u64,
+    pub surveyed: u64,
+    pub csat_sum: u64,
+    /// Answers rating 1, 2, 3, 4, 5.
+    pub csat_counts: [u64; 5],
+    pub effort_sum: u64,
+    pub effort_answers: u64,
+    pub resolved: u64,
+    /// Resolved and not followed by a repeat contact.
+    pub first_contact_resolved: u64,
+    pub bounced: u64,
+    pub transferred: u64,
+    pub abandoned: u64,
+    pub handle_ms_sum: u64,
+    pub handled: u64,
+    pub flags_negative: u64,
+    pub flags_positive: u64,
+    pub repeated_info: u64,
+}
+
 /// A customer's answer to `survey_request`.
 #[derive(Debug, Clone)]
 pub struct Survey {
@@ -123,6 +148,13 @@ pub trait Store: Send + Sync + 'static {
     /// agent (unless rated 2 or lower), the agents they rated poorly.
     async fn history(&self, customer_id: &str) -> Result<CustomerHistory, StoreError>;
     async fn customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError>;
+    /// Conversations closed in `[from, to)`, grouped by queue or (`by_agent`) agent.
+    async fn satisfaction_report(
+        &self,
+        by_agent: bool,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<ReportRow>, StoreError>;
     /// Follow-ups due at `now` that have not opened yet, oldest first.
     async fn due_follow_ups(&self, now: Millis, limit: u32)
     -> Result<Vec<FollowUpRow>, StoreError>;

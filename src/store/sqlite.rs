@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    CustomerRecord, FollowUpRow, PastConversation, Store, StoreError, StoredConversation, Survey,
-    SurveyOutcome,
+    CustomerRecord, FollowUpRow, PastConversation, ReportRow, Store, StoreError,
+    StoredConversation, Survey, SurveyOutcome,
 };
 use crate::core::{
     Author, Channel, ConversationRecord, ConversationState, CustomerHistory, Event, EventBody, Id,
@@ -727,6 +727,88 @@ impl Store for SqliteStore {
             first_seen: u64::try_from(first).unwrap_or(0),
             last_seen: u64::try_from(last).unwrap_or(0),
         }))
+    }
+
+    async fn satisfaction_report(
+        &self,
+        by_agent: bool,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        macro_rules! report {
+            ($key:literal) => {
+                concat!(
+                    "SELECT ",
+                    $key,
+                    " AS key, COUNT(*) AS conversations,
+                        SUM(s.csat IS NOT NULL) AS surveyed,
+                        COALESCE(SUM(s.csat), 0) AS csat_sum,
+                        SUM(s.csat = 1) AS c1, SUM(s.csat = 2) AS c2, SUM(s.csat = 3) AS c3,
+                        SUM(s.csat = 4) AS c4, SUM(s.csat = 5) AS c5,
+                        COALESCE(SUM(s.effort), 0) AS effort_sum,
+                        SUM(s.effort IS NOT NULL) AS effort_answers,
+                        SUM(c.resolution = 'resolved') AS resolved,
+                        SUM(c.resolution = 'resolved' AND NOT EXISTS
+                            (SELECT 1 FROM conversations r WHERE r.repeat_of = c.id)) AS fcr,
+                        SUM(COALESCE(cs.bounces, 0) > 0) AS bounced,
+                        SUM(COALESCE(cs.transfers_cold + cs.transfers_warm, c.transfers) > 0)
+                            AS transferred,
+                        SUM(COALESCE(cs.abandoned, c.agent_id IS NULL)) AS abandoned,
+                        COALESCE(SUM(cs.handle_ms), 0) AS handle_ms_sum,
+                        SUM(cs.handle_ms IS NOT NULL) AS handled,
+                        COALESCE(SUM(cs.flags_negative), 0) AS flags_negative,
+                        COALESCE(SUM(cs.flags_positive), 0) AS flags_positive,
+                        COALESCE(SUM(cs.repeated_info), 0) AS repeated_info
+                     FROM conversations c
+                     LEFT JOIN surveys s ON s.conversation_id = c.id
+                     LEFT JOIN conversation_signals cs ON cs.conversation_id = c.id
+                     WHERE c.state = 'closed' AND c.closed_at >= ?1 AND c.closed_at < ?2
+                     GROUP BY key ORDER BY key"
+                )
+            };
+        }
+        let sql = if by_agent {
+            report!("c.agent_id")
+        } else {
+            report!("c.queue")
+        };
+        let rows = sqlx::query(sql)
+            .bind(db_int(from))
+            .bind(db_int(to))
+            .fetch_all(&self.pool)
+            .await?;
+        let n = |r: &SqliteRow, col: &str| -> Result<u64, StoreError> {
+            Ok(u64::try_from(r.try_get::<Option<i64>, _>(col)?.unwrap_or(0)).unwrap_or(0))
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(ReportRow {
+                    key: r.try_get("key")?,
+                    conversations: n(r, "conversations")?,
+                    surveyed: n(r, "surveyed")?,
+                    csat_sum: n(r, "csat_sum")?,
+                    csat_counts: [
+                        n(r, "c1")?,
+                        n(r, "c2")?,
+                        n(r, "c3")?,
+                        n(r, "c4")?,
+                        n(r, "c5")?,
+                    ],
+                    effort_sum: n(r, "effort_sum")?,
+                    effort_answers: n(r, "effort_answers")?,
+                    resolved: n(r, "resolved")?,
+                    first_contact_resolved: n(r, "fcr")?,
+                    bounced: n(r, "bounced")?,
+                    transferred: n(r, "transferred")?,
+                    abandoned: n(r, "abandoned")?,
+                    handle_ms_sum: n(r, "handle_ms_sum")?,
+                    handled: n(r, "handled")?,
+                    flags_negative: n(r, "flags_negative")?,
+                    flags_positive: n(r, "flags_positive")?,
+                    repeated_info: n(r, "repeated_info")?,
+                })
+            })
+            .collect()
     }
 
     async fn due_follow_ups(
