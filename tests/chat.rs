@@ -139,9 +139,10 @@ async fn the_same_client_msg_id_twice_yields_one_message_with_one_seq() {
     );
 
     // The agent sees the message once, then the marker.
-    let got = agent.expect("message").await;
+    // (Live `signals` about the customer's mood may come between messages.)
+    let got = agent.take("message").await;
     assert_eq!(got["text"], "refund please");
-    let got = agent.expect("message").await;
+    let got = agent.take("message").await;
     assert_eq!(got["text"], "marker");
 
     // The transcript (read back through resume from 0) has one row for it.

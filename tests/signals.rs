@@ -5,6 +5,16 @@ mod common;
 
 use common::{TestServer, accept_next_offer, config_with};
 
+/// The next `signals` frame with coaching flags (mood-only ones are skipped).
+async fn coaching(agent: &mut common::Client) -> serde_json::Value {
+    loop {
+        let s = agent.until("signals").await;
+        if s.get("flags").is_some() {
+            return s;
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_agent_quoting_policy_is_coached_live_and_an_apology_is_noticed() {
     let server = TestServer::start(&config_with(&[("alice", 1)], "")).await;
@@ -19,7 +29,7 @@ async fn an_agent_quoting_policy_is_coached_live_and_an_apology_is_noticed() {
     let seq = alice
         .say(&conversation_id, "Sorry, it's our policy. I can't do that.")
         .await;
-    let signals = alice.until("signals").await;
+    let signals = coaching(&mut alice).await;
     assert_eq!(signals["conversation_id"], conversation_id);
     let flags = signals["flags"].as_array().unwrap();
     assert_eq!(flags.len(), 1, "{signals}");
@@ -34,7 +44,7 @@ async fn an_agent_quoting_policy_is_coached_live_and_an_apology_is_noticed() {
             "I'm sorry about that. Let me refund the second charge now.",
         )
         .await;
-    let signals = alice.until("signals").await;
+    let signals = coaching(&mut alice).await;
     let codes: Vec<&str> = signals["flags"]
         .as_array()
         .unwrap()
@@ -156,6 +166,9 @@ async fn the_satisfaction_report_tells_a_bad_conversation_from_a_good_one() {
     assert_eq!(b["fcr_rate"], 1.0);
     assert_eq!(b["coaching_flags_per_100"]["positive"], 200.0, "{b}");
     assert_eq!(b["effort_mean"], 1.0);
+    // Unresolved and angry at the end: ended on bad terms; the other did not.
+    assert_eq!(a["ended_on_bad_terms_rate"], 1.0, "{a}");
+    assert_eq!(b["ended_on_bad_terms_rate"], 0.0, "{b}");
 
     let (status, body) = csv(&server, "/api/v1/reports/satisfaction?group_by=queue").await;
     assert_eq!(status, 200);
@@ -177,5 +190,52 @@ async fn the_satisfaction_report_tells_a_bad_conversation_from_a_good_one() {
         let (status, body) = server.http("GET", bad, Some(ADMIN), None).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["field"].is_string(), "{bad}: {body}");
+    }
+}
+
+/// The customer growing angry shows as a falling trend and a low estimate, live.
+#[tokio::test]
+async fn an_angry_customer_shows_as_a_falling_mood() {
+    let server = TestServer::start(&config_with(&[("alice", 1)], "")).await;
+    let mut alice = server.available_agent("alice").await;
+    let (mut customer, _) = server.customer_hello(None).await;
+    let conversation_id = customer.start().await;
+    accept_next_offer(&mut alice).await;
+    customer
+        .say(
+            &conversation_id,
+            "Hi, thanks for helping, my parcel is late",
+        )
+        .await;
+    let first = mood(&mut alice).await;
+    assert!(
+        first["sentiment"]["last"].as_f64().unwrap() > 0.0,
+        "{first}"
+    );
+    alice
+        .say(&conversation_id, "It's our policy, I can't do that.")
+        .await;
+    let seq = customer
+        .say(
+            &conversation_id,
+            "No, that is NOT acceptable. This is the worst service ever, I'm furious.",
+        )
+        .await;
+    let later = mood(&mut alice).await;
+    let s = &later["sentiment"];
+    assert_eq!(s["seq"], seq);
+    assert!(s["last"].as_f64().unwrap() < -0.5, "{later}");
+    assert!(s["trend"].as_f64().unwrap() < -0.5, "{later}");
+    assert!(s["estimate"].as_f64().unwrap() < 2.5, "{later}");
+    assert!(!s["cues"].as_array().unwrap().is_empty(), "{later}");
+}
+
+/// The next `signals` frame about the customer's mood.
+async fn mood(agent: &mut common::Client) -> serde_json::Value {
+    loop {
+        let s = agent.until("signals").await;
+        if s.get("sentiment").is_some() {
+            return s;
+        }
     }
 }

@@ -275,6 +275,12 @@ pub enum Notice {
         about: Id,
         note: Option<Text>,
     },
+    /// To the agent: the customer's mood after their message `seq`.
+    Mood {
+        conversation_id: Id,
+        seq: u64,
+        mood: super::signals::conversation::Mood,
+    },
     /// To the agent: coaching flags their message `seq` raised.
     Coaching {
         conversation_id: Id,
@@ -313,6 +319,9 @@ impl Notice {
                 conversation_id, ..
             }
             | Notice::Coaching {
+                conversation_id, ..
+            }
+            | Notice::Mood {
                 conversation_id, ..
             } => Some(conversation_id),
             Notice::Offer(_)

@@ -774,7 +774,7 @@ impl Harness {
         match notice {
             // Matched against the persisted events at the end of the step.
             Notice::Event(_) => unreachable!("handled by absorb"),
-            Notice::Coaching { .. } => {
+            Notice::Coaching { .. } | Notice::Mood { .. } => {
                 ensure!(
                     matches!(to, Participant::Agent(_)),
                     "coaching to a customer: {notice:?}"

@@ -1044,7 +1044,7 @@ impl Harness {
     fn on_notice(&mut self, to: &Participant, notice: &Notice) -> Result<(), String> {
         let now = self.m.now;
         match notice {
-            Notice::Coaching { .. } => Ok(()),
+            Notice::Coaching { .. } | Notice::Mood { .. } => Ok(()),
             Notice::VoiceSignals { .. }
             | Notice::Switched { .. }
             | Notice::Rtc { .. }

@@ -601,6 +601,8 @@ async fn satisfaction_report(
                 "bounce_rate": ratio(r.bounced, r.conversations),
                 "abandoned_rate": ratio(r.abandoned, r.conversations),
                 "repeated_info_per_100": ratio(r.repeated_info * 100, r.conversations),
+                "ended_on_bad_terms_rate": ratio(r.ended_on_bad_terms, r.conversations),
+                "satisfaction_mean": (r.satisfaction_n > 0).then(|| (r.satisfaction_centi_sum as f64 / r.satisfaction_n as f64).round() / 100.0),
                 "coaching_flags_per_100": {
                     "negative": ratio(r.flags_negative * 100, r.conversations),
                     "positive": ratio(r.flags_positive * 100, r.conversations),
@@ -615,7 +617,7 @@ async fn satisfaction_report(
         .is_some_and(|v| v.contains("text/csv"));
     if csv {
         let mut out = String::from(
-            "key,conversations,csat_mean,csat_responses,csat_response_rate,csat_1,csat_2,csat_3,csat_4,csat_5,effort_mean,resolved_rate,fcr_rate,transfer_rate,bounce_rate,abandoned_rate,repeated_info_per_100,negative_flags_per_100,positive_flags_per_100,handle_ms_mean\n",
+            "key,conversations,csat_mean,csat_responses,csat_response_rate,csat_1,csat_2,csat_3,csat_4,csat_5,effort_mean,resolved_rate,fcr_rate,transfer_rate,bounce_rate,abandoned_rate,repeated_info_per_100,negative_flags_per_100,positive_flags_per_100,handle_ms_mean,ended_on_bad_terms_rate,satisfaction_mean\n",
         );
         let cell = |v: &serde_json::Value| match v {
             serde_json::Value::Null => String::new(),
@@ -647,6 +649,8 @@ async fn satisfaction_report(
                 &f["negative"],
                 &f["positive"],
                 &g["handle_ms_mean"],
+                &g["ended_on_bad_terms_rate"],
+                &g["satisfaction_mean"],
             ];
             out.push_str(&cells.iter().map(|v| cell(v)).collect::<Vec<_>>().join(","));
             out.push('\n');

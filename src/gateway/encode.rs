@@ -3,7 +3,7 @@
 
 use crate::protocol::server::MediaInfo;
 use crate::protocol::server::VoiceSignals as WireVoiceSignals;
-use crate::protocol::server::{FlagView, HistoryEntry, RepeatOf};
+use crate::protocol::server::{FlagView, HistoryEntry, RepeatOf, SentimentView};
 use crate::store::PastConversation;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -175,6 +175,25 @@ pub fn notice(n: &Notice) -> String {
             conversation_id,
             voice: Some(voice_signals(signals)),
             flags: Vec::new(),
+            sentiment: None,
+        }
+        .encode(),
+        Notice::Mood {
+            conversation_id,
+            seq,
+            mood,
+        } => ServerFrame::Signals {
+            conversation_id,
+            voice: None,
+            flags: Vec::new(),
+            sentiment: Some(SentimentView {
+                seq: *seq,
+                last: round3(mood.sentiment),
+                trend: round3(mood.trend),
+                estimate: round3(mood.estimate),
+                overall: round3(mood.overall),
+                cues: &mood.cues,
+            }),
         }
         .encode(),
         Notice::Coaching {
@@ -184,6 +203,7 @@ pub fn notice(n: &Notice) -> String {
         } => ServerFrame::Signals {
             conversation_id,
             voice: None,
+            sentiment: None,
             flags: flags
                 .iter()
                 .map(|f| FlagView {
@@ -395,4 +415,8 @@ pub fn resumed(conversation_id: &str, last_seq: u64) -> String {
         last_seq,
     }
     .encode()
+}
+
+fn round3(v: f32) -> f32 {
+    (v * 1000.0).round() / 1000.0
 }

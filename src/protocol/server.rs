@@ -108,6 +108,8 @@ pub enum ServerFrame<'a> {
         voice: Option<VoiceSignals>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         flags: Vec<FlagView<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sentiment: Option<SentimentView<'a>>,
     },
     Status {
         state: &'a str,
@@ -315,4 +317,21 @@ pub struct FlagView<'a> {
     pub hint: &'a str,
     /// A good sign (apology, next step) rather than a habit to lose.
     pub positive: bool,
+}
+
+/// The customer's mood after one of their messages.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SentimentView<'a> {
+    /// The customer message it is about.
+    pub seq: u64,
+    /// Sentiment of that message (VADER compound, -1..1).
+    pub last: f32,
+    /// `last` minus the conversation's first.
+    pub trend: f32,
+    /// Satisfaction estimate of that message, 1-5 (below 2.5: dissatisfied).
+    pub estimate: f32,
+    /// Of the conversation so far, 1-5.
+    pub overall: f32,
+    /// What moved the estimate (docs/satisfaction.md).
+    pub cues: &'a [&'static str],
 }

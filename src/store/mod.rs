@@ -103,6 +103,11 @@ pub struct ReportRow {
     pub flags_negative: u64,
     pub flags_positive: u64,
     pub repeated_info: u64,
+    /// Not resolved, and the customer's last message was negative.
+    pub ended_on_bad_terms: u64,
+    /// Satisfaction (1-5, hundredths): the survey's CSAT, else the estimate.
+    pub satisfaction_centi_sum: u64,
+    pub satisfaction_n: u64,
 }
 
 /// A customer's answer to `survey_request`.

@@ -400,9 +400,10 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
                     queue, agent_id, resolution, wait_ms, first_response_ms, mean_response_ms,
                     max_response_ms, handle_ms, abandoned, transfers_cold, transfers_warm,
                     bounces, repeated_info, asked_known, customer_messages, agent_messages,
-                    flags_negative, flags_positive, closed_at)
+                    flags_negative, flags_positive, closed_at, sentiment_start, sentiment_end,
+                    estimate)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21)",
+                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             )
             .bind(&**conversation_id)
             .bind(&**customer_id)
@@ -425,6 +426,9 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .bind(i64::from(s.flags_negative))
             .bind(i64::from(s.flags_positive))
             .bind(db_int(*closed_at))
+            .bind(s.sentiment_start)
+            .bind(s.sentiment_end)
+            .bind(s.estimate.map(i64::from))
             .execute(&mut **tx)
             .await?;
         }
@@ -758,7 +762,11 @@ impl Store for SqliteStore {
                         SUM(cs.handle_ms IS NOT NULL) AS handled,
                         COALESCE(SUM(cs.flags_negative), 0) AS flags_negative,
                         COALESCE(SUM(cs.flags_positive), 0) AS flags_positive,
-                        COALESCE(SUM(cs.repeated_info), 0) AS repeated_info
+                        COALESCE(SUM(cs.repeated_info), 0) AS repeated_info,
+                        SUM(COALESCE(c.resolution, '') <> 'resolved'
+                            AND cs.sentiment_end < -50) AS bad_terms,
+                        SUM(COALESCE(s.csat * 100, cs.estimate)) AS satisfaction_sum,
+                        SUM(COALESCE(s.csat * 100, cs.estimate) IS NOT NULL) AS satisfaction_n
                      FROM conversations c
                      LEFT JOIN surveys s ON s.conversation_id = c.id
                      LEFT JOIN conversation_signals cs ON cs.conversation_id = c.id
@@ -806,6 +814,9 @@ impl Store for SqliteStore {
                     flags_negative: n(r, "flags_negative")?,
                     flags_positive: n(r, "flags_positive")?,
                     repeated_info: n(r, "repeated_info")?,
+                    ended_on_bad_terms: n(r, "bad_terms")?,
+                    satisfaction_centi_sum: n(r, "satisfaction_sum")?,
+                    satisfaction_n: n(r, "satisfaction_n")?,
                 })
             })
             .collect()

@@ -3,6 +3,7 @@
 //! agents, whether they had to repeat what we already knew, whether they gave up
 //! waiting. Kept whole when the conversation closes (`Summary`).
 
+use super::satisfaction::{self, Dialogue};
 use crate::core::model::{Id, Millis, Text};
 
 /// A transfer this soon after the agent accepted is a bounce: the customer was
@@ -35,6 +36,25 @@ pub struct Tracker {
     agent_messages: u32,
     flags_negative: u32,
     flags_positive: u32,
+    /// The satisfaction estimator's running state (customer and agent messages).
+    dialogue: Dialogue,
+    sentiment_first: Option<f32>,
+    sentiment_last: Option<f32>,
+}
+
+/// Sentiment and satisfaction of the customer's latest message, for the agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mood {
+    /// VADER compound of the message, -1..1.
+    pub sentiment: f32,
+    /// Latest minus first sentiment of the conversation.
+    pub trend: f32,
+    /// Satisfaction estimate of the message, 1..5 (below 2.5: dissatisfied).
+    pub estimate: f32,
+    /// Of the conversation so far, 1..5.
+    pub overall: f32,
+    /// The signals that moved the estimate (see docs/satisfaction.md).
+    pub cues: Vec<&'static str>,
 }
 
 /// The measures kept when a conversation closes.
@@ -62,6 +82,13 @@ pub struct Summary {
     pub agent_messages: u32,
     pub flags_negative: u32,
     pub flags_positive: u32,
+    /// Customer sentiment (VADER compound) at the first and last message, in
+    /// thousandths (-1000..1000).
+    pub sentiment_start: Option<i32>,
+    pub sentiment_end: Option<i32>,
+    /// The conversation's satisfaction estimate (1..5) in hundredths; what the report
+    /// uses when the customer did not answer the survey.
+    pub estimate: Option<u32>,
 }
 
 impl Tracker {
@@ -98,6 +125,20 @@ impl Tracker {
         }
     }
 
+    /// The customer's mood after their latest message (sentiment, trend, estimate).
+    pub fn mood(&mut self, text: &str) -> Mood {
+        let turn = self.dialogue.customer(satisfaction::shared(), text);
+        let first = *self.sentiment_first.get_or_insert(turn.sentiment);
+        self.sentiment_last = Some(turn.sentiment);
+        Mood {
+            sentiment: turn.sentiment,
+            trend: turn.sentiment - first,
+            estimate: turn.estimate,
+            overall: self.dialogue.overall(),
+            cues: turn.cues,
+        }
+    }
+
     /// A customer message; `true` when it repeated something we already knew.
     pub fn customer_said(&mut self, at: Millis, text: &str) -> bool {
         self.customer_messages += 1;
@@ -113,6 +154,7 @@ impl Tracker {
     /// (the agent had it in the conversation's context).
     pub fn agent_said(&mut self, at: Millis, text: &str) -> Option<Id> {
         self.agent_messages += 1;
+        self.dialogue.agent(satisfaction::shared(), text);
         if self.first_response_at.is_none() && self.first_assigned_at.is_some() {
             self.first_response_at = Some(at);
         }
@@ -163,8 +205,16 @@ impl Tracker {
             agent_messages: self.agent_messages,
             flags_negative: self.flags_negative,
             flags_positive: self.flags_positive,
+            sentiment_start: self.sentiment_first.map(milli),
+            sentiment_end: self.sentiment_last.map(milli),
+            estimate: (self.dialogue.turns() > 0)
+                .then(|| (self.dialogue.overall() * 100.0).round() as u32),
         }
     }
+}
+
+fn milli(v: f32) -> i32 {
+    (v.clamp(-1.0, 1.0) * 1000.0).round() as i32
 }
 
 /// Whether `needle` occurs in `text`, ignoring ASCII case and, for values made of

@@ -4,4 +4,5 @@
 
 pub mod coaching;
 pub mod conversation;
+pub mod satisfaction;
 pub mod voice;

@@ -970,7 +970,13 @@ impl Switchboard {
             let negative = flags.iter().filter(|f| !f.positive).count();
             let positive = flags.len() - negative;
             conv.tracker.flagged(negative as u32, positive as u32);
-        } else if conv.tracker.customer_said(now, &text) {
+        }
+        // The customer's mood reaches the agent when it says something: a neutral
+        // message with no cue stays quiet.
+        let mood = (author.role == Role::Customer)
+            .then(|| conv.tracker.mood(&text))
+            .filter(|m| !m.cues.is_empty() || m.sentiment.abs() >= 0.05);
+        if author.role == Role::Customer && conv.tracker.customer_said(now, &text) {
             flags.push(Flag {
                 code: "customer_repeated".into(),
                 hint: "The customer repeated something we already knew: use the context, don't ask again."
@@ -990,6 +996,16 @@ impl Switchboard {
             out,
         );
         debug_assert_eq!(appended, seq);
+        if let (Some(agent_id), Some(mood)) = (&coached, mood) {
+            out.push(Effect::Notify {
+                to: Participant::Agent(agent_id.clone()),
+                notice: Notice::Mood {
+                    conversation_id: conversation_id.clone(),
+                    seq,
+                    mood,
+                },
+            });
+        }
         if let Some(agent_id) = coached.filter(|_| !flags.is_empty()) {
             out.push(Effect::Persist(Record::CoachingFlags {
                 conversation_id: conversation_id.clone(),
