@@ -1,6 +1,8 @@
 //! The `warmline` command: parses arguments, validates config before binding, and
 //! hands over to the library. Exit 64 on a bad config.
 
+mod score;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,6 +52,17 @@ enum Cmd {
     },
     /// Check a config file and explain every problem found.
     CheckConfig { file: PathBuf },
+    /// Score past conversations with the live path's signals. Reads JSON lines, one
+    /// message each: {"conversation_id","role":"customer"|"agent","text","ts"?}, a
+    /// conversation's messages in order. Writes one JSON line per conversation: its
+    /// signals and a satisfaction estimate (1-5) for each customer message.
+    Score {
+        /// The input file (`-` for standard input).
+        file: PathBuf,
+        /// A config whose `[[signals.coaching]]` rules to use (default: built-in).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +98,9 @@ fn main() -> ExitCode {
         common: Common::default(),
         listen: None,
     });
+    if let Cmd::Score { file, config } = &command {
+        return score::run(file, config.as_deref());
+    }
     if let Cmd::CheckConfig { file } = &command {
         return match Config::load(Some(file), &Overrides::default()) {
             Ok(config) => {
@@ -105,7 +121,7 @@ fn main() -> ExitCode {
         | Cmd::Token {
             kind: TokenKind::Agent { common, .. } | TokenKind::Media { common, .. },
         } => (common.clone(), None),
-        Cmd::CheckConfig { .. } => unreachable!("handled above"),
+        Cmd::CheckConfig { .. } | Cmd::Score { .. } => unreachable!("handled above"),
     };
     let overrides = Overrides {
         listen,
@@ -186,7 +202,7 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Serve { .. } => serve(config).await,
-        Cmd::CheckConfig { .. } => Ok(()),
+        Cmd::CheckConfig { .. } | Cmd::Score { .. } => Ok(()),
     }
 }
 

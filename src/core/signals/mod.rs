@@ -5,4 +5,5 @@
 pub mod coaching;
 pub mod conversation;
 pub mod satisfaction;
+pub mod score;
 pub mod voice;
