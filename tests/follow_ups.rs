@@ -167,6 +167,22 @@ async fn follow_ups_survive_a_restart() {
     let all = follow_ups(&server, "all").await;
     assert_eq!(all.len(), 1);
     assert!(all[0]["opened_as"].is_string());
+    // alice takes it and writes; the customer finds it at their next hello.
+    alice
+        .request(json!({"type":"accept","offer_id":offer["offer_id"]}))
+        .await;
+    let conversation = alice.until("conversation").await;
+    let follow_up = conversation["conversation_id"].as_str().unwrap().to_owned();
+    assert_eq!(Some(follow_up.as_str()), all[0]["opened_as"].as_str());
+    alice.say(&follow_up, "The refund went out this morning.").await;
+    let (_, welcome) = identified(&server, "cust-3").await;
+    let open: Vec<&str> = welcome["open_conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["conversation_id"].as_str())
+        .collect();
+    assert_eq!(open, vec![follow_up.as_str()]);
 }
 
 #[tokio::test]
