@@ -174,7 +174,9 @@ async fn follow_ups_survive_a_restart() {
     let conversation = alice.until("conversation").await;
     let follow_up = conversation["conversation_id"].as_str().unwrap().to_owned();
     assert_eq!(Some(follow_up.as_str()), all[0]["opened_as"].as_str());
-    alice.say(&follow_up, "The refund went out this morning.").await;
+    alice
+        .say(&follow_up, "The refund went out this morning.")
+        .await;
     let (_, welcome) = identified(&server, "cust-3").await;
     let open: Vec<&str> = welcome["open_conversations"]
         .as_array()

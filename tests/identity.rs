@@ -314,6 +314,7 @@ async fn a_returning_customer_and_their_agent_see_the_history() {
     assert_eq!(status, 200, "{body}");
     let profile = body;
     assert_eq!(profile["id"], "cust-42");
+    assert_eq!(profile["name"], "Customer cust-42");
     assert_eq!(profile["conversations"].as_array().unwrap().len(), 2);
     let (status, body) = server
         .http("GET", "/api/v1/customers/nobody", Some(ADMIN), None)

@@ -124,12 +124,14 @@ pub enum Input {
     /// can be attached before their first conversation).
     CustomerSeen {
         customer_id: Id,
+        name: Option<Id>,
     },
     /// An anonymous visitor (`from`) proved to be the identified customer `into` (the
     /// shell checked both tokens): the visitor's conversations become the customer's.
     MergeCustomer {
         from: Id,
         into: Id,
+        name: Option<Id>,
     },
     /// The caller pressed a key during the call (DTMF): kept in the transcript.
     Dtmf {

@@ -285,6 +285,11 @@ pub enum Record {
         conversation_id: Id,
         at: Millis,
     },
+    /// A verified customer's name, from their identity token.
+    CustomerName {
+        id: Id,
+        name: Id,
+    },
     /// An anonymous visitor identified as a customer: everything of the visitor's is
     /// the customer's from now on.
     CustomerMerged {

@@ -570,6 +570,7 @@ impl Harness {
                 Effect::Persist(
                     Record::VoiceSignals { .. }
                     | Record::CustomerMerged { .. }
+                    | Record::CustomerName { .. }
                     | Record::FollowUpScheduled { .. }
                     | Record::FollowUpOpened { .. },
                 ) => {

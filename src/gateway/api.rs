@@ -308,6 +308,7 @@ async fn get_customer(
     let conversations: Vec<_> = past.iter().map(super::encode::history_entry).collect();
     axum::Json(json!({
         "id": customer.id,
+        "name": customer.name,
         "first_seen": super::encode::rfc3339(customer.first_seen),
         "last_seen": super::encode::rfc3339(customer.last_seen),
         "conversations": conversations,

@@ -86,14 +86,28 @@ async fn serve(mut link: Link) {
     // brings their conversations (applied by the hub before the welcome, which then
     // lists them).
     let first = match (merge_from, &side) {
-        (Identified::Merging(from), Side::Customer { customer_id, .. }) => {
-            Some(Input::MergeCustomer {
-                from,
-                into: customer_id.clone(),
-            })
-        }
-        (Identified::Yes, Side::Customer { customer_id, .. }) => Some(Input::CustomerSeen {
+        (
+            Identified::Merging(from),
+            Side::Customer {
+                customer_id,
+                display_name,
+                ..
+            },
+        ) => Some(Input::MergeCustomer {
+            from,
+            into: customer_id.clone(),
+            name: display_name.clone(),
+        }),
+        (
+            Identified::Yes,
+            Side::Customer {
+                customer_id,
+                display_name,
+                ..
+            },
+        ) => Some(Input::CustomerSeen {
             customer_id: customer_id.clone(),
+            name: display_name.clone(),
         }),
         _ => None,
     };

@@ -256,7 +256,12 @@ impl Hub {
                 follow_up_id: f.id.as_str().into(),
                 about: f.conversation_id.as_str().into(),
                 conversation_id: uuid::Uuid::now_v7().simple().to_string().into(),
-                customer_name: default_customer_name(&f.customer_id),
+                customer_name: match self.store.customer(&f.customer_id).await {
+                    Ok(Some(c)) => c
+                        .name
+                        .map_or_else(|| default_customer_name(&f.customer_id), |n| n.into()),
+                    _ => default_customer_name(&f.customer_id),
+                },
                 customer_id: f.customer_id.as_str().into(),
                 queue: f.queue.as_str().into(),
                 agent_id: Some(f.agent_id.as_str().into()),

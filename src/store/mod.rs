@@ -40,6 +40,8 @@ pub struct CustomerRecord {
     pub id: String,
     pub first_seen: Millis,
     pub last_seen: Millis,
+    /// From a verified identity token, when it named them.
+    pub name: Option<String>,
 }
 
 /// One of a customer's conversations, summed up for their history.

@@ -495,6 +495,13 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .execute(&mut **tx)
             .await?;
         }
+        Record::CustomerName { id, name } => {
+            sqlx::query("UPDATE customers SET name = ?2 WHERE id = ?1")
+                .bind(&**id)
+                .bind(&**name)
+                .execute(&mut **tx)
+                .await?;
+        }
         Record::CustomerMerged { from, into, at } => {
             for sql in [
                 "UPDATE conversations SET customer_id = ?2 WHERE customer_id = ?1",
@@ -721,15 +728,16 @@ impl Store for SqliteStore {
     }
 
     async fn customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError> {
-        let row: Option<(String, i64, i64)> =
-            sqlx::query_as("SELECT id, first_seen, last_seen FROM customers WHERE id = ?1")
+        let row: Option<(String, i64, i64, Option<String>)> =
+            sqlx::query_as("SELECT id, first_seen, last_seen, name FROM customers WHERE id = ?1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(id, first, last)| CustomerRecord {
+        Ok(row.map(|(id, first, last, name)| CustomerRecord {
             id,
             first_seen: u64::try_from(first).unwrap_or(0),
             last_seen: u64::try_from(last).unwrap_or(0),
+            name,
         }))
     }
 

@@ -742,12 +742,25 @@ impl Switchboard {
                 conversation_id,
                 payload,
             } => self.rtc(conn, req, from, conversation_id, payload, out),
-            Input::MergeCustomer { from, into } => self.merge_customer(from, into, now, out),
+            Input::MergeCustomer { from, into, name } => {
+                self.merge_customer(from, into.clone(), now, out);
+                if let Some(name) = name {
+                    out.push(Effect::Persist(Record::CustomerName { id: into, name }));
+                }
+            }
             Input::OpenFollowUp(due) => self.open_follow_up(*due, now, out),
-            Input::CustomerSeen { customer_id } => out.push(Effect::Persist(Record::Customer {
-                id: customer_id,
-                seen_at: now,
-            })),
+            Input::CustomerSeen { customer_id, name } => {
+                out.push(Effect::Persist(Record::Customer {
+                    id: customer_id.clone(),
+                    seen_at: now,
+                }));
+                if let Some(name) = name {
+                    out.push(Effect::Persist(Record::CustomerName {
+                        id: customer_id,
+                        name,
+                    }));
+                }
+            }
             Input::Dtmf {
                 conversation_id,
                 digit,
