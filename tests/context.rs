@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{Client, TestServer, accept_next_offer, base_config};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use common::{
+    Client, IDENTITY_SECRET, TestServer, accept_next_offer, base_config, identity_token as identity,
+};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-0123456789abcdef-0123";
-const IDENTITY_SECRET: &str = "the-shop-backend-identity-secret-0123";
 
 fn config() -> String {
     let mut config = base_config().replace(
@@ -24,20 +24,6 @@ fn config() -> String {
          [[agents]]\nid = \"bob\"\nskills = { billing = 5 }\ncapacity = { chat = 2, voice = 0 }\n",
     );
     config
-}
-
-fn identity(sub: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "exp": exp}),
-        &EncodingKey::from_secret(IDENTITY_SECRET.as_bytes()),
-    )
-    .unwrap()
 }
 
 async fn identified(server: &TestServer, sub: &str) -> Client {

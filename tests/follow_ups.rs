@@ -6,32 +6,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, TestServer, accept_next_offer, config_with};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use common::{
+    Client, IDENTITY_SECRET, TestServer, accept_next_offer, config_with, identity_token as identity,
+};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-0123456789abcdef-0123";
-const IDENTITY_SECRET: &str = "the-shop-backend-identity-secret-0123";
 
 fn config() -> String {
     config_with(&[("alice", 2), ("bob", 2)], "affinity_wait_ms = 60000").replace(
         "[auth]\n",
         &format!("[auth]\nadmin_token = \"{ADMIN}\"\nidentity_secret = \"{IDENTITY_SECRET}\"\n"),
     )
-}
-
-fn identity(sub: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "exp": exp}),
-        &EncodingKey::from_secret(IDENTITY_SECRET.as_bytes()),
-    )
-    .unwrap()
 }
 
 async fn identified(server: &TestServer, sub: &str) -> (Client, Value) {

@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{Client, TestServer, accept_next_offer, config_with};
+use common::{
+    Client, IDENTITY_SECRET, TestServer, accept_next_offer, config_with, identity_token as identity,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-
-const IDENTITY_SECRET: &str = "the-shop-backend-identity-secret-0123";
 
 fn config() -> String {
     config_with(&[("alice", 2)], "").replace(
@@ -31,13 +31,6 @@ fn identity_with(claims: Value, secret: &str) -> String {
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
-}
-
-fn identity(sub: &str) -> String {
-    identity_with(
-        json!({"sub": sub, "exp": now() + 600, "name": format!("Customer {sub}")}),
-        IDENTITY_SECRET,
-    )
 }
 
 async fn hello(server: &TestServer, frame: Value) -> (Client, Value) {

@@ -88,6 +88,26 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// A failed store read, logged with `what`, as the API says it: 503, try again.
+fn read_failed(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiError {
+    move |e| {
+        tracing::error!(error = %e, "{what} failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the store could not be read; try again",
+        )
+    }
+}
+
+/// `authorize`, counting a refusal: the response to send instead, if refused.
+fn refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
+    authorize(app, headers).err().map(|e| {
+        app.metrics.error(e.code);
+        e.into_response()
+    })
+}
+
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -122,9 +142,8 @@ async fn ask(app: &App, request: AdminRequest) -> Result<serde_json::Value, ApiE
 }
 
 async fn run(app: Arc<App>, headers: HeaderMap, request: AdminRequest, ok: StatusCode) -> Response {
-    if let Err(e) = authorize(&app, &headers) {
-        app.metrics.error(e.code);
-        return e.into_response();
+    if let Some(refused) = refusal(&app, &headers) {
+        return refused;
     }
     match ask(&app, request).await {
         Ok(serde_json::Value::Null) => StatusCode::NO_CONTENT.into_response(),
@@ -276,18 +295,10 @@ async fn get_customer(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = authorize(&app, &headers) {
-        app.metrics.error(e.code);
-        return e.into_response();
+    if let Some(refused) = refusal(&app, &headers) {
+        return refused;
     }
-    let store_error = |e: crate::store::StoreError| {
-        tracing::error!(error = %e, "reading a customer failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "the store could not be read; try again",
-        )
-    };
+    let store_error = read_failed("reading a customer");
     let customer = match app.store.customer(&id).await {
         Ok(Some(customer)) => customer,
         Ok(None) => {
@@ -332,9 +343,8 @@ async fn post_context(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = authorize(&app, &headers) {
-        app.metrics.error(e.code);
-        return e.into_response();
+    if let Some(refused) = refusal(&app, &headers) {
+        return refused;
     }
     let (attributes, ttl) = match parse_context(&body) {
         Ok(parsed) => parsed,
@@ -451,9 +461,8 @@ async fn list_follow_ups(
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    if let Err(e) = authorize(&app, &headers) {
-        app.metrics.error(e.code);
-        return e.into_response();
+    if let Some(refused) = refusal(&app, &headers) {
+        return refused;
     }
     let wanted: Vec<&str> = match query.get("status").map(String::as_str) {
         None => vec!["due", "overdue"],
@@ -470,15 +479,7 @@ async fn list_follow_ups(
     };
     let rows = match app.store.follow_ups(10_000).await {
         Ok(rows) => rows,
-        Err(e) => {
-            tracing::error!(error = %e, "reading follow-ups failed");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                "the store could not be read; try again",
-            )
-            .into_response();
-        }
+        Err(e) => return read_failed("reading follow-ups")(e).into_response(),
     };
     let now = super::hub::now_ms();
     let listed: Vec<serde_json::Value> = rows
@@ -544,9 +545,8 @@ async fn satisfaction_report(
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    if let Err(e) = authorize(&app, &headers) {
-        app.metrics.error(e.code);
-        return e.into_response();
+    if let Some(refused) = refusal(&app, &headers) {
+        return refused;
     }
     let now = super::hub::now_ms();
     let bounds = report_time("to", query.get("to"), now).and_then(|to| {
@@ -573,15 +573,7 @@ async fn satisfaction_report(
     };
     let rows = match app.store.satisfaction_report(by_agent, from, to).await {
         Ok(rows) => rows,
-        Err(e) => {
-            tracing::error!(error = %e, "the satisfaction report failed");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                "the store could not be read; try again",
-            )
-            .into_response();
-        }
+        Err(e) => return read_failed("the satisfaction report")(e).into_response(),
     };
     let groups: Vec<serde_json::Value> = rows
         .iter()

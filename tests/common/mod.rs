@@ -19,6 +19,25 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "test-agent-secret-0123456789abcdef";
 pub const ORIGIN: &str = "http://shop.test";
+/// The shop backend's secret for customer identity tokens, in tests that enable them.
+#[allow(dead_code)]
+pub const IDENTITY_SECRET: &str = "the-shop-backend-identity-secret-0123";
+
+/// An identity token for customer `sub` (named "Customer SUB"), valid 10 minutes.
+#[allow(dead_code)]
+pub fn identity_token(sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub, "exp": exp, "name": format!("Customer {sub}")}),
+        &jsonwebtoken::EncodingKey::from_secret(IDENTITY_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
 /// Longest any single expected event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
