@@ -551,3 +551,53 @@ async fn a_switch_to_voice_goes_to_an_agent_with_room_for_it() {
         .await;
     assert_eq!(dave.until("error").await["code"], "forbidden");
 }
+
+/// The agent ends a call while the provider is still streaming: the stream is closed
+/// with a proper close frame (1000), not dropped.
+#[tokio::test]
+async fn an_agent_ending_a_live_call_closes_the_stream_cleanly() {
+    let server = TestServer::start(&config()).await;
+    let mut alice = server.available_agent("alice").await;
+    let call = provider(&server, &format!("?token={}", media_token())).await;
+    let (mut to_gateway, mut from_gateway) = call.ws.split();
+    to_gateway
+        .send(Message::Text(
+            start_event(json!({"queue":"support"})).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    let conversation = take_call(&mut alice).await;
+    let conversation_id = conversation["conversation_id"].as_str().unwrap().to_owned();
+    // The provider streams without pause, as a real call does.
+    let streaming = tokio::spawn(async move {
+        let mut chunk = 0;
+        loop {
+            chunk += 1;
+            let event = media_event(STREAM, chunk + 1, chunk, &[0xFF; FRAME]);
+            if to_gateway
+                .send(Message::Text(event.to_string().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    alice
+        .request(json!({"type":"close","conversation_id": conversation_id,"resolution":"resolved"}))
+        .await;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), from_gateway.next())
+            .await
+            .expect("the stream ends")
+        {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("the stream was dropped without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(closed, Some(1000));
+    streaming.abort();
+}

@@ -25,6 +25,9 @@ const SLOW: (CloseCode, &str) = (
     "slow consumer: reconnect and resume from your last seq",
 );
 
+/// How long a close waits for the client's close reply.
+const CLOSE_HANDSHAKE: Duration = Duration::from_millis(500);
+
 /// Messages awaiting their ack that are remembered for the latency metric.
 const MAX_PENDING_ACKS: usize = 1024;
 
@@ -167,11 +170,25 @@ impl Link {
             code: code.code(),
             reason: reason.into(),
         };
-        let _ = tokio::time::timeout(
+        let sent = tokio::time::timeout(
             self.write_timeout,
             self.socket.send(Message::Close(Some(frame))),
         )
         .await;
+        // The closing handshake: read (and drop) what the client still sends until its
+        // close reply, briefly. Closing with unread data makes the kernel reset the
+        // connection, and a reset can overtake the close frame (the client would see
+        // 1006 instead of the reason).
+        if matches!(sent, Ok(Ok(()))) && !self.stalled {
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+                while let Some(Ok(msg)) = self.socket.recv().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
 
     pub async fn recv(&mut self) -> Received {
