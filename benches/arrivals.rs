@@ -47,6 +47,7 @@ fn main() {
         dedupe_window: 16,
         voice_excludes_chat: true,
         coaching: Default::default(),
+        prefer_satisfied: false,
     };
     let mut sb = Switchboard::new(settings, 1);
     let mut out = Vec::new();

@@ -54,6 +54,7 @@ fn world() -> Vec<AgentSlot> {
                 },
                 online: true,
                 idle_since: rng.next(1_000_000),
+                ratings: Vec::new(),
             }
         })
         .collect()
@@ -78,6 +79,7 @@ fn bench(c: &mut Criterion) {
             current: need_skills,
             widened: &[],
             language: Some("en"),
+            rating_queue: None,
         };
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -114,6 +116,7 @@ fn bench(c: &mut Criterion) {
             widened: Vec::new(),
             language: Some("en".into()),
             strategy,
+            rating_queue: None,
         };
         let class = pools.class(key, true);
         group.bench_function(format!("{name}_pick"), |b| {

@@ -126,6 +126,11 @@ pub struct RoutingConfig {
     /// A new conversation within this long of the customer's previous one on the same
     /// queue is a repeat contact (it names that one; its agent sees it).
     pub repeat_window_ms: u64,
+    /// Among candidates, prefer the agent with the better satisfaction record for the
+    /// queue over `satisfaction_window_days` (CSAT, else the estimate; 3+ conversations).
+    /// Off by default: it sends more work to the best-rated, which is not always fair.
+    pub prefer_satisfied_agents: bool,
+    pub satisfaction_window_days: u32,
 }
 
 /// Satisfaction signals.
@@ -449,6 +454,8 @@ impl Default for RoutingConfig {
             affinity_wait_ms: 30_000,
             voice_excludes_chat: true,
             repeat_window_ms: 7 * 24 * 3600 * 1000,
+            prefer_satisfied_agents: false,
+            satisfaction_window_days: 30,
         }
     }
 }
@@ -812,6 +819,7 @@ impl Config {
             dedupe_window: self.routing.dedupe_window,
             voice_excludes_chat: self.routing.voice_excludes_chat,
             coaching: std::sync::Arc::new(self.signals.coaching()),
+            prefer_satisfied: self.routing.prefer_satisfied_agents,
         }
     }
 }

@@ -239,3 +239,44 @@ async fn mood(agent: &mut common::Client) -> serde_json::Value {
         }
     }
 }
+
+/// With `routing.prefer_satisfied_agents`, the agent customers rated better for the
+/// queue gets the next conversation though the other idled longer.
+#[tokio::test]
+async fn routing_can_prefer_the_agent_customers_rated_better() {
+    let config = config_with(
+        &[("alice", 1), ("bob", 1)],
+        "prefer_satisfied_agents = true",
+    );
+    let mut server = TestServer::start(&config).await;
+    // Three rated conversations each: alice 1, bob 5.
+    for (agent, csat) in [("alice", 1), ("bob", 5)] {
+        let mut a = server.available_agent(agent).await;
+        for _ in 0..3 {
+            let (mut c, _) = server.customer_hello(None).await;
+            let id = c.start().await;
+            accept_next_offer(&mut a).await;
+            a.request(
+                serde_json::json!({"type":"close","conversation_id": id,"resolution":"resolved"}),
+            )
+            .await;
+            c.until("survey_request").await;
+            c.request(serde_json::json!({"type":"survey","conversation_id": id,"csat": csat}))
+                .await;
+        }
+        a.request(serde_json::json!({"type":"status","state":"away"}))
+            .await;
+    }
+    // Records load at start, before the first decision (then every few minutes).
+    server.terminate().await;
+    server.restart().await;
+    let mut alice = server.available_agent("alice").await;
+    let mut bob = server.available_agent("bob").await;
+    let (mut customer, _) = server.customer_hello(None).await;
+    let id = customer.start().await;
+    let offer = bob.until("offer").await;
+    assert_eq!(offer["conversation_id"], id, "bob, rated 5, is preferred");
+    alice
+        .request(serde_json::json!({"type":"status","state":"available"}))
+        .await;
+}

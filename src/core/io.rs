@@ -133,6 +133,9 @@ pub enum Input {
         into: Id,
         name: Option<Id>,
     },
+    /// Agents' satisfaction records: (agent, queue, rating 1-5 in hundredths), all of
+    /// them (agents not listed have none).
+    AgentRatings(Vec<(Id, Id, u32)>),
     /// The caller pressed a key during the call (DTMF): kept in the transcript.
     Dtmf {
         conversation_id: Id,
@@ -556,6 +559,9 @@ pub struct CoreSettings {
     pub voice_excludes_chat: bool,
     /// Coaching flags raised by agents' messages.
     pub coaching: std::sync::Arc<super::signals::coaching::Coaching>,
+    /// Among candidates, prefer the agent with the better satisfaction record for the
+    /// queue (after the strategy's own key). Off by default: it concentrates work.
+    pub prefer_satisfied: bool,
 }
 
 /// A conversation as the store hands it back at start-up.

@@ -24,6 +24,8 @@ pub struct ClassKey {
     pub widened: Vec<Skills>,
     pub language: Option<Id>,
     pub strategy: Strategy,
+    /// The queue whose satisfaction records order the agents (`None`: off).
+    pub rating_queue: Option<Id>,
 }
 
 impl ClassKey {
@@ -36,14 +38,16 @@ impl ClassKey {
                 current: &self.current,
                 widened: &[],
                 language: self.language.as_deref(),
+                rating_queue: self.rating_queue.as_deref(),
             },
             widened,
         )
     }
 }
 
-/// Strategy order, then id: the same order `routing::pick` chooses by.
-type Rank = (u64, u64, Id);
+/// Strategy order, satisfaction record, idle time, then id: the same order
+/// `routing::pick` chooses by.
+type Rank = (u64, u64, u64, Id);
 
 struct Class {
     key: ClassKey,
@@ -65,6 +69,7 @@ fn differs(seen: &AgentSlot, a: &AgentSlot) -> bool {
         || seen.idle_since != a.idle_since
         || seen.skills != a.skills
         || seen.languages != a.languages
+        || seen.ratings != a.ratings
 }
 
 #[derive(Default)]
@@ -104,11 +109,14 @@ fn rank(agent: &AgentSlot, key: &ClassKey) -> Rank {
             u64::MAX - proficiency
         }
     };
-    let second = match key.strategy {
-        Strategy::RoundRobin => 0,
-        _ => agent.idle_since,
+    let (rating, second) = match key.strategy {
+        Strategy::RoundRobin => (0, 0),
+        _ => (
+            u64::from(u32::MAX - agent.rating(key.rating_queue.as_deref())),
+            agent.idle_since,
+        ),
     };
-    (first, second, agent.id.clone())
+    (first, rating, second, agent.id.clone())
 }
 
 impl Pools {
@@ -207,12 +215,12 @@ impl Pools {
             (Strategy::RoundRobin, Some(last)) => class
                 .ready
                 .iter()
-                .filter(|(_, _, id)| id > last)
+                .filter(|(_, _, _, id)| id > last)
                 .chain(class.ready.iter())
-                .find(|(_, _, id)| !skip(id)),
-            _ => class.ready.iter().find(|(_, _, id)| !skip(id)),
+                .find(|(_, _, _, id)| !skip(id)),
+            _ => class.ready.iter().find(|(_, _, _, id)| !skip(id)),
         }?;
-        Some(found.2.clone())
+        Some(found.3.clone())
     }
 
     /// Whether every agent is indexed as they are now (no `sync` pending).

@@ -153,6 +153,7 @@ impl World {
             dedupe_window: DEDUPE_WINDOW,
             voice_excludes_chat: false,
             coaching: Default::default(),
+            prefer_satisfied: false,
         }
     }
 }
@@ -492,6 +493,7 @@ impl Harness {
             | Input::Tick
             | Input::Dtmf { .. }
             | Input::MergeCustomer { .. }
+            | Input::AgentRatings(_)
             | Input::OpenFollowUp(_)
             | Input::CustomerSeen { .. }
             | Input::VoiceSignals { .. } => (None, None),

@@ -22,7 +22,13 @@ pub struct AgentSlot {
     pub online: bool,
     /// When the agent last became available or last took a conversation.
     pub idle_since: Millis,
+    /// Satisfaction record per queue, 1-5 in hundredths (when routing prefers
+    /// satisfied customers' agents).
+    pub ratings: Vec<(Id, u32)>,
 }
+
+/// The rating of an agent with no record for a queue: the middle of the scale.
+pub const NEUTRAL_RATING: u32 = 300;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Strategy {
@@ -71,6 +77,9 @@ pub struct Need<'a> {
     /// Requirements of the queues the steps widened to: qualifying for any one will do.
     pub widened: &'a [&'a Skills],
     pub language: Option<&'a str>,
+    /// Prefer agents with the better satisfaction record for this queue (after the
+    /// strategy's own key; `None`: off).
+    pub rating_queue: Option<&'a str>,
 }
 
 pub fn channel_index(channel: Channel) -> usize {
@@ -83,6 +92,15 @@ pub fn channel_index(channel: Channel) -> usize {
 impl AgentSlot {
     /// Online, available, and room on `channel`. With `voice_excludes_chat`, an agent
     /// on a call (or offered one) takes no chats.
+    /// The agent's satisfaction record for `queue` (0 for all when `None`: off).
+    pub fn rating(&self, queue: Option<&str>) -> u32 {
+        let Some(queue) = queue else { return 0 };
+        self.ratings
+            .iter()
+            .find(|(q, _)| &**q == queue)
+            .map_or(NEUTRAL_RATING, |(_, r)| *r)
+    }
+
     pub fn can_take(&self, channel: Channel, voice_excludes_chat: bool) -> bool {
         let i = channel_index(channel);
         self.online
@@ -152,9 +170,11 @@ pub fn pick<'a>(
         }
         a.qualifies(need).map(|reason| (a, reason))
     });
+    // The better satisfaction record first (when on), then idle longest, then id.
     let idle = |a: &AgentSlot, b: &AgentSlot| {
-        a.idle_since
-            .cmp(&b.idle_since)
+        b.rating(need.rating_queue)
+            .cmp(&a.rating(need.rating_queue))
+            .then_with(|| a.idle_since.cmp(&b.idle_since))
             .then_with(|| a.id.cmp(&b.id))
     };
     match strategy {
@@ -193,6 +213,7 @@ mod tests {
             state: AgentState::Available,
             online: true,
             idle_since,
+            ratings: Vec::new(),
         }
     }
 
@@ -207,6 +228,7 @@ mod tests {
             current,
             widened: &[],
             language: None,
+            rating_queue: None,
         }
     }
 

@@ -253,6 +253,7 @@ impl World {
             dedupe_window: 4,
             voice_excludes_chat: self.vxc,
             coaching: Default::default(),
+            prefer_satisfied: false,
         }
     }
 }

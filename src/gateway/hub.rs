@@ -134,6 +134,8 @@ pub struct Hub {
     gauges_at: Option<Instant>,
     /// Live calls: told who their agent is as assignments are committed.
     calls: Arc<Calls>,
+    /// When agents' satisfaction records were last loaded.
+    ratings_at: Option<Instant>,
 }
 
 impl Hub {
@@ -157,6 +159,7 @@ impl Hub {
             max_batch,
             gauges_at: None,
             calls,
+            ratings_at: None,
         }
     }
 
@@ -169,6 +172,8 @@ impl Hub {
         // Follow-ups live in the store; it is asked once a second for those due.
         let mut follow_ups = tokio::time::interval(Duration::from_secs(1));
         follow_ups.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Satisfaction records (when routing uses them) before the first decision.
+        self.refresh_ratings(now_ms(), &mut effects).await;
         loop {
             let deadline = self.switchboard.next_deadline().map(|at| {
                 let wait = at.saturating_sub(now_ms());
@@ -183,6 +188,7 @@ impl Hub {
                 () = sleep_until(deadline) => {}
                 _ = follow_ups.tick(), if !stopping => {
                     self.open_due_follow_ups(now_ms(), &mut effects).await;
+                    self.refresh_ratings(now_ms(), &mut effects).await;
                 }
                 () = stop.cancelled(), if !stopping => {
                     // Refuse new commands; the loop drains those already queued.
@@ -276,6 +282,32 @@ impl Hub {
             };
             self.switchboard
                 .handle(Input::OpenFollowUp(Box::new(due)), now, out);
+        }
+    }
+
+    /// When routing prefers agents with better satisfaction records: reloads the
+    /// records from the store every few minutes (they change slowly).
+    async fn refresh_ratings(&mut self, now: Millis, out: &mut Vec<Effect>) {
+        let routing = &self.definitions.config().routing;
+        if !routing.prefer_satisfied_agents
+            || self
+                .ratings_at
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(300))
+        {
+            return;
+        }
+        self.ratings_at = Some(Instant::now());
+        let since = now.saturating_sub(u64::from(routing.satisfaction_window_days) * 86_400_000);
+        match self.store.agent_ratings(since, 3).await {
+            Ok(rows) => {
+                let ratings = rows
+                    .into_iter()
+                    .map(|(a, q, r)| (Id::from(a.as_str()), Id::from(q.as_str()), r))
+                    .collect();
+                self.switchboard
+                    .handle(Input::AgentRatings(ratings), now, out);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading agents' satisfaction records failed"),
         }
     }
 

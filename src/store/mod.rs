@@ -162,6 +162,13 @@ pub trait Store: Send + Sync + 'static {
         from: Millis,
         to: Millis,
     ) -> Result<Vec<ReportRow>, StoreError>;
+    /// Each agent's satisfaction record per queue since `since`: (agent, queue, mean
+    /// of CSAT or else the estimate, 1-5 in hundredths), with at least `min` conversations.
+    async fn agent_ratings(
+        &self,
+        since: Millis,
+        min: u32,
+    ) -> Result<Vec<(String, String, u32)>, StoreError>;
     /// Follow-ups due at `now` that have not opened yet, oldest first.
     async fn due_follow_ups(&self, now: Millis, limit: u32)
     -> Result<Vec<FollowUpRow>, StoreError>;

@@ -741,6 +741,31 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn agent_ratings(
+        &self,
+        since: Millis,
+        min: u32,
+    ) -> Result<Vec<(String, String, u32)>, StoreError> {
+        let rows: Vec<(String, String, f64)> = sqlx::query_as(
+            "SELECT c.agent_id, c.queue, AVG(COALESCE(s.csat * 100, cs.estimate)) AS rating
+             FROM conversations c
+             LEFT JOIN surveys s ON s.conversation_id = c.id
+             LEFT JOIN conversation_signals cs ON cs.conversation_id = c.id
+             WHERE c.state = 'closed' AND c.closed_at >= ?1 AND c.agent_id IS NOT NULL
+               AND COALESCE(s.csat * 100, cs.estimate) IS NOT NULL
+             GROUP BY c.agent_id, c.queue
+             HAVING COUNT(*) >= ?2",
+        )
+        .bind(db_int(since))
+        .bind(i64::from(min))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(agent, queue, rating)| (agent, queue, rating.round().clamp(100.0, 500.0) as u32))
+            .collect())
+    }
+
     async fn satisfaction_report(
         &self,
         by_agent: bool,

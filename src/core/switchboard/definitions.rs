@@ -105,6 +105,7 @@ impl Switchboard {
                             state: AgentState::Offline,
                             online: false,
                             idle_since: 0,
+                            ratings: Vec::new(),
                         },
                         display_name: settings.display_name,
                         conversations: Vec::new(),

@@ -532,6 +532,10 @@ impl Switchboard {
                 .clone()
                 .or_else(|| queue.settings.language.clone()),
             strategy: queue.settings.strategy,
+            rating_queue: self
+                .settings
+                .prefer_satisfied
+                .then(|| conv.rec.queue.clone()),
         }
     }
 
@@ -742,6 +746,16 @@ impl Switchboard {
                 conversation_id,
                 payload,
             } => self.rtc(conn, req, from, conversation_id, payload, out),
+            Input::AgentRatings(ratings) => {
+                for agent in self.agents.values_mut() {
+                    agent.slot.ratings = ratings
+                        .iter()
+                        .filter(|(a, _, _)| *a == agent.slot.id)
+                        .map(|(_, q, r)| (q.clone(), *r))
+                        .collect();
+                }
+                self.routing_dirty = true;
+            }
             Input::MergeCustomer { from, into, name } => {
                 self.merge_customer(from, into.clone(), now, out);
                 if let Some(name) = name {
@@ -2301,6 +2315,7 @@ mod tests {
             dedupe_window: 8,
             voice_excludes_chat: true,
             coaching: Default::default(),
+            prefer_satisfied: false,
         }
     }
 
@@ -2352,5 +2367,79 @@ mod tests {
             ended,
             "the assignment that did not fit is ended in the store"
         );
+    }
+
+    /// With `prefer_satisfied`, the better-rated agent gets the offer though the other
+    /// idled longer; without it, the longest idle does. (Every decision is also checked
+    /// against a scan of every agent.)
+    #[test]
+    fn satisfaction_records_break_ties_only_when_asked() {
+        for (prefer, expected) in [(false, "a"), (true, "b")] {
+            let mut settings = settings(1);
+            settings.prefer_satisfied = prefer;
+            let mut b = settings.agents[0].clone();
+            b.id = "b".into();
+            settings.agents.push(b);
+            let mut sb = Switchboard::new(settings, 1);
+            let mut out = Vec::new();
+            for (n, (id, at)) in [("a", 1), ("b", 2)].into_iter().enumerate() {
+                sb.handle(
+                    Input::AgentConnected {
+                        conn: ConnId(10 + n as u64),
+                        agent_id: id.into(),
+                    },
+                    at,
+                    &mut out,
+                );
+                sb.handle(
+                    Input::SetStatus {
+                        conn: ConnId(10 + n as u64),
+                        req: None,
+                        agent_id: id.into(),
+                        available: true,
+                    },
+                    at,
+                    &mut out,
+                );
+            }
+            sb.handle(
+                Input::AgentRatings(vec![
+                    ("a".into(), "q".into(), 250),
+                    ("b".into(), "q".into(), 460),
+                ]),
+                3,
+                &mut out,
+            );
+            out.clear();
+            sb.handle(
+                Input::Start(Box::new(StartRequest {
+                    conn: ConnId(1),
+                    req: None,
+                    customer_id: "c".into(),
+                    customer_name: "C".into(),
+                    history: CustomerHistory::default(),
+                    conversation_id: "x".into(),
+                    queue: "q".into(),
+                    channel: Channel::Chat,
+                    language: None,
+                    skills: Skills::new(),
+                    attributes: "{}".into(),
+                    context: Vec::new(),
+                    repeat_of: None,
+                    text: None,
+                })),
+                4,
+                &mut out,
+            );
+            sb.check_invariants().unwrap();
+            let offered_to = out.iter().find_map(|e| match e {
+                Effect::Notify {
+                    to: Participant::Agent(a),
+                    notice: Notice::Offer(_),
+                } => Some(a.to_string()),
+                _ => None,
+            });
+            assert_eq!(offered_to.as_deref(), Some(expected), "prefer = {prefer}");
+        }
     }
 }

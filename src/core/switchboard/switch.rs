@@ -252,6 +252,7 @@ mod tests {
             dedupe_window: 8,
             voice_excludes_chat: true,
             coaching: Default::default(),
+            prefer_satisfied: false,
         };
         let mut sb = Switchboard::new(settings, 1);
         let mut out = Vec::new();

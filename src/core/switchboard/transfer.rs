@@ -174,6 +174,7 @@ impl Switchboard {
                     current: &need_skills,
                     widened: &[],
                     language: conv.rec.language.as_deref().or(queue.language.as_deref()),
+                    rating_queue: self.settings.prefer_satisfied.then_some(&**q),
                 };
                 routing::pick(
                     self.agents.values().map(|a| &a.slot),
