@@ -128,7 +128,14 @@ impl Gateway {
         tracing::info!(open_conversations = restored_count, "state restored");
 
         let queues: Vec<String> = in_force.queues.iter().map(|q| q.name.clone()).collect();
-        let metrics = Arc::new(Metrics::new(&queues));
+        let coaching: Vec<String> = in_force
+            .signals
+            .coaching()
+            .rules()
+            .iter()
+            .map(|r| r.code.to_string())
+            .collect();
+        let metrics = Arc::new(Metrics::new(&queues, &coaching));
         let (tx, rx) = mpsc::channel(self.config.limits.core_queue);
         let calls = Arc::new(gateway::calls::Calls::default());
         let hub = Hub::new(

@@ -170,6 +170,38 @@ async fn the_satisfaction_report_tells_a_bad_conversation_from_a_good_one() {
     assert_eq!(a["ended_on_bad_terms_rate"], 1.0, "{a}");
     assert_eq!(b["ended_on_bad_terms_rate"], 0.0, "{b}");
 
+    // Prometheus sees the same story, without an id in any label.
+    let closed = |resolution: &str| {
+        format!(
+            r#"warmline_conversations_closed_total{{queue="support",resolution="{resolution}"}}"#
+        )
+    };
+    assert_eq!(server.metric(&closed("resolved")).await, 1.0);
+    assert_eq!(server.metric(&closed("unresolved")).await, 1.0);
+    assert_eq!(
+        server
+            .metric(r#"warmline_conversations_ended_on_bad_terms_total{queue="support"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        server
+            .metric(r#"warmline_coaching_flags_total{code="policy"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        server
+            .metric(r#"warmline_csat_responses_total{score="5"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        server.metric("warmline_customer_sentiment_end_count").await,
+        2.0
+    );
+    assert_eq!(server.metric("warmline_build_info").await, 1.0);
+
     let (status, body) = csv(&server, "/api/v1/reports/satisfaction?group_by=queue").await;
     assert_eq!(status, 200);
     let lines: Vec<&str> = body.lines().collect();

@@ -462,6 +462,7 @@ impl Hub {
                 return;
             }
             for record in &records {
+                self.metrics.experience.record(record);
                 match record {
                     Record::Event(e) => {
                         if let EventBody::Message { author, .. } = &e.body {

@@ -2,8 +2,8 @@
 //! names; never an id.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::protocol::{CloseCode, ErrorCode};
@@ -26,6 +26,189 @@ pub struct Metrics {
     /// `audio_frames` by direction, resolved once: the per-frame path does no lookup.
     pub audio: AudioCounters,
     pub calls: IntGauge,
+    /// What the customers lived through: closes, waits, transfers, flags, mood.
+    pub experience: Experience,
+}
+
+/// Customer-experience metrics, counted from the records the hub commits.
+pub struct Experience {
+    pub closed: IntCounterVec,
+    pub abandoned: IntCounterVec,
+    pub wait_seconds: HistogramVec,
+    pub handle_seconds: HistogramVec,
+    pub transfers: IntCounterVec,
+    pub bounces: IntCounter,
+    pub coaching_flags: IntCounterVec,
+    pub ended_on_bad_terms: IntCounterVec,
+    pub sentiment_end: Histogram,
+    pub csat: IntCounterVec,
+    pub repeated_info: IntCounter,
+}
+
+impl Experience {
+    fn new(registry: &Registry, queues: &[String], coaching_codes: &[String]) -> Experience {
+        fn reg<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+            must(registry.register(Box::new(c.clone())));
+            c
+        }
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                registry,
+                must(IntCounterVec::new(Opts::new(name, help), labels)),
+            )
+        };
+        let waits = vec![
+            1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0,
+        ];
+        let experience = Experience {
+            closed: counter(
+                "warmline_conversations_closed_total",
+                "Conversations closed, by queue and resolution (none: closed by the customer).",
+                &["queue", "resolution"],
+            ),
+            abandoned: counter(
+                "warmline_conversations_abandoned_total",
+                "Conversations the customer left before any agent took them, by queue.",
+                &["queue"],
+            ),
+            wait_seconds: reg(
+                registry,
+                must(HistogramVec::new(
+                    HistogramOpts::new(
+                        "warmline_conversation_wait_seconds",
+                        "Time from a conversation's start to an agent accepting it (or to its end when none did), by queue.",
+                    )
+                    .buckets(waits.clone()),
+                    &["queue"],
+                )),
+            ),
+            handle_seconds: reg(
+                registry,
+                must(HistogramVec::new(
+                    HistogramOpts::new(
+                        "warmline_conversation_handle_seconds",
+                        "Time from an agent accepting a conversation to its close, by queue. One figure among the satisfaction signals, not a target.",
+                    )
+                    .buckets(waits),
+                    &["queue"],
+                )),
+            ),
+            transfers: counter(
+                "warmline_transfers_total",
+                "Transfers agents asked for, by mode (cold, warm).",
+                &["mode"],
+            ),
+            bounces: reg(
+                registry,
+                must(IntCounter::new(
+                    "warmline_transfer_bounces_total",
+                    "Transfers within 60 s of the agent accepting: the customer was passed on before anyone tried.",
+                )),
+            ),
+            coaching_flags: counter(
+                "warmline_coaching_flags_total",
+                "Coaching flags raised by agents' messages, and customer-effort flags, by code.",
+                &["code"],
+            ),
+            ended_on_bad_terms: counter(
+                "warmline_conversations_ended_on_bad_terms_total",
+                "Conversations closed unresolved with a negative last customer message, by queue.",
+                &["queue"],
+            ),
+            sentiment_end: reg(
+                registry,
+                must(Histogram::with_opts(
+                    HistogramOpts::new(
+                        "warmline_customer_sentiment_end",
+                        "Sentiment of the customer's last message in a conversation (-1 to 1).",
+                    )
+                    .buckets(vec![-0.75, -0.5, -0.25, -0.05, 0.05, 0.25, 0.5, 0.75, 1.0]),
+                )),
+            ),
+            csat: counter(
+                "warmline_csat_responses_total",
+                "Survey answers, by CSAT score (1-5).",
+                &["score"],
+            ),
+            repeated_info: reg(
+                registry,
+                must(IntCounter::new(
+                    "warmline_customer_repeated_info_total",
+                    "Customer messages that repeated information Warmline already had.",
+                )),
+            ),
+        };
+        for q in queues {
+            for resolution in ["resolved", "unresolved", "follow_up", "none"] {
+                experience.closed.with_label_values(&[q, resolution]);
+            }
+            experience.abandoned.with_label_values(&[q]);
+            experience.wait_seconds.with_label_values(&[q]);
+            experience.handle_seconds.with_label_values(&[q]);
+            experience.ended_on_bad_terms.with_label_values(&[q]);
+        }
+        for mode in ["cold", "warm"] {
+            experience.transfers.with_label_values(&[mode]);
+        }
+        for code in coaching_codes
+            .iter()
+            .map(String::as_str)
+            .chain(["asked_known", "customer_repeated"])
+        {
+            experience.coaching_flags.with_label_values(&[code]);
+        }
+        for score in ["1", "2", "3", "4", "5"] {
+            experience.csat.with_label_values(&[score]);
+        }
+        experience
+    }
+
+    /// Counts what a record says about the customers' experience.
+    pub fn record(&self, record: &crate::core::Record) {
+        use crate::core::Record;
+        match record {
+            Record::ConversationSummary {
+                queue,
+                resolution,
+                summary,
+                ..
+            } => {
+                let resolution = resolution.map_or("none", |r| r.as_str());
+                self.closed.with_label_values(&[queue, resolution]).inc();
+                if summary.abandoned {
+                    self.abandoned.with_label_values(&[queue]).inc();
+                }
+                self.wait_seconds
+                    .with_label_values(&[queue])
+                    .observe(summary.wait_ms as f64 / 1000.0);
+                if let Some(ms) = summary.handle_ms {
+                    self.handle_seconds
+                        .with_label_values(&[queue])
+                        .observe(ms as f64 / 1000.0);
+                }
+                if let Some(end) = summary.sentiment_end {
+                    self.sentiment_end.observe(f64::from(end) / 1000.0);
+                    if resolution != "resolved" && end < -50 {
+                        self.ended_on_bad_terms.with_label_values(&[queue]).inc();
+                    }
+                }
+                self.transfers
+                    .with_label_values(&["cold"])
+                    .inc_by(u64::from(summary.transfers_cold));
+                self.transfers
+                    .with_label_values(&["warm"])
+                    .inc_by(u64::from(summary.transfers_warm));
+                self.bounces.inc_by(u64::from(summary.bounces));
+                self.repeated_info.inc_by(u64::from(summary.repeated_info));
+            }
+            Record::CoachingFlags { codes, .. } => {
+                for code in codes {
+                    self.coaching_flags.with_label_values(&[code]).inc();
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 pub struct AudioCounters {
@@ -42,8 +225,15 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 }
 
 impl Metrics {
-    pub fn new(queues: &[String]) -> Metrics {
+    pub fn new(queues: &[String], coaching_codes: &[String]) -> Metrics {
         let registry = Registry::new();
+        let build = must(IntGaugeVec::new(
+            Opts::new("warmline_build_info", "The running build (always 1)."),
+            &["version"],
+        ));
+        must(registry.register(Box::new(build.clone())));
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let experience = Experience::new(&registry, queues, coaching_codes);
         let connections = must(IntGaugeVec::new(
             Opts::new(
                 "warmline_connections",
@@ -216,6 +406,7 @@ impl Metrics {
             audio_frames,
             audio,
             calls,
+            experience,
         }
     }
 
