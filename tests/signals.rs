@@ -201,6 +201,12 @@ async fn the_satisfaction_report_tells_a_bad_conversation_from_a_good_one() {
         2.0
     );
     assert_eq!(server.metric("warmline_build_info").await, 1.0);
+    assert_eq!(
+        server
+            .metric(r#"warmline_offers_total{reason="skill"}"#)
+            .await,
+        2.0
+    );
 
     let (status, body) = csv(&server, "/api/v1/reports/satisfaction?group_by=queue").await;
     assert_eq!(status, 200);

@@ -605,6 +605,12 @@ impl Hub {
                     return;
                 };
                 let conns = conns.clone();
+                if let Notice::Offer(offer) = &notice {
+                    self.metrics
+                        .offers
+                        .with_label_values(&[offer.reason.as_str()])
+                        .inc();
+                }
                 if let Notice::Joined(view) = notice {
                     for conn in conns {
                         self.send(conn, Outbound::Joined(view.clone()));
@@ -671,6 +677,16 @@ impl Hub {
             return;
         }
         self.gauges_at = Some(Instant::now());
+        let by_state = self.switchboard.agents_by_state();
+        for (state, n) in ["available", "away", "wrap_up", "offline"]
+            .iter()
+            .zip(by_state)
+        {
+            self.metrics
+                .agents
+                .with_label_values(&[state])
+                .set(i64::from(n));
+        }
         for (queue, n) in self.switchboard.waiting_by_queue() {
             self.metrics
                 .waiting

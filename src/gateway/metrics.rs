@@ -28,6 +28,8 @@ pub struct Metrics {
     pub calls: IntGauge,
     /// What the customers lived through: closes, waits, transfers, flags, mood.
     pub experience: Experience,
+    pub agents: IntGaugeVec,
+    pub offers: IntCounterVec,
 }
 
 /// Customer-experience metrics, counted from the records the hub commits.
@@ -234,6 +236,28 @@ impl Metrics {
         must(registry.register(Box::new(build.clone())));
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let experience = Experience::new(&registry, queues, coaching_codes);
+        let agents = must(IntGaugeVec::new(
+            Opts::new(
+                "warmline_agents",
+                "Agents by state (offline: not connected).",
+            ),
+            &["state"],
+        ));
+        must(registry.register(Box::new(agents.clone())));
+        for state in ["available", "away", "wrap_up", "offline"] {
+            agents.with_label_values(&[state]);
+        }
+        let offers = must(IntCounterVec::new(
+            Opts::new(
+                "warmline_offers_total",
+                "Offers made to agents, by why the agent was chosen (skill, history, expanded, transfer).",
+            ),
+            &["reason"],
+        ));
+        must(registry.register(Box::new(offers.clone())));
+        for reason in ["skill", "history", "expanded", "transfer"] {
+            offers.with_label_values(&[reason]);
+        }
         let connections = must(IntGaugeVec::new(
             Opts::new(
                 "warmline_connections",
@@ -407,6 +431,8 @@ impl Metrics {
             audio,
             calls,
             experience,
+            agents,
+            offers,
         }
     }
 

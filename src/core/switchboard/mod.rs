@@ -2038,6 +2038,21 @@ impl Switchboard {
     }
 
     /// Agent-side view of every open conversation, for tests and the API.
+    /// How many agents are in each state: (available, away, wrap-up, offline).
+    pub fn agents_by_state(&self) -> [u32; 4] {
+        let mut counts = [0u32; 4];
+        for agent in self.agents.values() {
+            let i = match agent.slot.state {
+                AgentState::Available => 0,
+                AgentState::Away => 1,
+                AgentState::WrapUp => 2,
+                AgentState::Offline => 3,
+            };
+            counts[i] += 1;
+        }
+        counts
+    }
+
     pub fn agent_state(&self, agent_id: &str) -> Option<AgentState> {
         self.agents.get(agent_id).map(|a| a.slot.state)
     }
