@@ -223,7 +223,7 @@ async fn repeating_known_information_is_effort_and_is_flagged() {
     let asked = alice
         .say(&conversation_id, "Hello! What is your account number?")
         .await;
-    let signals = flagged(&mut alice).await;
+    let signals = alice.signals_with("flags").await;
     assert_eq!(signals["flags"][0]["code"], "asked_known", "{signals}");
     assert_eq!(signals["flags"][0]["seq"], asked);
     let repeated = customer
@@ -232,7 +232,7 @@ async fn repeating_known_information_is_effort_and_is_flagged() {
             "It's 555-123-45, I already typed it in the phone menu",
         )
         .await;
-    let signals = flagged(&mut alice).await;
+    let signals = alice.signals_with("flags").await;
     assert_eq!(
         signals["flags"][0]["code"], "customer_repeated",
         "{signals}"
@@ -280,14 +280,4 @@ async fn conversation_signals(
     .fetch_optional(&mut db)
     .await
     .ok()?
-}
-
-/// The next `signals` frame with flags (mood-only ones are skipped).
-async fn flagged(agent: &mut Client) -> Value {
-    loop {
-        let s = agent.until("signals").await;
-        if s.get("flags").is_some() {
-            return s;
-        }
-    }
 }

@@ -5,16 +5,6 @@ mod common;
 
 use common::{TestServer, accept_next_offer, config_with};
 
-/// The next `signals` frame with coaching flags (mood-only ones are skipped).
-async fn coaching(agent: &mut common::Client) -> serde_json::Value {
-    loop {
-        let s = agent.until("signals").await;
-        if s.get("flags").is_some() {
-            return s;
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_agent_quoting_policy_is_coached_live_and_an_apology_is_noticed() {
     let server = TestServer::start(&config_with(&[("alice", 1)], "")).await;
@@ -29,7 +19,7 @@ async fn an_agent_quoting_policy_is_coached_live_and_an_apology_is_noticed() {
     let seq = alice
         .say(&conversation_id, "Sorry, it's our policy. I can't do that.")
         .await;
-    let signals = coaching(&mut alice).await;
+    let signals = alice.signals_with("flags").await;
     assert_eq!(signals["conversation_id"], conversation_id);
     let flags = signals["flags"].as_array().unwrap();
     assert_eq!(flags.len(), 1, "{signals}");
@@ -44,7 +34,7 @@ async fn an_agent_quoting_policy_is_coached_live_and_an_apology_is_noticed() {
             "I'm sorry about that. Let me refund the second charge now.",
         )
         .await;
-    let signals = coaching(&mut alice).await;
+    let signals = alice.signals_with("flags").await;
     let codes: Vec<&str> = signals["flags"]
         .as_array()
         .unwrap()
@@ -245,7 +235,7 @@ async fn an_angry_customer_shows_as_a_falling_mood() {
             "Hi, thanks for helping, my parcel is late",
         )
         .await;
-    let first = mood(&mut alice).await;
+    let first = alice.signals_with("sentiment").await;
     assert!(
         first["sentiment"]["last"].as_f64().unwrap() > 0.0,
         "{first}"
@@ -259,23 +249,13 @@ async fn an_angry_customer_shows_as_a_falling_mood() {
             "No, that is NOT acceptable. This is the worst service ever, I'm furious.",
         )
         .await;
-    let later = mood(&mut alice).await;
+    let later = alice.signals_with("sentiment").await;
     let s = &later["sentiment"];
     assert_eq!(s["seq"], seq);
     assert!(s["last"].as_f64().unwrap() < -0.5, "{later}");
     assert!(s["trend"].as_f64().unwrap() < -0.5, "{later}");
     assert!(s["estimate"].as_f64().unwrap() < 2.5, "{later}");
     assert!(!s["cues"].as_array().unwrap().is_empty(), "{later}");
-}
-
-/// The next `signals` frame about the customer's mood.
-async fn mood(agent: &mut common::Client) -> serde_json::Value {
-    loop {
-        let s = agent.until("signals").await;
-        if s.get("sentiment").is_some() {
-            return s;
-        }
-    }
 }
 
 /// With `routing.prefer_satisfied_agents`, the agent customers rated better for the

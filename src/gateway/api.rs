@@ -100,6 +100,12 @@ fn read_failed(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiEr
     }
 }
 
+/// An error answer, counted by code.
+fn failed(app: &App, e: ApiError) -> Response {
+    app.metrics.error(e.code);
+    e.into_response()
+}
+
 /// `authorize`, counting a refusal: the response to send instead, if refused.
 fn refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
     authorize(app, headers).err().map(|e| {
@@ -303,18 +309,20 @@ async fn get_customer(
         Ok(Some(customer)) => customer,
         Ok(None) => {
             let shown: String = id.chars().take(128).collect();
-            return ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!("there is no customer `{shown}`"),
-            )
-            .into_response();
+            return failed(
+                &app,
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    format!("there is no customer `{shown}`"),
+                ),
+            );
         }
-        Err(e) => return store_error(e).into_response(),
+        Err(e) => return failed(&app, store_error(e)),
     };
     let past = match app.store.past_conversations(&id, 100).await {
         Ok(past) => past,
-        Err(e) => return store_error(e).into_response(),
+        Err(e) => return failed(&app, store_error(e)),
     };
     let conversations: Vec<_> = past.iter().map(super::encode::history_entry).collect();
     axum::Json(json!({
@@ -348,10 +356,7 @@ async fn post_context(
     }
     let (attributes, ttl) = match parse_context(&body) {
         Ok(parsed) => parsed,
-        Err(e) => {
-            app.metrics.error(e.code);
-            return e.into_response();
-        }
+        Err(e) => return failed(&app, e),
     };
     let now = super::hub::now_ms();
     let expires_at = now + ttl * 1000;
@@ -363,21 +368,25 @@ async fn post_context(
         Ok(true) => {}
         Ok(false) => {
             let shown: String = id.chars().take(128).collect();
-            return ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!("there is no customer `{shown}`; context is attached to a customer who has said hello or called before"),
-            )
-            .into_response();
+            let message = format!(
+                "there is no customer `{shown}`; context is attached to a customer who has said hello or called before"
+            );
+            return failed(
+                &app,
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message),
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "storing customer context failed");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                "the store could not keep the context; nothing was stored, try again",
-            )
-            .into_response();
+            let message = "the store could not keep the context; nothing was stored, try again";
+            return failed(
+                &app,
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    message,
+                ),
+            );
         }
     }
     let current = app.store.context(&id, now).await.unwrap_or_default();
@@ -470,16 +479,18 @@ async fn list_follow_ups(
         Some(s @ ("due" | "overdue" | "scheduled" | "done")) => vec![s],
         Some(other) => {
             let shown: String = other.chars().take(32).collect();
-            return ApiError::invalid(
-                "status",
-                format!("`{shown}` is not a status: due, overdue, scheduled, done or all"),
-            )
-            .into_response();
+            return failed(
+                &app,
+                ApiError::invalid(
+                    "status",
+                    format!("`{shown}` is not a status: due, overdue, scheduled, done or all"),
+                ),
+            );
         }
     };
     let rows = match app.store.follow_ups(10_000).await {
         Ok(rows) => rows,
-        Err(e) => return read_failed("reading follow-ups")(e).into_response(),
+        Err(e) => return failed(&app, read_failed("reading follow-ups")(e)),
     };
     let now = super::hub::now_ms();
     let listed: Vec<serde_json::Value> = rows
@@ -562,18 +573,18 @@ async fn satisfaction_report(
     });
     let (from, to) = match bounds {
         Ok(b) => b,
-        Err(e) => return e.into_response(),
+        Err(e) => return failed(&app, e),
     };
     let by_agent = match query.get("group_by").map(String::as_str) {
         None | Some("queue") => false,
         Some("agent") => true,
         Some(_) => {
-            return ApiError::invalid("group_by", "`queue` or `agent`").into_response();
+            return failed(&app, ApiError::invalid("group_by", "`queue` or `agent`"));
         }
     };
     let rows = match app.store.satisfaction_report(by_agent, from, to).await {
         Ok(rows) => rows,
-        Err(e) => return read_failed("the satisfaction report")(e).into_response(),
+        Err(e) => return failed(&app, read_failed("the satisfaction report")(e)),
     };
     let groups: Vec<serde_json::Value> = rows
         .iter()

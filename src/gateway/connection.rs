@@ -239,6 +239,30 @@ impl Link {
         }
     }
 
+    /// The next text frame before `deadline`, during a handshake (`hello`, a media
+    /// `start`). `None`: the client left, or was closed (with `late` when too slow).
+    pub async fn text_before(
+        &mut self,
+        deadline: tokio::time::Instant,
+        late: &'static str,
+    ) -> Option<Utf8Bytes> {
+        loop {
+            match tokio::time::timeout_at(deadline, self.recv()).await {
+                Err(_) => {
+                    self.close(CloseCode::Policy, late).await;
+                    return None;
+                }
+                Ok(Received::Text(text)) => return Some(text),
+                Ok(Received::Nothing | Received::Binary(_)) => continue,
+                Ok(Received::Gone) => return None,
+                Ok(Received::Close(code, reason)) => {
+                    self.close(code, reason).await;
+                    return None;
+                }
+            }
+        }
+    }
+
     fn silent_for(&self) -> Duration {
         self.last_heard.elapsed()
     }

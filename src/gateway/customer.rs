@@ -10,7 +10,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::connection::{Flow, HISTORY_LIMIT, Link, Received, Session, Side};
+use super::connection::{Flow, HISTORY_LIMIT, Link, Session, Side};
 use super::hub::Command;
 use super::hub::now_ms;
 use super::{App, encode, http_error, limit_upgrade, not_an_upgrade};
@@ -142,20 +142,9 @@ async fn hello(link: &mut Link) -> Option<(Side, Identified)> {
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
     let max_text = limits.max_message_bytes;
     loop {
-        let received = tokio::time::timeout_at(deadline.into(), link.recv()).await;
-        let text = match received {
-            Err(_) => {
-                link.close(CloseCode::Policy, "no hello in time").await;
-                return None;
-            }
-            Ok(Received::Text(text)) => text,
-            Ok(Received::Nothing | Received::Binary(_)) => continue,
-            Ok(Received::Gone) => return None,
-            Ok(Received::Close(code, reason)) => {
-                link.close(code, reason).await;
-                return None;
-            }
-        };
+        let text = link
+            .text_before(deadline.into(), "no hello in time")
+            .await?;
         let flow = match decode_customer(&text, max_text) {
             Ok(CustomerFrame::Hello {
                 id,

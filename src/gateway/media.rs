@@ -81,20 +81,7 @@ async fn wait_for_start(link: &mut Link, provider: Option<String>) -> Option<Sta
     let timeout = Duration::from_millis(link.app.config.limits.handshake_timeout_ms);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let received = tokio::time::timeout_at(deadline, link.recv()).await;
-        let text = match received {
-            Err(_) => {
-                link.close(CloseCode::Policy, "no start in time").await;
-                return None;
-            }
-            Ok(Received::Text(text)) => text,
-            Ok(Received::Nothing | Received::Binary(_)) => continue,
-            Ok(Received::Gone) => return None,
-            Ok(Received::Close(code, reason)) => {
-                link.close(code, reason).await;
-                return None;
-            }
-        };
+        let text = link.text_before(deadline, "no start in time").await?;
         let flow = match decode(&text) {
             Ok(Inbound::Connected) => Flow::Continue,
             Ok(Inbound::Start(start)) => {

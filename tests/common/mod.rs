@@ -415,6 +415,18 @@ impl Client {
         }
     }
 
+    /// The next `signals` frame that carries `field` (`flags`, `sentiment`, `voice`):
+    /// live signals of other kinds are skipped.
+    #[allow(dead_code)]
+    pub async fn signals_with(&mut self, field: &str) -> Value {
+        loop {
+            let s = self.until("signals").await;
+            if s.get(field).is_some() {
+                return s;
+            }
+        }
+    }
+
     /// The first frame of `kind`; frames of other kinds read meanwhile stay queued,
     /// in order, for later reads.
     pub async fn take(&mut self, kind: &str) -> Value {
