@@ -131,6 +131,10 @@ pub struct RoutingConfig {
     /// Off by default: it sends more work to the best-rated, which is not always fair.
     pub prefer_satisfied_agents: bool,
     pub satisfaction_window_days: u32,
+    /// Default service level for queues that do not set one: `service_level_percent`
+    /// of conversations should be answered within `service_level_ms` (80 % in 20 s).
+    pub service_level_ms: u64,
+    pub service_level_percent: u8,
 }
 
 /// Satisfaction signals.
@@ -243,6 +247,10 @@ pub struct QueueConfig {
     /// After this long waiting, move to `overflow_to`.
     pub max_wait_ms: Option<u64>,
     pub overflow_to: Option<String>,
+    /// Answer this share (`service_level_percent`) within this long; defaults:
+    /// routing.service_level_ms and routing.service_level_percent.
+    pub service_level_ms: Option<u64>,
+    pub service_level_percent: Option<u8>,
     /// Rules on trusted attributes (customer context from the operator API, the
     /// telephony provider's parameters): `{ attribute = "tier", equals = "gold",
     /// priority = 10 }`, `{ attribute = "intent", equals = "billing", skills = { billing = 1 } }`.
@@ -456,6 +464,8 @@ impl Default for RoutingConfig {
             repeat_window_ms: 7 * 24 * 3600 * 1000,
             prefer_satisfied_agents: false,
             satisfaction_window_days: 30,
+            service_level_ms: 20_000,
+            service_level_percent: 80,
         }
     }
 }
@@ -598,6 +608,7 @@ impl Config {
             ("limits.core_queue", l.core_queue as u64),
             ("store.max_batch", self.store.max_batch as u64),
             ("routing.offer_timeout_ms", self.routing.offer_timeout_ms),
+            ("routing.service_level_ms", self.routing.service_level_ms),
             ("routing.dedupe_window", self.routing.dedupe_window as u64),
             (
                 "routing.queued_update_interval_ms",
@@ -637,6 +648,9 @@ impl Config {
                 err(key.into(), "must be at least 32 characters");
             }
         }
+        if !(1..=100).contains(&self.routing.service_level_percent) {
+            err("routing.service_level_percent".to_owned(), "must be 1-100");
+        }
         let mut names = HashSet::new();
         for (i, q) in self.queues.iter().enumerate() {
             let key = format!("queues[{i}]");
@@ -652,6 +666,14 @@ impl Config {
             check_skills(&q.skills, &self.skills, &format!("{key}.skills"), &mut err);
             if q.offer_timeout_ms == Some(0) {
                 err(format!("{key}.offer_timeout_ms"), "must be greater than 0");
+            }
+            if q.service_level_ms == Some(0) {
+                err(format!("{key}.service_level_ms"), "must be greater than 0");
+            }
+            if q.service_level_percent
+                .is_some_and(|p| !(1..=100).contains(&p))
+            {
+                err(format!("{key}.service_level_percent"), "must be 1-100");
             }
             let known = |name: &String| self.queues.iter().any(|other| other.name == *name);
             if let Some(target) = &q.overflow_to {
@@ -854,6 +876,7 @@ impl QueueConfig {
             affinity_wait_ms: self.affinity_wait_ms.unwrap_or(routing.affinity_wait_ms),
             max_wait_ms: self.max_wait_ms,
             overflow_to: self.overflow_to.as_deref().map(Into::into),
+            service_level_ms: self.service_level_ms.unwrap_or(routing.service_level_ms),
             rules: self
                 .rules
                 .iter()
@@ -882,6 +905,8 @@ impl QueueConfig {
             affinity_wait_ms: None,
             max_wait_ms: None,
             overflow_to: None,
+            service_level_ms: None,
+            service_level_percent: None,
             rules: Vec::new(),
         }
     }
@@ -970,6 +995,8 @@ mod tests {
             skills = { x = 11 }
             [[queues]]
             name = "a"
+            service_level_ms = 0
+            service_level_percent = 101
             "#,
         )
         .unwrap_err();
@@ -977,6 +1004,11 @@ mod tests {
         assert!(keys.contains(&"server.listen"), "{errors:?}");
         assert!(keys.contains(&"queues[0].skills.x"), "{errors:?}");
         assert!(keys.contains(&"queues[1].name"), "{errors:?}");
+        assert!(keys.contains(&"queues[1].service_level_ms"), "{errors:?}");
+        assert!(
+            keys.contains(&"queues[1].service_level_percent"),
+            "{errors:?}"
+        );
     }
 
     #[test]

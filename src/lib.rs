@@ -127,7 +127,6 @@ impl Gateway {
         self.store.commit(&persisted(&effects)).await?;
         tracing::info!(open_conversations = restored_count, "state restored");
 
-        let queues: Vec<String> = in_force.queues.iter().map(|q| q.name.clone()).collect();
         let coaching: Vec<String> = in_force
             .signals
             .coaching()
@@ -135,7 +134,14 @@ impl Gateway {
             .iter()
             .map(|r| r.code.to_string())
             .collect();
-        let metrics = Arc::new(Metrics::new(&queues, &coaching));
+        let metrics = Arc::new(Metrics::new(&coaching));
+        for q in &in_force.queues {
+            let routing = &in_force.routing;
+            let percent = q
+                .service_level_percent
+                .unwrap_or(routing.service_level_percent);
+            metrics.define_queue(&q.name, q.settings(routing).service_level_ms, percent);
+        }
         let (tx, rx) = mpsc::channel(self.config.limits.core_queue);
         let calls = Arc::new(gateway::calls::Calls::default());
         let hub = Hub::new(

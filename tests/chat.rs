@@ -310,7 +310,19 @@ async fn health_readiness_metrics_and_pages_are_served() {
     customer.until("assigned").await;
     customer.say(&conversation_id, "one").await;
     agent.say(&conversation_id, "two").await;
-    assert_eq!(server.metric("warmline_chat_messages_total").await, 2.0);
+    assert_eq!(server.metric("warmline_messages_total").await, 2.0);
+    assert_eq!(
+        server
+            .metric(r#"warmline_messages_total{channel="chat",sender="customer"}"#)
+            .await,
+        1.0
+    );
+    assert!(
+        server
+            .metric("warmline_message_delivery_seconds_count")
+            .await
+            >= 2.0
+    );
     assert_eq!(server.metric("warmline_connections").await, 2.0);
     assert!(server.metric("warmline_message_ack_seconds_count").await >= 2.0);
     assert!(server.metric("warmline_store_commit_seconds_count").await >= 1.0);

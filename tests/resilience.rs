@@ -125,7 +125,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_resumes_without_loss() {
     assert_eq!(back.expect("resumed").await["last_seq"], last);
     assert!(
         server
-            .metric("warmline_disconnects_total{reason=\"slow_consumer\"}")
+            .metric(r#"warmline_connections_closed_total{reason="slow_consumer",role="customer"}"#)
             .await
             >= 1.0
     );

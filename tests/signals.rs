@@ -193,7 +193,13 @@ async fn the_satisfaction_report_tells_a_bad_conversation_from_a_good_one() {
     assert_eq!(server.metric("warmline_build_info").await, 1.0);
     assert_eq!(
         server
-            .metric(r#"warmline_offers_total{reason="skill"}"#)
+            .metric(r#"warmline_routing_decisions_total{reason="skill"}"#)
+            .await,
+        2.0
+    );
+    assert_eq!(
+        server
+            .metric(r#"warmline_offers_total{outcome="accepted"}"#)
             .await,
         2.0
     );

@@ -483,6 +483,8 @@ pub struct QueueSettings {
     /// After waiting this long, the conversation moves to `overflow_to`.
     pub max_wait_ms: Option<u64>,
     pub overflow_to: Option<Id>,
+    /// Conversations answered within this long count as within the service level.
+    pub service_level_ms: u64,
     /// Rules on trusted attributes (priority, required skills), applied at start.
     pub rules: Vec<AttributeRule>,
 }
@@ -504,6 +506,7 @@ impl QueueSettings {
             affinity_wait_ms: 0,
             max_wait_ms: None,
             overflow_to: None,
+            service_level_ms: 20_000,
             rules: Vec::new(),
         }
     }

@@ -17,4 +17,4 @@ pub mod switchboard;
 
 pub use io::*;
 pub use model::*;
-pub use switchboard::{QueueState, Switchboard};
+pub use switchboard::{QueueState, Switchboard, WaitingLine};

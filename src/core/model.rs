@@ -259,6 +259,13 @@ pub enum Record {
         resolution: Option<Resolution>,
         summary: super::signals::conversation::Summary,
         closed_at: Millis,
+        /// Its channel at the close.
+        channel: Channel,
+        /// A repeat contact (it names the customer's previous conversation).
+        repeat: bool,
+        /// Whether an agent took it within the queue's service level (none: no agent
+        /// ever did).
+        within_service_level: Option<bool>,
     },
     /// Coaching flags an agent's message raised (for reports).
     CoachingFlags {

@@ -77,6 +77,9 @@ pub struct Link {
     write_timeout: Duration,
     /// A write did not complete within the write timeout: the client is not reading.
     pub stalled: bool,
+    /// How the connection ended (a `warmline_connections_closed_total` reason), once
+    /// known; unknown at the drop: it was lost.
+    ended: Option<&'static str>,
 }
 
 pub enum Received {
@@ -93,7 +96,7 @@ pub enum Received {
 impl Link {
     pub fn new(app: Arc<App>, socket: WebSocket, role: &'static str) -> Link {
         let write_timeout = Duration::from_millis(app.config.limits.write_timeout_ms);
-        app.metrics.connections.with_label_values(&[role]).inc();
+        app.metrics.connection_opened(role);
         Link {
             app,
             socket,
@@ -103,6 +106,7 @@ impl Link {
             last_heard: Instant::now(),
             write_timeout,
             stalled: false,
+            ended: None,
         }
     }
 
@@ -163,9 +167,7 @@ impl Link {
     }
 
     pub async fn close(&mut self, code: CloseCode, reason: &str) {
-        if code != CloseCode::Normal {
-            self.app.metrics.disconnect(code);
-        }
+        self.ended.get_or_insert(code.label());
         let frame = CloseFrame {
             code: code.code(),
             reason: reason.into(),
@@ -218,7 +220,10 @@ impl Link {
                 }
             }
             Ok(Message::Ping(_) | Message::Pong(_)) => Received::Nothing,
-            Ok(Message::Close(_)) => Received::Gone,
+            Ok(Message::Close(_)) => {
+                self.ended.get_or_insert("client");
+                Received::Gone
+            }
             Err(e) => {
                 let too_large = e
                     .into_inner()
@@ -272,9 +277,7 @@ impl Drop for Link {
     fn drop(&mut self) {
         self.app
             .metrics
-            .connections
-            .with_label_values(&[self.role])
-            .dec();
+            .connection_closed(self.role, self.ended.unwrap_or("lost"));
     }
 }
 
@@ -495,6 +498,7 @@ impl Session {
                 conversation_id,
                 seq,
                 frame,
+                durable_at,
             } => {
                 let Some(&cursor) = self.following.get(&conversation_id) else {
                     return true;
@@ -506,7 +510,15 @@ impl Session {
                     return false;
                 }
                 self.following.insert(conversation_id, seq);
-                self.link.send(frame).await
+                let sent = self.link.send(frame).await;
+                if sent {
+                    self.link
+                        .app
+                        .metrics
+                        .delivery_seconds
+                        .observe(durable_at.elapsed().as_secs_f64());
+                }
+                sent
             }
             Outbound::Scoped {
                 conversation_id,

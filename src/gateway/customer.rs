@@ -266,15 +266,12 @@ async fn own_history(session: &mut Session, customer_id: &str, id: Option<&str>)
 async fn survey_answer(session: &mut Session, id: Option<&str>, survey: &Survey) -> Flow {
     let (code, message) = match session.link.app.store.record_survey(survey).await {
         Ok(SurveyOutcome::Recorded) => {
-            let score = survey.csat.clamp(1, 5).to_string();
             session
                 .link
                 .app
                 .metrics
                 .experience
-                .csat
-                .with_label_values(&[&score])
-                .inc();
+                .survey(survey.csat, survey.effort);
             let frame = encode::ack(id, Some(&survey.conversation_id), None);
             return if session.link.send(frame.into()).await {
                 Flow::Continue

@@ -22,9 +22,9 @@ use super::encode;
 use super::metrics::Metrics;
 use crate::config::{AgentConfig, QueueConfig};
 use crate::core::{
-    AgentSnapshot, ConnId, ConversationState, ConversationView, Effect, EventBody, FollowUpDue, Id,
-    Input, Millis, Notice, OpenConversation, Participant, Record, RefusalKind, Reply, Switchboard,
-    default_customer_name,
+    AgentSnapshot, Channel, ConnId, ConversationState, ConversationView, Effect, EventBody,
+    FollowUpDue, Id, Input, Millis, Notice, OpenConversation, Participant, Record, RefusalKind,
+    Reply, RevokeReason, Switchboard, default_customer_name,
 };
 use crate::protocol::ErrorCode;
 use crate::protocol::server::MediaInfo;
@@ -41,6 +41,8 @@ pub enum Outbound {
         conversation_id: Id,
         seq: u64,
         frame: Utf8Bytes,
+        /// When the batch holding the event was committed (for the delivery latency).
+        durable_at: Instant,
     },
     /// A conversation-scoped frame without `seq` (`queued`, `typing`).
     Scoped {
@@ -136,6 +138,8 @@ pub struct Hub {
     calls: Arc<Calls>,
     /// When agents' satisfaction records were last loaded.
     ratings_at: Option<Instant>,
+    /// When the last batch became durable.
+    durable_at: Instant,
 }
 
 impl Hub {
@@ -160,6 +164,7 @@ impl Hub {
             gauges_at: None,
             calls,
             ratings_at: None,
+            durable_at: Instant::now(),
         }
     }
 
@@ -345,11 +350,16 @@ impl Hub {
                 self.definitions.check_put_queue(&queue, create)?;
                 self.persist_definition("queue", &queue.name, &queue, now)
                     .await?;
-                let settings = queue.settings(self.definitions.routing());
+                let routing = self.definitions.routing();
+                let settings = queue.settings(routing);
+                let percent = queue
+                    .service_level_percent
+                    .unwrap_or(routing.service_level_percent);
+                self.metrics
+                    .define_queue(&queue.name, settings.service_level_ms, percent);
                 let name = queue.name.clone();
                 self.definitions.put_queue(queue);
                 self.switchboard.define_queue(settings, now);
-                self.metrics.waiting.with_label_values(&[name.as_str()]);
                 self.definitions.queue_json(&name)
             }
             AdminRequest::PutAgent { agent, create } => {
@@ -372,6 +382,7 @@ impl Hub {
                     .map_err(refusal_to_api)?;
                 self.unpersist_definition("queue", &name).await?;
                 self.definitions.remove_queue(&name);
+                self.metrics.forget_queue(&name);
                 Ok(Value::Null)
             }
             AdminRequest::RemoveAgent(id) => {
@@ -451,6 +462,7 @@ impl Hub {
                 .commit_seconds
                 .observe(started.elapsed().as_secs_f64());
             self.metrics.batch_records.observe(records.len() as f64);
+            self.durable_at = Instant::now();
             if let Err(e) = result {
                 tracing::error!(error = %e, records = records.len(), "store commit failed");
                 self.metrics
@@ -466,9 +478,13 @@ impl Hub {
                 match record {
                     Record::Event(e) => {
                         if let EventBody::Message { author, .. } = &e.body {
+                            let channel = self
+                                .switchboard
+                                .channel_of(&e.conversation_id)
+                                .unwrap_or(Channel::Chat);
                             self.metrics
-                                .chat_messages
-                                .with_label_values(&[author.role.as_str()])
+                                .messages
+                                .with_label_values(&[author.role.as_str(), channel.as_str()])
                                 .inc();
                         }
                     }
@@ -486,6 +502,7 @@ impl Hub {
                             .offers_declined
                             .with_label_values(&[queue, how])
                             .inc();
+                        self.metrics.offers.with_label_values(&[how]).inc();
                     }
                     _ => {}
                 }
@@ -605,11 +622,24 @@ impl Hub {
                     return;
                 };
                 let conns = conns.clone();
-                if let Notice::Offer(offer) = &notice {
-                    self.metrics
-                        .offers
-                        .with_label_values(&[offer.reason.as_str()])
-                        .inc();
+                match &notice {
+                    Notice::Offer(offer) => {
+                        self.metrics
+                            .routing_decisions
+                            .with_label_values(&[offer.reason.as_str()])
+                            .inc();
+                    }
+                    Notice::OfferRevoked {
+                        reason: RevokeReason::Withdrawn,
+                        ..
+                    } => {
+                        self.metrics.offers.with_label_values(&["withdrawn"]).inc();
+                    }
+                    // Sent to the agent only when they accept an offer.
+                    Notice::Joined(_) => {
+                        self.metrics.offers.with_label_values(&["accepted"]).inc();
+                    }
+                    _ => {}
                 }
                 if let Notice::Joined(view) = notice {
                     for conn in conns {
@@ -645,6 +675,7 @@ impl Hub {
                             conversation_id: e.conversation_id.clone(),
                             seq: e.seq,
                             frame: frame.clone(),
+                            durable_at: self.durable_at,
                         },
                         n => match n.conversation_id() {
                             Some(c) => Outbound::Scoped {
@@ -687,12 +718,9 @@ impl Hub {
                 .with_label_values(&[state])
                 .set(i64::from(n));
         }
-        for (queue, n) in self.switchboard.waiting_by_queue() {
-            self.metrics
-                .waiting
-                .with_label_values(&[&**queue])
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
+        let now = now_ms();
+        self.metrics
+            .waiting_lines(&self.switchboard.waiting_by_queue(now));
         self.metrics
             .open_conversations
             .set(i64::try_from(self.switchboard.open_conversations()).unwrap_or(i64::MAX));

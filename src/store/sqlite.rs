@@ -393,6 +393,8 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             resolution,
             summary: s,
             closed_at,
+            // Kept elsewhere (the conversation's channel and `repeat_of`) or derived.
+            ..
         } => {
             let opt = |v: Option<u64>| v.map(db_int);
             sqlx::query(

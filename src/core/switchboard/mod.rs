@@ -137,6 +137,15 @@ pub struct Switchboard {
     last_sweep: Millis,
 }
 
+/// A queue's waiting line on one channel, for the gauges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitingLine<'a> {
+    pub queue: &'a Id,
+    pub channel: Channel,
+    pub waiting: u32,
+    pub longest_wait_ms: u64,
+}
+
 impl Switchboard {
     /// A switchboard with nothing open. `epoch` (any number unique per start, such as the
     /// start time) keeps offer ids unique across restarts.
@@ -579,12 +588,43 @@ impl Switchboard {
         self.waiting.len()
     }
 
-    /// Waiting conversations per queue name (every queue, zeros included).
-    pub fn waiting_by_queue(&self) -> HashMap<&Id, usize> {
-        self.queues
+    /// Waiting conversations per queue and channel, with how long the one waiting
+    /// longest has waited (every queue and channel, zeros included). O(waiting): for
+    /// gauges refreshed about once a second, not for each event.
+    pub fn waiting_by_queue(&self, now: Millis) -> Vec<WaitingLine<'_>> {
+        let mut lines: HashMap<&Id, [WaitingLine<'_>; 2]> = self
+            .queues
             .keys()
-            .map(|q| (q, self.waiting.in_queue(q) as usize))
-            .collect()
+            .map(|queue| {
+                let line = |channel| WaitingLine {
+                    queue,
+                    channel,
+                    waiting: 0,
+                    longest_wait_ms: 0,
+                };
+                (queue, [line(Channel::Chat), line(Channel::Voice)])
+            })
+            .collect();
+        for id in self.waiting.ids() {
+            let Some(conv) = self.conversations.get(id) else {
+                continue;
+            };
+            if let Some(pair) = lines.get_mut(&conv.rec.queue) {
+                let line = &mut pair[channel_index(conv.rec.channel)];
+                line.waiting += 1;
+                line.longest_wait_ms = line
+                    .longest_wait_ms
+                    .max(now.saturating_sub(conv.rec.entered_at));
+            }
+        }
+        lines.into_values().flatten().collect()
+    }
+
+    /// The channel of an open conversation.
+    pub fn channel_of(&self, conversation_id: &Id) -> Option<Channel> {
+        self.conversations
+            .get(conversation_id)
+            .map(|c| c.rec.channel)
     }
 
     pub fn open_conversations(&self) -> usize {
@@ -1463,14 +1503,25 @@ impl Switchboard {
         conv.rec.closed_at = Some(now);
         conv.rec.closed_by = Some(by);
         conv.rec.resolution = resolution;
+        let summary = conv.tracker.summary(now);
+        let service_level_ms = self
+            .queues
+            .get(&conv.rec.queue)
+            .map_or(u64::MAX, |q| q.settings.service_level_ms);
+        let within_service_level = summary
+            .handle_ms
+            .map(|_| summary.wait_ms <= service_level_ms);
         out.push(Effect::Persist(Record::ConversationSummary {
             conversation_id: conversation_id.clone(),
             customer_id: conv.rec.customer_id.clone(),
             queue: conv.rec.queue.clone(),
             agent_id: conv.rec.agent_id.clone(),
             resolution,
-            summary: conv.tracker.summary(now),
+            summary,
             closed_at: now,
+            channel: conv.rec.channel,
+            repeat: conv.rec.repeat_of.is_some(),
+            within_service_level,
         }));
         if let Some(agent_id) = conv.rec.agent_id.clone() {
             out.push(Effect::Persist(Record::AssignmentEnded {
