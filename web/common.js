@@ -52,7 +52,8 @@ window.Warmline = (function () {
     return h('time', { datetime: d.toISOString() }, d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
   }
   function messageItem(cls, name, text, ts) {
-    return h('li', { class: 'msg ' + cls }, h('span', { class: 'who' }, name), h('p', { class: 'text' }, text),
+    return h('li', { class: 'msg ' + cls, 'data-testid': 'message', 'data-role': cls }, h('span', { class: 'who' }, name),
+      h('p', { class: 'text', 'data-testid': 'message-text' }, text),
       h('span', { class: 'meta' }, ts ? timeOf(ts) : null));
   }
 

@@ -380,6 +380,22 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
                 }
             };
             let mut attributes = attributes.unwrap_or_default();
+            // The name a customer gave (the widget's pre-chat form) names them to the
+            // agent when no verified identity does; it stays in the attributes too.
+            let display_name = display_name.or_else(|| {
+                attributes
+                    .get("name")
+                    .and_then(|v| v.as_str())
+                    .map(|n| {
+                        n.chars()
+                            .filter(|c| !c.is_control())
+                            .take(64)
+                            .collect::<String>()
+                    })
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .map(Id::from)
+            });
             for (key, value) in &context {
                 attributes.insert(key.clone(), serde_json::Value::String(value.clone()));
             }

@@ -4,6 +4,13 @@
   const W = window.Warmline;
   const h = W.h;
   const TOKEN_KEY = 'warmline.agent_token';
+  // The token lives in sessionStorage: this tab only, gone when it closes.
+  const session = {
+    load(key) { try { return sessionStorage.getItem(key); } catch (e) { return null; } },
+    store(key, value) {
+      try { value == null ? sessionStorage.removeItem(key) : sessionStorage.setItem(key, String(value)); } catch (e) { /* storage off */ }
+    },
+  };
   const STATES = { available: 'Available', away: 'Away', wrap_up: 'Wrap-up', offline: 'Offline' };
   // Why an offer came to this agent (offer.reason), in words.
   const OFFER_REASONS = {
@@ -26,13 +33,22 @@
     call: $('call'), callTitle: $('call-title'), callTimer: $('call-timer'), callStatus: $('call-status'),
     callControls: $('call-controls'), mic: $('mic'), hold: $('hold'), clearPlayback: $('clear-playback'),
     audioOn: $('audio-on'), clearHelp: $('clear-help'), callSignals: $('call-signals'), callHint: $('call-hint'),
-    micLevel: $('call-mic-level'),
+    micLevel: $('call-mic-level'), mute: $('mute'),
+    signin: $('signin'), signinError: $('signin-error'), app: $('app'), connection: $('connection'), connectionText: $('connection-text'),
+    avatar: $('avatar'), presence: $('presence'), wrapUp: $('wrap-up'), wrapUpTimer: $('wrap-up-timer'),
+    announcer: $('announcer'), alertAnnouncer: $('alert-announcer'), emptyText: $('empty-text'),
+    mood: $('mood'), assist: $('assist'), coaching: $('coaching'),
+    profileAvatar: $('profile-avatar'), profileTitle: $('profile-title'), profileSub: $('profile-sub'), profileFacts: $('profile-facts'),
+    rtc: $('rtc'), rtcTitle: $('rtc-title'), rtcTimer: $('rtc-timer'), rtcStatus: $('rtc-status'), rtcControls: $('rtc-controls'),
+    rtcMute: $('rtc-mute'), rtcHold: $('rtc-hold'), rtcHangup: $('rtc-hangup'),
   };
   const setStatus = W.statusLine($('statusline'), ui.status);
 
   let token = null, ws = null, ready = false, attempt = 0, retryTimer = null, reqNo = 0, offerTimer = null;
   let me = {}, agentState = 'offline', selected = null;
   let stateBeforeDrop = null; // the state when the last connection was lost (after its welcome)
+  let stateSince = Date.now(); // when agentState last changed (the wrap-up timer counts from it)
+  let signedIn = false;        // a welcome came on this token at least once
   const requests = new Map(); // request id -> { kind, ... }
   const convs = new Map();    // conversation id -> W.Transcript with the conversation's fields (see upsert)
   const offers = new Map();   // offer id -> { li, countdown, buttons, expiresAt, conversationId }
@@ -50,16 +66,33 @@
   }
 
   // ---- token and connection ----------------------------------------------------------
-  function askToken(message) {
-    setStatus(message, true);
+  function askToken(message, isError) {
+    token = null; signedIn = false;
+    session.store(TOKEN_KEY, null);
+    setStatus(message, !!isError);
+    ui.signinError.textContent = isError ? message : '';
+    ui.signin.hidden = false;
+    ui.app.hidden = true;
     ui.tokenForm.hidden = false;
+    document.title = 'Sign in · Warmline agent';
     ui.tokenInput.focus();
   }
+  function showApp() {
+    ui.signin.hidden = true;
+    ui.app.hidden = false;
+  }
+  // The connection badge in the top bar: connecting, live, reconnecting (with the next try), down.
+  function setConnection(state, text) {
+    ui.connection.dataset.state = state;
+    setText(ui.connectionText, text);
+  }
   function connect() {
-    clearTimeout(retryTimer);
-    ui.reconnect.hidden = ui.tokenForm.hidden = true;
-    if (!token) return askToken('Paste an agent token to connect.');
+    clearTimeout(retryTimer); clearInterval(retryCountdown);
+    ui.reconnect.hidden = true;
+    if (!token) return askToken('Paste your agent token to sign in.');
+    showApp();
     setStatus(attempt ? 'Reconnecting…' : 'Connecting…', attempt > 0);
+    setConnection(attempt ? 'reconnecting' : 'connecting', attempt ? 'Reconnecting…' : 'Connecting…');
     const sock = new WebSocket(W.wsUrl('/ws/agent?token=' + encodeURIComponent(token)));
     let opened = false;
     ws = sock;
@@ -87,10 +120,16 @@
     [...offers.keys()].forEach(removeOffer); // they belonged to the old connection; the server offers again
     typing.stop(false);
     updateControls();
+    convs.forEach(refresh);
+    if (signingOut) return;
+    if (ev.code === 4003) { // the token expired during the connection: a fresh one is needed
+      return askToken('Your session expired. Paste a fresh token to carry on; your conversations wait for you for a minute.', true);
+    }
     if (!opened) { // handshake failed: the token was refused if the gateway is otherwise up
       fetch('/readyz', { cache: 'no-store' }).then((r) => r.ok, () => false).then((up) => {
         if (ws) return;
-        if (up) askToken('Token refused — paste a new one.'); else retryLater();
+        if (up) askToken(signedIn ? 'Your token is no longer accepted. Paste a new one.' : 'That token was not accepted. Check it and paste it again.', true);
+        else retryLater();
       });
       return;
     }
@@ -98,12 +137,26 @@
     if (!refused) return retryLater();
     convs.forEach((c) => c.failAll()); // do not resend the offending frame by ourselves
     setStatus('Disconnected: ' + refused + '.', true);
+    setConnection('down', 'Disconnected');
     ui.reconnect.hidden = false;
   }
+  let retryCountdown = null;
   function retryLater() {
-    setStatus('Reconnecting…', true);
-    retryTimer = setTimeout(connect, W.backoff(attempt++));
+    const delay = W.backoff(attempt++), at = Date.now() + delay;
+    const show = () => {
+      const s = Math.max(0, Math.ceil((at - Date.now()) / 1000));
+      setConnection('reconnecting', navigator.onLine === false ? 'Offline' : s ? 'Reconnecting in ' + s + ' s' : 'Reconnecting…');
+    };
+    setStatus(navigator.onLine === false ? 'You are offline. Your messages wait and go out when the connection is back.'
+      : 'Connection lost. Reconnecting… unsent messages go out when it is back.', true);
+    ui.reconnect.hidden = false;
+    show();
+    clearInterval(retryCountdown);
+    retryCountdown = setInterval(show, 500);
+    retryTimer = setTimeout(connect, delay);
   }
+  // Back online: try at once rather than wait out the backoff.
+  window.addEventListener('online', () => { if (!ws && token && !signingOut && !ui.reconnect.hidden) { attempt = 0; connect(); } });
 
   // ---- frames from the server -------------------------------------------------------
   function handle(f) {
@@ -114,6 +167,7 @@
       case 'status':
         setState(f.state);
         setStatus('Status: ' + (STATES[f.state] || f.state) + reasonText(f) + '.');
+        if (f.reason === 'missed_offers') announce('You were set to Away after missing offers. Set Available to take more.', true);
         break;
       case 'offer': addOffer(f); break;
       case 'offer_revoked':
@@ -128,8 +182,11 @@
         if (!c) break;
         c.signals = f;
         if (f.voice) onVoiceSignals(c, f.voice);
+        if (f.sentiment) c.sentiment = f.sentiment;
+        if (Array.isArray(f.flags)) onFlags(c, f.flags);
         refresh(c);
         break;
+      case 'rtc': onRtc(c, f); break;
       case 'switched': onSwitched(c, f); break;
       case 'mark': console.debug('warmline: playback reached mark', f.name, 'on', f.conversation_id); break;
       case 'transferred': onTransferred(c, f); break;
@@ -137,7 +194,7 @@
       case 'ack':
         requests.delete(f.id);
         if (!r) break;
-        if (r.kind === 'message') r.conv.ack(r.item, f.seq);
+        if (r.kind === 'message') { r.conv.ack(r.item, f.seq); r.conv.flags.forEach((fl) => markMessage(r.conv, fl)); }
         if (r.kind === 'accept' || r.kind === 'reject') removeOffer(r.offerId);
         if (r.kind === 'status') { setState(r.state); setStatus('Status: ' + STATES[r.state] + '.'); }
         if (r.kind === 'transfer') onTransferAck(r);
@@ -149,6 +206,10 @@
         if (r && r.kind === 'transfer') { onTransferRefused(r, f); break; } // shown by the transfer form
         if (r && (r.kind === 'hold' || r.kind === 'clear')) { onCallControlRefused(r, f); break; } // shown on the call
         if (r && r.kind === 'close') { onCloseRefused(r, f); break; } // shown by the close form
+        if (r && r.kind === 'rtc') { // the customer is gone, or it is not ours any more
+          if (r.what === 'answer' && r.conv.rtc && r.conv.rtc.state !== 'ended') endRtc(r.conv, 'The browser call could not be answered: ' + (f.message || f.code) + '.', false);
+          break;
+        }
         if (!r && isAudioError(f)) break; // about a binary frame: handled there, not worth the status line
         setStatus(f.message || f.code || 'Something went wrong.', true);
         if (!r) break;
@@ -156,15 +217,24 @@
         if (r.kind === 'accept' || r.kind === 'reject') removeOffer(r.offerId);
         if (r.kind === 'status') setState(agentState); // put the select back
         break;
-      default: // rtc…: not used by this page
+      default: // unknown frames from a newer gateway: ignored
     }
     updateControls();
   }
   function onWelcome(f) {
     me = f.agent || {}; ready = true; attempt = 0;
-    ui.name.textContent = me.display_name ? 'Signed in as ' + me.display_name : '';
+    const wasSignedIn = signedIn;
+    signedIn = true;
+    clearInterval(retryCountdown);
+    ui.reconnect.hidden = true;
+    showApp();
+    ui.name.textContent = me.display_name || me.id || '';
+    ui.name.title = me.id ? 'Signed in as ' + (me.display_name || me.id) + ' (' + me.id + ')' : '';
+    ui.avatar.textContent = initials(me.display_name || me.id || '?');
+    setConnection('live', 'Connected');
     setState(f.state || 'offline');
-    setStatus('Connected.');
+    setStatus(wasSignedIn ? 'Reconnected.' : 'Connected. ' + (f.state === 'available' ? 'Status: Available.' : 'You are away: change your status to take customers.'));
+    flushRtc();
     // A gateway restart (or a drop longer than the grace period) brings the agent back `away`.
     // The agent never chose that: an agent who was available (or in wrap-up, which the restart
     // cut short) is made available again, so offers keep coming without them noticing the blip.
@@ -191,9 +261,11 @@
       if (listed.has(c.id) || c.closed) return;
       c.closed = c.gone = true;
       endCall(c, 'The call is no longer assigned to you.');
+      endRtc(c, 'The call is no longer assigned to you.', false);
       refresh(c);
     });
     if (!selected && convs.size) select(convs.keys().next().value);
+    updateEmpty();
   }
   function onConversation(f) {
     const c = upsert(f);
@@ -208,9 +280,45 @@
 
   // ---- status -------------------------------------------------------------------------
   function setState(state) {
+    if (state !== agentState) stateSince = Date.now();
     agentState = state;
     ui.availability.value = state;
-    ui.ready.hidden = state !== 'wrap_up';
+    ui.presence.dataset.state = state;
+    ui.ready.hidden = ui.wrapUp.hidden = state !== 'wrap_up';
+    renderWrapUp();
+    updateEmpty();
+    updateTitle();
+  }
+  // Wrap-up: the gateway does not say how long it lasts (the queue's wrap_up_ms), so the
+  // timer counts up from its start; it ends by itself (status available) or with "Ready".
+  function renderWrapUp() {
+    if (agentState !== 'wrap_up') return;
+    setText(ui.wrapUpTimer, clock(Date.now() - stateSince));
+  }
+  setInterval(renderWrapUp, 500);
+  function updateEmpty() {
+    ui.noConvs.hidden = convs.size > 0;
+    ui.emptyText.replaceChildren(...(agentState === 'available' ? ['You are available. New customers appear above as offers.']
+      : agentState === 'wrap_up' ? ['Wrapping up. Press ', h('strong', null, 'Ready for next'), ' when you are done.']
+      : ['Set your status to ', h('strong', null, 'Available'), ' to start receiving customers.']));
+  }
+  // The tab title counts what waits for the agent: offers and unread messages.
+  function updateTitle() {
+    if (!signedIn) return;
+    let unread = 0;
+    convs.forEach((c) => { unread += c.unread; });
+    const n = offers.size + unread + [...convs.values()].filter((c) => c.rtc && c.rtc.state === 'ringing').length;
+    document.title = (n ? '(' + n + ') ' : '') + (STATES[agentState] || agentState) + ' · Warmline agent';
+  }
+  function initials(name) {
+    const parts = String(name).trim().split(/\s+/).filter(Boolean);
+    return ((parts[0] || '?')[0] + (parts.length > 1 ? parts[parts.length - 1][0] : '')).toUpperCase();
+  }
+  // Screen readers: polite for news (a message in another tab), assertive for what needs an answer now.
+  function announce(text, urgent) {
+    const el = urgent ? ui.alertAnnouncer : ui.announcer;
+    el.textContent = '';
+    setTimeout(() => { el.textContent = text; }, 50);
   }
   // `reason` is a code (wrap_up, wrap_up_ended, missed_offers…); the one that repeats the state says nothing.
   function reasonText(f) {
@@ -219,33 +327,56 @@
   function requestState(state) { request('status', { type: 'status', state }, { state }); }
 
   // ---- offers -------------------------------------------------------------------------
+  const REJECT_REASONS = [
+    ['', 'No reason'], ['busy', 'Busy with another customer'], ['skill', 'Outside my skills'],
+    ['language', 'Language'], ['break', 'Going on a break'], ['other', 'Other'],
+  ];
   function addOffer(f) {
     removeOffer(f.offer_id);
-    const cust = f.customer || {}, prev = cust.previous_conversations || 0;
+    const cust = f.customer || {}, prev = cust.previous_conversations || 0, name = cust.display_name || 'Customer';
+    const channel = f.channel || 'chat', total = Math.max(1, f.expires_in_ms || 0);
     const countdown = h('span', { class: 'countdown', 'data-testid': 'countdown' });
+    const bar = h('span', { class: 'offer-bar-fill' });
+    const reasonId = 'rr-' + f.offer_id.replace(/[^A-Za-z0-9_-]/g, '_');
+    const reasonSelect = h('select', { id: reasonId, class: 'reject-reason', 'data-testid': 'reject-reason' },
+      ...REJECT_REASONS.map(([v, t]) => h('option', { value: v }, t)));
     const buttons = [
-      h('button', { type: 'button', 'data-testid': 'accept', onclick: () => answer(f.offer_id, 'accept') }, 'Accept'),
+      h('button', { type: 'button', 'data-testid': 'accept', class: 'accept', onclick: () => answer(f.offer_id, 'accept') }, 'Accept'),
       h('button', { type: 'button', class: 'secondary', 'data-testid': 'reject', onclick: () => answer(f.offer_id, 'reject') }, 'Reject'),
     ];
-    const li = h('li', { class: 'card', 'data-testid': 'offer', 'data-offer-id': f.offer_id, 'data-conversation-id': f.conversation_id },
-      h('h3', null, 'New ' + channelText(f.channel || 'chat') + ': ' + (cust.display_name || 'Customer')),
-      f.reason ? h('p', { class: 'offer-reason', 'data-testid': 'offer-reason', 'data-reason': f.reason },
+    const titleId = 'ot-' + reasonId;
+    const li = h('li', { class: 'offer-card', 'data-testid': 'offer', 'data-offer-id': f.offer_id, 'data-conversation-id': f.conversation_id,
+      'data-channel': channel, 'data-reason': f.reason || null, role: 'group', 'aria-labelledby': titleId },
+      h('div', { class: 'offer-top' },
+        channelIcon(channel),
+        h('div', { class: 'offer-who' },
+          h('h3', { id: titleId, 'data-testid': 'offer-customer' }, name),
+          h('p', { class: 'offer-sub' }, h('span', { 'data-testid': 'offer-channel' }, 'New ' + channelText(channel)),
+            ' · ', h('span', { 'data-testid': 'offer-queue' }, f.queue || ''),
+            ' · ', cust.returning ? 'Returning (' + prev + ' earlier)' : 'New customer')),
+        h('span', { class: 'offer-timer' }, h('span', { class: 'visually-hidden' }, 'Expires in '), countdown)),
+      f.reason ? h('p', { class: 'offer-reason reason-' + String(f.reason).replace(/[^a-z_]/g, ''), 'data-testid': 'offer-reason', 'data-reason': f.reason },
         OFFER_REASONS[f.reason] || String(f.reason).replace(/_/g, ' ')) : null,
-      h('p', null, 'Queue: ' + f.queue),
-      h('p', null, cust.returning ? 'Returning customer (' + prev + ' previous conversation' + (prev === 1 ? ')' : 's)') : 'New customer'),
-      f.note ? h('blockquote', { class: 'offer-note', 'data-testid': 'offer-note' }, h('span', { class: 'who' }, 'Note'), f.note) : null,
-      h('p', null, 'Expires in ', countdown),
-      h('div', { class: 'actions' }, ...buttons));
-    offers.set(f.offer_id, { li, countdown, buttons, expiresAt: Date.now() + (f.expires_in_ms || 0), conversationId: f.conversation_id });
+      f.note ? h('blockquote', { class: 'offer-note', 'data-testid': 'offer-note' }, h('span', { class: 'who' }, 'Note from the previous agent'), String(f.note)) : null,
+      h('span', { class: 'offer-bar', 'aria-hidden': 'true' }, bar),
+      h('div', { class: 'offer-actions' }, buttons[0], buttons[1],
+        h('label', { for: reasonId, class: 'visually-hidden' }, 'Reason to reject'), reasonSelect));
+    offers.set(f.offer_id, { li, countdown, bar, total, buttons, reasonSelect, expiresAt: Date.now() + (f.expires_in_ms || 0), conversationId: f.conversation_id });
     ui.offers.append(li);
     tick();
     if (!offerTimer) offerTimer = setInterval(tick, 250);
+    announce('New ' + channelText(channel) + ' offer: ' + name + ', queue ' + (f.queue || '') + '. ' +
+      (OFFER_REASONS[f.reason] ? OFFER_REASONS[f.reason] + '. ' : '') + Math.round(total / 1000) + ' seconds to answer. Alt+A accepts.', true);
+    chime();
+    updateTitle();
   }
   function tick() {
     const now = Date.now();
     offers.forEach((o, id) => {
-      const left = Math.max(0, Math.ceil((o.expiresAt - now) / 1000));
-      o.countdown.textContent = left + ' s';
+      const ms = Math.max(0, o.expiresAt - now), left = Math.ceil(ms / 1000);
+      setText(o.countdown, left + ' s');
+      o.bar.style.width = (100 * ms / o.total).toFixed(1) + '%';
+      o.li.classList.toggle('urgent', left <= 5);
       if (left === 0) o.buttons.forEach((b) => { b.disabled = true; });
       if (now > o.expiresAt + 5000) removeOffer(id); // offer_revoked should have come by now
     });
@@ -255,11 +386,61 @@
     const o = offers.get(offerId);
     if (!o || !ready) return;
     o.buttons.forEach((b) => { b.disabled = true; });
-    request(kind, { type: kind, offer_id: offerId }, { offerId });
+    const frame = { type: kind, offer_id: offerId };
+    if (kind === 'reject' && o.reasonSelect.value) frame.reason = o.reasonSelect.selectedOptions[0].textContent;
+    request(kind, frame, { offerId });
   }
   function removeOffer(id) {
     const o = offers.get(id);
-    if (o) { o.li.remove(); offers.delete(id); }
+    if (!o) return;
+    const hadFocus = o.li.contains(document.activeElement);
+    o.li.remove(); offers.delete(id);
+    if (hadFocus) focusAfterOffer();
+    updateTitle();
+  }
+  // Focus must not fall to <body> when the offer it was on goes: the next offer, else the reply box.
+  function focusAfterOffer() {
+    const next = ui.offers.querySelector('button:not(:disabled)');
+    if (next) next.focus();
+    else if (!ui.input.disabled && !ui.composer.hidden) ui.input.focus();
+  }
+  // A short, soft two-note chime for a new offer; silent where audio is not allowed yet.
+  let chimeCtx = null;
+  function chime() {
+    try {
+      const AC = window.AudioContext || window.webkitAudioContext;
+      if (!AC) return;
+      chimeCtx = chimeCtx || new AC();
+      if (chimeCtx.state !== 'running') { chimeCtx.resume().catch(() => {}); if (chimeCtx.state !== 'running') return; }
+      const t = chimeCtx.currentTime;
+      [[660, 0], [880, 0.16]].forEach(([freq, at]) => {
+        const o = chimeCtx.createOscillator(), g = chimeCtx.createGain();
+        o.frequency.value = freq; o.type = 'sine';
+        g.gain.setValueAtTime(0.0001, t + at);
+        g.gain.exponentialRampToValueAtTime(0.08, t + at + 0.02);
+        g.gain.exponentialRampToValueAtTime(0.0001, t + at + 0.35);
+        o.connect(g).connect(chimeCtx.destination);
+        o.start(t + at); o.stop(t + at + 0.4);
+      });
+    } catch (e) { /* no sound: the card and the announcement are enough */ }
+  }
+  // Channel icons (inline SVG, built with DOM calls: no markup strings).
+  const ICONS = {
+    chat: 'M4 5.5A2.5 2.5 0 0 1 6.5 3h11A2.5 2.5 0 0 1 20 5.5v8a2.5 2.5 0 0 1-2.5 2.5H10l-4.5 4v-4h0A1.5 1.5 0 0 1 4 14.5z',
+    voice: 'M6.6 10.8a15.2 15.2 0 0 0 6.6 6.6l2.2-2.2a1 1 0 0 1 1-.25 11.4 11.4 0 0 0 3.6.57 1 1 0 0 1 1 1V20a1 1 0 0 1-1 1A17 17 0 0 1 3 4a1 1 0 0 1 1-1h3.5a1 1 0 0 1 1 1c0 1.25.2 2.45.57 3.57a1 1 0 0 1-.25 1z',
+  };
+  function channelIcon(channel, label) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('class', 'icon icon-' + (channel === 'voice' ? 'voice' : 'chat'));
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    const path = document.createElementNS(NS, 'path');
+    path.setAttribute('d', ICONS[channel === 'voice' ? 'voice' : 'chat']);
+    svg.append(path);
+    if (!label) return svg;
+    return h('span', { class: 'icon-wrap' }, svg, h('span', { class: 'visually-hidden' }, label));
   }
 
   // ---- conversations ------------------------------------------------------------------
@@ -270,12 +451,15 @@
       c = new W.Transcript(info.conversation_id, ol, (t, item) =>
         ready && request('message', { type: 'message', conversation_id: t.id, text: item.text, client_msg_id: item.clientMsgId }, { conv: t, item }));
       Object.assign(c, { closed: false, gone: false, closing: false, unread: 0, draft: '', typing: false,
-        transferring: null, transferred: null, transferNote: null, moved: null, call: null,
-        info: null, closeNote: null, followUpAt: null });
-      c.btn = h('button', { type: 'button', 'data-testid': 'conversation-item', 'data-conversation-id': c.id, onclick: () => select(c.id) });
-      c.item = h('li', null, c.btn);
+        transferring: null, transferred: null, transferNote: null, moved: null, call: null, rtc: null,
+        info: null, closeNote: null, followUpAt: null, sentiment: null, flags: [] });
+      c.tabId = 'tab-' + c.id.replace(/[^A-Za-z0-9_-]/g, '_');
+      c.btn = h('button', { type: 'button', role: 'tab', id: c.tabId, 'aria-selected': 'false', 'aria-controls': 'panel', tabindex: '-1',
+        class: 'tab', 'data-testid': 'conversation-item', 'data-conversation-id': c.id, onclick: () => select(c.id) });
+      c.item = h('li', { role: 'presentation' }, c.btn);
       ui.list.append(c.item);
       convs.set(c.id, c);
+      updateEmpty();
     }
     for (const k of ['channel', 'queue', 'state', 'customer', 'attributes', 'history', 'repeat_of']) if (info[k] !== undefined) c[k] = info[k];
     if (['attributes', 'history', 'repeat_of', 'customer'].some((k) => info[k] !== undefined)) c.info = null; // built again when shown
@@ -291,46 +475,124 @@
   function channelText(channel) { return channel === 'voice' ? 'call' : channel; }
   // Still this agent's to work on: not closed, not handed over.
   function isOpen(c) { return !!c && !c.closed && !c.transferred && !c.moved; }
-  // Re-renders the list entry, and the panel if this conversation is the selected one.
+  // Re-renders the tab, and the panel if this conversation is the selected one.
   function refresh(c) {
-    c.btn.setAttribute('aria-current', String(c.id === selected));
-    const onCall = callLive(c);
-    c.btn.replaceChildren(h('span', null, customerName(c),
-      c.unread ? h('span', { class: 'badge', 'aria-label': c.unread + ' unread' }, String(c.unread)) : null,
-      onCall ? h('span', { class: 'call-pill' + (c.call.onHold ? ' hold' : ''), 'data-testid': 'call-pill' },
-        c.call.onHold ? 'On hold' : 'Live call') : null),
-      h('span', { class: 'sub' }, [channelText(c.channel), c.queue, stateText(c)].filter(Boolean).join(' · ')));
-    ui.noConvs.hidden = convs.size > 0;
+    renderTab(c);
+    updateEmpty();
+    updateTitle();
     if (c.id !== selected) return;
-    const s = c.signals && c.signals.sentiment;
     ui.title.textContent = customerName(c);
-    ui.meta.textContent = [channelText(c.channel), c.queue && 'queue ' + c.queue, stateText(c),
-      s && 'sentiment ' + s.last + (s.trend ? ' (' + s.trend + ')' : '')].filter(Boolean).join(' · ');
+    ui.meta.replaceChildren(channelIcon(c.channel), ' ' + [channelText(c.channel), c.queue && 'queue ' + c.queue, stateText(c)].filter(Boolean).join(' · '));
+    renderProfile(c);
     if (!c.info) c.info = buildInfo(c);
     if (ui.infoSlot.firstElementChild !== c.info) ui.infoSlot.replaceChildren(c.info);
-    ui.typing.textContent = c.typing ? 'Customer is typing…' : '';
+    ui.typing.textContent = c.typing ? customerName(c) + ' is typing…' : '';
     ui.closedText.textContent = c.transferred ? transferredText(c.transferred) : c.moved ? movedText(c.moved)
       : c.gone ? 'This conversation is no longer assigned to you.' : (c.closedText || 'This conversation is closed.');
+    renderMood(c);
+    renderCoaching(c);
     renderTransfer(c);
     renderClose(c);
     renderCall();
+    renderRtc();
   }
-  function select(id) {
+  // A tab: channel icon, the customer's name, unread badge, call/ringing pill, state.
+  function renderTab(c) {
+    const on = c.id === selected;
+    c.btn.setAttribute('aria-selected', String(on));
+    c.btn.setAttribute('aria-current', String(on)); // kept for older tools that looked for it
+    c.btn.tabIndex = on ? 0 : -1;
+    const onCall = callLive(c), ringing = c.rtc && c.rtc.state === 'ringing', rtcLive = rtcActive(c);
+    c.btn.dataset.state = !isOpen(c) ? 'done' : 'open';
+    c.btn.dataset.channel = c.channel || 'chat';
+    const sub = [channelText(c.channel), c.queue, isOpen(c) ? (c.state === 'active' ? '' : c.state) : stateText(c)].filter(Boolean).join(' · ');
+    fill(c.btn,
+      channelIcon(c.channel, channelText(c.channel || 'chat')),
+      h('span', { class: 'tab-text' },
+        h('span', { class: 'tab-name', 'data-testid': 'tab-name' }, customerName(c)),
+        h('span', { class: 'sub' }, sub)),
+      c.sentiment && isOpen(c) ? h('span', { class: 'tab-mood mood-' + moodOf(c.sentiment).key, title: 'Mood: ' + moodOf(c.sentiment).label },
+        h('span', { class: 'visually-hidden' }, 'Mood ' + moodOf(c.sentiment).label)) : null,
+      ringing ? h('span', { class: 'call-pill ring', 'data-testid': 'ringing-pill' }, 'Ringing') : null,
+      onCall || rtcLive ? h('span', { class: 'call-pill' + ((onCall ? c.call.onHold : c.rtc.onHold) ? ' hold' : ''), 'data-testid': 'call-pill' },
+        (onCall ? c.call.onHold : c.rtc.onHold) ? 'On hold' : 'Live call') : null,
+      c.unread ? h('span', { class: 'badge', 'data-testid': 'unread' }, String(c.unread),
+        h('span', { class: 'visually-hidden' }, ' unread')) : null,
+      c.typing && !on ? h('span', { class: 'tab-typing', title: 'Typing' }, h('span', { class: 'visually-hidden' }, 'typing'), h('i'), h('i'), h('i')) : null);
+  }
+  function renderProfile(c) {
+    const cust = c.customer || {};
+    const name = customerName(c);
+    ui.profileAvatar.textContent = initials(name);
+    ui.profileAvatar.dataset.hue = String(hueOf(cust.id || name));
+    ui.profileTitle.textContent = name;
+    const prev = cust.previous_conversations;
+    ui.profileSub.textContent = cust.returning ? 'Returning customer' + (prev ? ' · ' + prev + ' earlier conversation' + (prev === 1 ? '' : 's') : '')
+      : (cust.returning === false ? 'New customer' : '');
+    const facts = [];
+    const add = (k, v, cls) => { if (v != null && v !== '') facts.push(h('dt', null, k), h('dd', { class: cls || null }, String(v))); };
+    add('Customer id', cust.id, 'mono');
+    add('Email', cust.email);
+    add('Channel', channelText(c.channel || ''));
+    add('Queue', c.queue);
+    if (c.sentiment) add('Satisfaction (est.)', fmt1(c.sentiment.overall) + ' of 5');
+    ui.profileFacts.replaceChildren(...facts);
+  }
+  // replaceChildren without the nulls of optional parts (replaceChildren would write "null").
+  function fill(el, ...kids) { el.replaceChildren(...kids.filter((k) => k != null && k !== false)); }
+  function hueOf(s) { let x = 0; for (const ch of String(s)) x = (x * 31 + ch.charCodeAt(0)) % 360; return Math.round(x / 45) * 45 % 360; }
+  function fmt1(x) { return typeof x === 'number' && isFinite(x) ? x.toFixed(1) : '–'; }
+  function select(id, focusTab) {
     const prev = convs.get(selected);
-    if (prev) { prev.draft = ui.input.value; typing.stop(true); }
+    if (prev && prev.id !== id) { prev.draft = ui.input.value; typing.stop(true); }
+    const changed = selected !== id;
     selected = id;
     const c = convs.get(id);
-    convs.forEach((x) => x.btn.setAttribute('aria-current', String(x.id === id)));
+    convs.forEach((x) => renderTab(x));
     ui.panel.hidden = !c;
     if (c) {
+      ui.panel.setAttribute('aria-labelledby', c.tabId);
       c.unread = 0;
-      ui.slot.replaceChildren(c.ol);
-      ui.input.value = c.draft;
+      if (ui.slot.firstElementChild !== c.ol) ui.slot.replaceChildren(c.ol);
+      if (changed) ui.input.value = c.draft;
       refresh(c);
       c.scroll();
+      if (focusTab) c.btn.focus();
     }
     updateControls();
+    updateTitle();
   }
+  // Tabs: arrow keys move between them (and select), Home/End go to the ends (APG tabs pattern).
+  ui.list.addEventListener('keydown', (ev) => {
+    const tabs = [...ui.list.querySelectorAll('[role="tab"]')];
+    const i = tabs.indexOf(document.activeElement);
+    if (i < 0) return;
+    let j = null;
+    if (ev.key === 'ArrowRight' || ev.key === 'ArrowDown') j = (i + 1) % tabs.length;
+    else if (ev.key === 'ArrowLeft' || ev.key === 'ArrowUp') j = (i - 1 + tabs.length) % tabs.length;
+    else if (ev.key === 'Home') j = 0;
+    else if (ev.key === 'End') j = tabs.length - 1;
+    else if (ev.key === 'Delete' && !isOpen(convs.get(tabs[i].dataset.conversationId))) { ev.preventDefault(); dismiss(tabs[i].dataset.conversationId); return; }
+    if (j == null) return;
+    ev.preventDefault();
+    select(tabs[j].dataset.conversationId, true);
+  });
+  // Shortcuts: Alt+1..9 pick a tab, Alt+A accepts the oldest offer, Alt+R jumps to the reply box.
+  document.addEventListener('keydown', (ev) => {
+    if (!ev.altKey || ev.ctrlKey || ev.metaKey || ui.app.hidden) return;
+    const digit = /^Digit([1-9])$/.exec(ev.code);
+    if (digit) {
+      const tabs = [...ui.list.querySelectorAll('[role="tab"]')], t = tabs[Number(digit[1]) - 1];
+      if (t) { ev.preventDefault(); select(t.dataset.conversationId, true); }
+    } else if (ev.code === 'KeyA') {
+      const first = offers.keys().next();
+      const ringing = [...convs.values()].find((c) => c.rtc && c.rtc.state === 'ringing');
+      if (!first.done) { ev.preventDefault(); answer(first.value, 'accept'); }
+      else if (ringing) { ev.preventDefault(); answerRtc(ringing); }
+    } else if (ev.code === 'KeyR') {
+      if (!ui.input.disabled && !ui.composer.hidden) { ev.preventDefault(); ui.input.focus(); }
+    }
+  });
   function updateControls() {
     ui.availability.disabled = !ready;
     const c = convs.get(selected), open = isOpen(c);
@@ -340,19 +602,23 @@
     ui.close.disabled = !open || !ready || c.closing;
     ui.transfer.disabled = !open || !ready || c.closing || !!c.transferring;
     renderCall();
+    renderRtc();
   }
 
   // A transcript event as a list item (the live transcript, and the earlier one of a repeat contact).
   function eventItem(f) {
     if (f.type === 'message') {
       const s = f.sender || {}, own = s.role === 'agent' && s.id === me.id;
-      return W.messageItem(own ? 'mine' : (s.role || 'system'), own ? 'You' : (s.display_name || s.role || 'System'), f.text, f.ts);
+      const li = W.messageItem(own ? 'mine' : (s.role || 'system'), own ? 'You' : (s.display_name || s.role || 'System'), String(f.text == null ? '' : f.text), f.ts);
+      li.dataset.role = String(s.role || 'system');
+      if (own) li.dataset.mine = 'true';
+      return li;
     }
     if (f.type === 'assigned') {
       const a = f.agent || {};
-      return h('li', { class: 'event' }, (a.id === me.id ? 'You' : (a.display_name || 'An agent')) + ' joined the conversation.');
+      return h('li', { class: 'event', 'data-testid': 'event', 'data-event': 'assigned' }, (a.id === me.id ? 'You' : (a.display_name || 'An agent')) + ' joined the conversation.');
     }
-    return h('li', { class: 'event' }, closedLine(f));
+    return h('li', { class: 'event', 'data-testid': 'event', 'data-event': 'closed' }, closedLine(f));
   }
   function closedLine(f) {
     return 'Closed by ' + (f.by || 'someone') + (f.resolution ? ' (' + resolutionText(f.resolution).toLowerCase() + ')' : '') + '.';
@@ -361,23 +627,34 @@
     if (!c.isNew(f)) return; // dedupe by seq
     const li = eventItem(f);
     if (f.type === 'message') {
-      if ((f.sender || {}).role === 'customer') { showTyping(c, false); if (c.id !== selected) c.unread++; }
+      if ((f.sender || {}).role === 'customer') {
+        showTyping(c, false);
+        if (c.id !== selected && c.live) {
+          c.unread++;
+          announce('New message from ' + customerName(c) + ' (tab ' + tabNumber(c) + ').');
+        }
+      }
     } else if (f.type === 'closed') {
       c.closedText = closedLine(f) + (f.resolution === 'follow_up' && c.followUpAt
         ? ' You get back to them ' + whenText(c.followUpAt) + '.' : '');
       c.closed = true; c.closing = false; c.typing = false;
       endCall(c, f.by === 'customer' ? 'The caller hung up.' : 'The call ended.');
+      endRtc(c, f.by === 'customer' ? 'The customer left.' : 'The call ended.', false);
+      if (f.by === 'customer' && c.id !== selected) announce(customerName(c) + ' ended the conversation.');
       c.transferring = null; // closing ends a warm transfer under way (the server sends no transfer_failed)
       if (c.id === selected) typing.stop(true);
     }
     c.add(li, f.seq);
+    c.flags.forEach((fl) => { if (fl.seq === f.seq) markMessage(c, fl); });
     refresh(c);
   }
+  function tabNumber(c) { return [...convs.keys()].indexOf(c.id) + 1; }
   function showTyping(c, on) {
     clearTimeout(c.typingTimer);
     c.typing = on;
     if (on) c.typingTimer = setTimeout(() => showTyping(c, false), 8000); // in case "off" is lost
-    if (c.id === selected) ui.typing.textContent = on ? 'Customer is typing…' : '';
+    if (c.id === selected) ui.typing.textContent = on ? customerName(c) + ' is typing…' : '';
+    else renderTab(c);
   }
 
   // ---- what came with the conversation: context, history, repeat contact --------------------
@@ -468,6 +745,70 @@
       }
     }
     return h('section', { class: 'card repeat', 'data-testid': 'repeat', 'aria-labelledby': id }, ...kids);
+  }
+
+  // ---- live mood and coaching (signals) ----------------------------------------------------
+  // Sentiment: the customer's mood after their latest message that said something. The
+  // estimate of the conversation so far (1-5, below 2.5 dissatisfied) sets the colour.
+  function moodOf(sn) {
+    const x = typeof sn.overall === 'number' ? sn.overall : sn.estimate;
+    if (x < 2.5) return { key: 'negative', label: 'Unhappy' };
+    if (x < 3.5) return { key: 'neutral', label: 'Neutral' };
+    return { key: 'positive', label: 'Happy' };
+  }
+  const CUES = {
+    reject: 'said no', correction: 'corrected you', decline: 'declined', alternative: 'wants something else',
+    soft_correction: 'redirected', persist: 'problem persists', repeat: 'repeating themselves', complaint: 'complaint',
+    gave_up: 'gave up', shouting: 'shouting', agent_failure: 'task went badly', closing: 'wrapping up',
+    positive_sentiment: 'positive words', negative_sentiment: 'negative words',
+  };
+  function renderMood(c) {
+    const sn = c.sentiment;
+    ui.mood.hidden = !sn;
+    if (!sn) return;
+    const m = moodOf(sn), trend = typeof sn.trend === 'number' ? sn.trend : 0;
+    const arrow = trend >= 0.15 ? '↗' : trend <= -0.15 ? '↘' : '→';
+    const trendWord = trend >= 0.15 ? 'improving' : trend <= -0.15 ? 'getting worse' : 'steady';
+    const cues = (Array.isArray(sn.cues) ? sn.cues : []).map((k) => CUES[k] || String(k).replace(/_/g, ' '));
+    ui.mood.dataset.mood = m.key;
+    fill(ui.mood,
+      h('span', { class: 'mood-dot', 'aria-hidden': 'true' }),
+      h('span', { class: 'mood-label' }, m.label),
+      h('span', { class: 'mood-score', title: 'Estimated satisfaction of the conversation so far (1-5)' }, fmt1(sn.overall) + '/5'),
+      h('span', { class: 'mood-trend', title: 'Since the first message: ' + trendWord }, arrow, h('span', { class: 'visually-hidden' }, ' ' + trendWord)),
+      cues.length ? h('span', { class: 'mood-cues' }, cues.join(', ')) : null);
+    ui.mood.title = 'Customer mood after message ' + sn.seq + ': ' + m.label + ', satisfaction estimate ' + fmt1(sn.overall) + ' of 5, ' + trendWord;
+  }
+  // Coaching flags arrive right after the message they are about; the latest few stay beside the
+  // composer (dismissable), and the message itself gets a small marker.
+  function onFlags(c, flags) {
+    for (const fl of flags) {
+      if (!fl || typeof fl !== 'object') continue;
+      const item = { code: String(fl.code || ''), seq: fl.seq, hint: String(fl.hint || ''), positive: !!fl.positive, at: Date.now() };
+      c.flags = c.flags.filter((x) => !(x.code === item.code && x.seq === item.seq));
+      c.flags.push(item);
+      markMessage(c, item);
+      if (!item.positive && c.id === selected) announce('Coaching: ' + item.hint);
+    }
+    c.flags = c.flags.slice(-3);
+  }
+  function markMessage(c, fl) {
+    const li = [...c.ol.children].find((k) => k.dataset.seq === String(fl.seq));
+    if (!li || li.querySelector('.flag[data-code="' + CSS.escape(fl.code) + '"]')) return;
+    const meta = li.querySelector('.meta') || li;
+    meta.append(h('span', { class: 'flag ' + (fl.positive ? 'good' : 'bad'), 'data-code': fl.code, 'data-testid': 'message-flag', title: fl.hint },
+      fl.positive ? '✓ ' : '! ', fl.code.replace(/_/g, ' ')));
+  }
+  function renderCoaching(c) {
+    const open = isOpen(c);
+    ui.assist.hidden = !open || !c.flags.length;
+    if (ui.assist.hidden) return;
+    ui.coaching.replaceChildren(...c.flags.slice().reverse().map((fl) =>
+      h('li', { class: 'hint ' + (fl.positive ? 'good' : 'bad'), 'data-testid': 'coaching-hint', 'data-code': fl.code, 'data-positive': String(fl.positive) },
+        h('span', { class: 'hint-icon', 'aria-hidden': 'true' }, fl.positive ? '✓' : '!'),
+        h('span', { class: 'hint-text' }, fl.hint || fl.code.replace(/_/g, ' ')),
+        h('button', { type: 'button', class: 'hint-x', 'aria-label': 'Dismiss hint', 'data-testid': 'coaching-dismiss',
+          onclick: () => { c.flags = c.flags.filter((x) => x !== fl); refresh(c); if (!ui.input.disabled) ui.input.focus(); } }, '×'))));
   }
 
   // ---- closing ----------------------------------------------------------------------------
@@ -562,6 +903,7 @@
     c.transferred = { to: f.to, mode: f.mode };
     c.typing = false;
     endCall(c, 'The call was transferred.');
+    endRtc(c, 'The call was transferred.', false);
     if (c.id === selected) typing.stop(true);
     setStatus(customerName(c) + ': ' + transferredText(c.transferred));
     refresh(c);
@@ -637,7 +979,7 @@
       return;
     }
     c.call = {
-      handle: num, startedAt: Date.now(), endedAt: 0, endText: '', onHold: false, holdPending: null,
+      handle: num, startedAt: Date.now(), endedAt: 0, endText: '', onHold: false, holdPending: null, muted: false,
       holdKnown: !holdUnknown, voice: null, prevVoice: null, hint: null, message: null,
       playAt: 0, over: 0, sources: new Set(), lastAudio: 0, framesIn: 0,
     };
@@ -672,6 +1014,7 @@
     const name = customerName(c);
     if (!f.agent_kept) {
       endCall(c, f.channel === 'voice' ? 'The call moved to another agent.' : 'The call ended, and the chat went to another agent.');
+      endRtc(c, 'The call moved to another agent.', false);
       c.moved = { channel: f.channel };
       c.typing = false;
       if (c.id === selected) typing.stop(false);
@@ -679,10 +1022,11 @@
     } else if (f.media) {
       startCall(c, f.media, false);
       setStatus(name + ' is now on a phone call with you.');
-    } else if (f.channel === 'voice') { // no phone leg (yet): nothing for this page to play
-      setStatus(name + ' switched to a call.');
+    } else if (f.channel === 'voice') { // no phone leg: a browser call follows over rtc (see onRtc)
+      setStatus(name + ' switched to voice; their browser call rings here in a moment.');
     } else {
       endCall(c, 'The call ended; the conversation carries on in chat.');
+      endRtc(c, 'The call ended; the conversation carries on in chat.', false);
       setStatus(name + ': the call ended; carry on in chat.');
     }
     refresh(c);
@@ -861,7 +1205,7 @@
     });
   }
   function canSend(c) {
-    return callLive(c) && !c.call.onHold && c.call.holdPending !== true && ready && !!ws && ws.readyState === WebSocket.OPEN;
+    return callLive(c) && !c.call.onHold && !c.call.muted && c.call.holdPending !== true && ready && !!ws && ws.readyState === WebSocket.OPEN;
   }
   function sendMicFrame() {
     const c = mic.conv, frame = mic.frame;
@@ -979,6 +1323,7 @@
     if (call.holdPending === true) return 'Putting the caller on hold…';
     if (call.holdPending === false) return 'Taking the caller off hold…';
     if (call.onHold) return 'On hold: you and the caller cannot hear each other.';
+    if (call.muted && mic.conv === c) return 'Muted: the caller cannot hear you. You still hear them.';
     if (!playCtx) return 'This browser cannot play the call audio.';
     if (playCtx.state !== 'running') return 'The browser paused the call audio: press "Turn on call audio".';
     const micText = mic.conv !== c ? 'Mic off: the caller cannot hear you.'
@@ -1004,6 +1349,10 @@
     setText(ui.mic, mine ? (mic.starting ? 'Starting mic…' : 'Turn mic off') : 'Turn mic on');
     ui.mic.classList.toggle('on', mine);
     ui.mic.disabled = !live || (mine && mic.starting);
+    setText(ui.mute, call.muted ? 'Unmute' : 'Mute');
+    ui.mute.setAttribute('aria-pressed', String(!!call.muted));
+    ui.mute.classList.toggle('pressed', !!call.muted);
+    ui.mute.disabled = !live;
     setText(ui.hold, call.holdPending != null ? (call.holdPending ? 'Holding…' : 'Resuming…') : call.onHold ? 'Resume' : 'Hold');
     ui.hold.disabled = !live || !ready || call.holdPending != null;
     ui.clearPlayback.disabled = !live || !ready;
@@ -1040,17 +1389,255 @@
     if (c && c.call) renderCall();
   }
 
+  // ---- browser calls (WebRTC, signalled with rtc frames) --------------------------------------
+  // The customer's browser calls the agent; the gateway relays `rtc` payloads as they are:
+  //   customer -> agent: {type:'offer', sdp}, {type:'candidate', candidate}, {type:'hangup'}
+  //   agent -> customer: {type:'answer', sdp}, {type:'candidate', candidate: RTCIceCandidate.toJSON()},
+  //                      {type:'hangup'}, and, informational, {type:'hold', on}
+  // An offer rings (a card at the top, announced); the answer goes out only when the agent
+  // presses Answer, so the microphone never opens without them. A new offer during a live call
+  // (the customer renegotiating, an ICE restart) is answered at once. No STUN/TURN by default:
+  // set window.WARMLINE_ICE_SERVERS before this script to add some.
+  // Per conversation, `rtc` is {state: ringing|connecting|live|ended, offerSdp, candidates, pc,
+  // stream, audio, muted, onHold, ringingSince, startedAt, endedAt, endText, message, card}.
+  const RTC_CONFIG = { iceServers: Array.isArray(window.WARMLINE_ICE_SERVERS) ? window.WARMLINE_ICE_SERVERS : [] };
+  const rtcOutbox = []; // rtc frames that could not go out while the socket was down
+  let rtcTicker = null;
+  function rtcActive(c) { return !!(c && c.rtc && (c.rtc.state === 'connecting' || c.rtc.state === 'live')); }
+  function sendRtc(c, payload) {
+    const frame = { type: 'rtc', conversation_id: c.id, payload };
+    const sent = payload.type === 'candidate' ? send(frame) : request('rtc', frame, { conv: c, what: payload.type });
+    if (!sent) { delete frame.id; rtcOutbox.push(frame); }
+  }
+  function flushRtc() {
+    const frames = rtcOutbox.splice(0);
+    frames.forEach((fr) => { const c = convs.get(fr.conversation_id); if (c && c.rtc && (rtcActive(c) || fr.payload.type === 'hangup')) send(fr); });
+  }
+  function onRtc(c, f) {
+    if (!c || f.from === 'agent') return;
+    const p = f.payload && typeof f.payload === 'object' ? f.payload : {};
+    const r = c.rtc;
+    if (p.type === 'offer' && typeof p.sdp === 'string') {
+      if (rtcActive(c) && r.pc) { renegotiate(c, r, p.sdp); return; }
+      if (r && r.state === 'ringing') { r.offerSdp = p.sdp; r.candidates = []; return; } // the customer tried again: ring on with it
+      if (!isOpen(c)) { send({ type: 'rtc', conversation_id: c.id, payload: { type: 'hangup' } }); return; }
+      ring(c, p.sdp);
+    } else if (p.type === 'candidate') {
+      if (!r || r.state === 'ended' || !p.candidate) return;
+      if (r.pc && r.pc.remoteDescription) r.pc.addIceCandidate(p.candidate).catch((e) => console.debug('warmline: candidate refused', e));
+      else r.candidates.push(p.candidate);
+    } else if (p.type === 'hangup') {
+      if (!r || r.state === 'ended') return;
+      const missed = r.state === 'ringing';
+      endRtc(c, missed ? 'Missed browser call: the customer hung up before you answered.' : 'The customer hung up.', false);
+      announce(customerName(c) + (missed ? ' stopped calling.' : ' hung up.'));
+    }
+  }
+  function ring(c, sdp) {
+    endRtc(c, '', false);
+    const r = c.rtc = { state: 'ringing', offerSdp: sdp, candidates: [], pc: null, stream: null, audio: null, muted: false, onHold: false,
+      ringingSince: Date.now(), startedAt: 0, endedAt: 0, endText: '', message: null, card: null };
+    const elapsed = h('span', { class: 'countdown', 'data-testid': 'rtc-ringing-time' }, '0:00');
+    const titleId = c.tabId + '-ring';
+    r.card = h('li', { class: 'offer-card ringing', 'data-testid': 'rtc-incoming', 'data-conversation-id': c.id, role: 'group', 'aria-labelledby': titleId },
+      h('div', { class: 'offer-top' }, channelIcon('voice'),
+        h('div', { class: 'offer-who' },
+          h('h3', { id: titleId }, customerName(c)),
+          h('p', { class: 'offer-sub' }, 'Incoming browser call · ' + (c.queue || ''))),
+        h('span', { class: 'offer-timer' }, h('span', { class: 'visually-hidden' }, 'Ringing for '), elapsed)),
+      h('p', { class: 'offer-reason' }, 'Your customer wants to talk: their browser is calling you.'),
+      h('div', { class: 'offer-actions' },
+        h('button', { type: 'button', class: 'accept', 'data-testid': 'rtc-answer', onclick: () => answerRtc(c) }, 'Answer'),
+        h('button', { type: 'button', class: 'danger', 'data-testid': 'rtc-decline', onclick: () => { endRtc(c, 'You declined the browser call.', true); focusAfterOffer(); } }, 'Decline')));
+    r.card.elapsed = elapsed;
+    ui.offers.prepend(r.card);
+    announce('Incoming browser call from ' + customerName(c) + '. Alt+A answers.', true);
+    chime();
+    startRtcTicker();
+    refresh(c);
+  }
+  function micErrorText(e) {
+    return e && e.name === 'NotAllowedError' ? 'Microphone blocked: allow it for this site.'
+      : e && e.name === 'NotFoundError' ? 'No microphone found.'
+      : 'The microphone could not start (' + ((e && (e.message || e.name)) || 'unknown error') + ').';
+  }
+  async function answerRtc(c) {
+    const r = c && c.rtc;
+    if (!r || r.state !== 'ringing') return;
+    if (!window.RTCPeerConnection) { endRtc(c, 'This browser cannot take browser calls.', true); return; }
+    r.state = 'connecting';
+    if (r.card) { const had = r.card.contains(document.activeElement); r.card.remove(); r.card = null; if (had) focusAfterOffer(); }
+    // One call in the agent's ears at a time: other browser calls go on hold.
+    convs.forEach((x) => { if (x !== c && rtcActive(x) && !x.rtc.onHold) setRtcHold(x, true); });
+    select(c.id);
+    let stream = null;
+    try {
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw Object.assign(new Error('needs https'), { name: 'NotSupportedError' });
+      stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true } });
+    } catch (e) {
+      r.message = { text: micErrorText(e) + ' The customer cannot hear you; you can hear them.', error: true };
+    }
+    if (c.rtc !== r || r.state === 'ended') { if (stream) stream.getTracks().forEach((t) => t.stop()); return; }
+    r.stream = stream;
+    const pc = r.pc = new RTCPeerConnection(RTC_CONFIG);
+    pc.onicecandidate = (ev) => { if (ev.candidate && c.rtc === r && r.state !== 'ended') sendRtc(c, { type: 'candidate', candidate: ev.candidate.toJSON() }); };
+    pc.ontrack = (ev) => {
+      if (!r.audio) { r.audio = h('audio', { autoplay: '', 'data-testid': 'rtc-audio' }); document.body.append(r.audio); }
+      r.audio.srcObject = (ev.streams && ev.streams[0]) || new MediaStream([ev.track]);
+      applyRtcTracks(r);
+      r.audio.play().catch(() => {});
+    };
+    pc.onconnectionstatechange = () => onRtcState(c, r);
+    try {
+      await pc.setRemoteDescription({ type: 'offer', sdp: r.offerSdp });
+      if (stream) stream.getAudioTracks().forEach((t) => pc.addTrack(t, stream));
+      const queued = r.candidates.splice(0);
+      for (const cand of queued) await pc.addIceCandidate(cand).catch(() => {});
+      await pc.setLocalDescription(await pc.createAnswer());
+      if (c.rtc !== r || r.state === 'ended') return;
+      sendRtc(c, { type: 'answer', sdp: pc.localDescription.sdp });
+      applyRtcTracks(r);
+    } catch (e) {
+      endRtc(c, 'The browser call could not connect (' + ((e && (e.message || e.name)) || 'error') + ').', true);
+    }
+    refresh(c);
+  }
+  async function renegotiate(c, r, sdp) {
+    try {
+      await r.pc.setRemoteDescription({ type: 'offer', sdp });
+      await r.pc.setLocalDescription(await r.pc.createAnswer());
+      if (c.rtc === r && r.state !== 'ended') sendRtc(c, { type: 'answer', sdp: r.pc.localDescription.sdp });
+    } catch (e) { console.debug('warmline: renegotiation failed', e); }
+  }
+  function onRtcState(c, r) {
+    if (c.rtc !== r || r.state === 'ended') return;
+    const st = r.pc.connectionState;
+    if (st === 'connected') {
+      if (r.state !== 'live') { r.state = 'live'; r.startedAt = r.startedAt || Date.now(); announce('Browser call connected with ' + customerName(c) + '.'); }
+      if (r.message && !r.message.error) r.message = null;
+      if (r.message && r.message.unstable) r.message = null;
+    } else if (st === 'disconnected') {
+      r.message = { text: 'The call connection is unstable; trying to recover…', error: true, unstable: true };
+    } else if (st === 'failed') {
+      endRtc(c, 'The call connection failed (network). Ask the customer to call again.', true);
+      return;
+    }
+    refresh(c);
+  }
+  function applyRtcTracks(r) {
+    if (r.stream) r.stream.getAudioTracks().forEach((t) => { t.enabled = !r.muted && !r.onHold; });
+    if (r.audio) r.audio.muted = r.onHold;
+  }
+  function setRtcHold(c, on) {
+    const r = c.rtc;
+    if (!rtcActive(c) || r.onHold === on) return;
+    r.onHold = on;
+    applyRtcTracks(r);
+    sendRtc(c, { type: 'hold', on });
+    refresh(c);
+  }
+  // Ends the browser call here; `notify`: tell the customer (hangup) too.
+  function endRtc(c, text, notify) {
+    const r = c && c.rtc;
+    if (!r || r.state === 'ended') return;
+    if (notify) sendRtc(c, { type: 'hangup' });
+    r.state = 'ended';
+    r.endedAt = Date.now();
+    r.endText = text;
+    if (!text) c.rtc = null; // replaced or dismissed: nothing left to show
+    if (r.card) { r.card.remove(); r.card = null; }
+    if (r.pc) { try { r.pc.close(); } catch (e) { /* closed */ } }
+    if (r.stream) r.stream.getTracks().forEach((t) => t.stop());
+    if (r.audio) { r.audio.srcObject = null; r.audio.remove(); r.audio = null; }
+    refresh(c);
+  }
+  function startRtcTicker() {
+    if (rtcTicker) return;
+    rtcTicker = setInterval(() => {
+      let any = false;
+      convs.forEach((c) => {
+        const r = c.rtc;
+        if (!r || r.state === 'ended') return;
+        any = true;
+        if (r.state === 'ringing' && r.card) {
+          setText(r.card.elapsed, clock(Date.now() - r.ringingSince));
+          if (Date.now() - r.ringingSince > 90000) endRtc(c, 'Missed browser call (nobody answered).', true);
+        }
+      });
+      renderRtc();
+      if (!any) { clearInterval(rtcTicker); rtcTicker = null; }
+    }, 500);
+  }
+  function renderRtc() {
+    const c = convs.get(selected), r = c && c.rtc;
+    const show = !!r && r.state !== 'ringing' && !(r.state === 'ended' && !r.endText);
+    ui.rtc.hidden = !show;
+    if (!show) return;
+    const active = rtcActive(c);
+    ui.rtc.dataset.state = !active ? 'ended' : r.onHold ? 'hold' : r.state === 'live' ? 'live' : 'connecting';
+    setText(ui.rtcTitle, !active ? 'Call ended' : r.onHold ? 'On hold' : r.state === 'live' ? 'Live call' : 'Connecting…');
+    setText(ui.rtcTimer, r.startedAt ? clock((r.endedAt || Date.now()) - r.startedAt) : '0:00');
+    const status = !active ? r.endText
+      : r.message ? r.message.text
+      : r.onHold ? 'On hold: you and the customer cannot hear each other.'
+      : r.muted ? 'Muted: the customer cannot hear you. You still hear them.'
+      : r.state === 'live' ? 'Connected: you and the customer hear each other.'
+      : 'Connecting the call…';
+    setText(ui.rtcStatus, status);
+    ui.rtcStatus.classList.toggle('error', !!(active && r.message && r.message.error));
+    ui.rtcControls.hidden = !active;
+    setText(ui.rtcMute, r.muted ? 'Unmute' : 'Mute');
+    ui.rtcMute.setAttribute('aria-pressed', String(r.muted));
+    ui.rtcMute.classList.toggle('pressed', r.muted);
+    ui.rtcMute.disabled = !r.stream;
+    setText(ui.rtcHold, r.onHold ? 'Resume' : 'Hold');
+    ui.rtcHold.setAttribute('aria-pressed', String(r.onHold));
+    ui.rtcHold.classList.toggle('pressed', r.onHold);
+  }
+  ui.rtcMute.addEventListener('click', () => {
+    const c = convs.get(selected);
+    if (!rtcActive(c)) return;
+    c.rtc.muted = !c.rtc.muted;
+    applyRtcTracks(c.rtc);
+    announce(c.rtc.muted ? 'Muted.' : 'Unmuted.');
+    refresh(c);
+  });
+  ui.rtcHold.addEventListener('click', () => { const c = convs.get(selected); if (rtcActive(c)) setRtcHold(c, !c.rtc.onHold); });
+  ui.rtcHangup.addEventListener('click', () => { const c = convs.get(selected); if (c) endRtc(c, 'You hung up.', true); });
+  // Leaving the page drops a browser call: say so rather than leave the customer in silence.
+  window.addEventListener('pagehide', () => {
+    convs.forEach((c) => { if (c.rtc && c.rtc.state !== 'ended') send({ type: 'rtc', conversation_id: c.id, payload: { type: 'hangup' } }); });
+  });
+
   // ---- controls -------------------------------------------------------------------------
+  // What agents paste: the token, "Bearer TOKEN", or a whole sign-in link with ?token=.
+  function cleanToken(text) {
+    let t = String(text || '').trim();
+    const m = /[?&]token=([^&#\s]+)/.exec(t);
+    if (m) { try { t = decodeURIComponent(m[1]); } catch (e) { t = m[1]; } }
+    return t.replace(/^Bearer\s+/i, '').replace(/\s+/g, '');
+  }
   ui.tokenForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    token = ui.tokenInput.value.trim();
-    if (!token) return;
-    W.store(TOKEN_KEY, token);
+    const t = cleanToken(ui.tokenInput.value);
+    if (!t) { ui.signinError.textContent = 'Paste your token first.'; ui.tokenInput.focus(); return; }
+    token = t;
+    session.store(TOKEN_KEY, token);
     ui.tokenInput.value = '';
+    ui.signinError.textContent = '';
     attempt = 0;
     connect();
   });
-  ui.signOut.addEventListener('click', () => { W.store(TOKEN_KEY, null); location.replace(location.pathname); });
+  let signingOut = false;
+  ui.signOut.addEventListener('click', () => {
+    signingOut = true;
+    convs.forEach((c) => endRtc(c, 'You signed out.', true));
+    if (ready && agentState !== 'away') send({ type: 'status', state: 'away' }); // offers go to others at once
+    session.store(TOKEN_KEY, null);
+    W.store(TOKEN_KEY, null); // a token an older version of this page kept
+    if (ws) ws.close(1000, 'signed out');
+    location.replace(location.pathname);
+  });
   ui.reconnect.addEventListener('click', () => { attempt = 0; connect(); });
   ui.availability.addEventListener('change', () => requestState(ui.availability.value));
   ui.ready.addEventListener('click', () => requestState('available'));
@@ -1060,6 +1647,8 @@
     if (!isOpen(c) || !text) return;
     typing.stop(true);
     c.addPending(text);
+    const own = c.pending[c.pending.length - 1];
+    if (own) { own.li.dataset.role = 'agent'; own.li.dataset.mine = 'true'; }
     ui.input.value = '';
     ui.input.focus();
   });
@@ -1089,6 +1678,7 @@
       c.followUpAt = frame.follow_up_at;
     }
     typing.stop(true);
+    endRtc(c, 'You closed the conversation.', true);
     c.closing = true;
     c.closeNote = null;
     request('close', frame, { conv: c });
@@ -1096,11 +1686,28 @@
     refresh(c);
   });
   ui.resolution.addEventListener('change', onResolution);
+  ui.followUpField.addEventListener('click', (ev) => {
+    const b = ev.target.closest('button[data-offset]');
+    if (!b) return;
+    const d = new Date();
+    if (b.dataset.offset === '1h') { d.setHours(d.getHours() + 1); d.setSeconds(0, 0); }
+    else { d.setDate(d.getDate() + (b.dataset.offset === 'week' ? 7 : 1)); d.setHours(9, 0, 0, 0); }
+    ui.followUpAt.value = localInputValue(d);
+    ui.followUpAt.dispatchEvent(new Event('change'));
+  });
   ui.mic.addEventListener('click', () => {
     const c = convs.get(selected);
     if (mic.conv === c) micOff(); else micOn(c);
   });
   ui.hold.addEventListener('click', () => requestHold(convs.get(selected)));
+  ui.mute.addEventListener('click', () => {
+    const c = convs.get(selected);
+    if (!callLive(c)) return;
+    c.call.muted = !c.call.muted;
+    announce(c.call.muted ? 'Muted.' : 'Unmuted.');
+    renderCall();
+    renderTab(c);
+  });
   ui.clearPlayback.addEventListener('click', () => requestClear(convs.get(selected)));
   ui.audioOn.addEventListener('click', wakeAudio);
   ui.transferKind.addEventListener('change', onTransferKind);
@@ -1108,25 +1715,35 @@
     ev.preventDefault();
     const c = convs.get(selected);
     if (!isOpen(c) || !ready || c.closing || c.transferring) return;
+    if (ui.transferMode.value === 'cold' && ui.transferTarget.value.trim()) endRtc(c, 'You transferred the conversation.', true);
     requestTransfer(c);
     ui.transferNote.value = '';
+    ui.transferMode.value = 'warm'; // the form serves every tab: never leave "cold" armed for the next one
     updateControls();
   });
-  ui.dismiss.addEventListener('click', () => {
-    const c = convs.get(selected);
+  ui.dismiss.addEventListener('click', () => dismiss(selected));
+  function dismiss(id) {
+    const c = convs.get(id);
     if (!c || isOpen(c)) return;
+    const keys = [...convs.keys()], i = keys.indexOf(id);
+    endRtc(c, '', false);
     c.item.remove();
     convs.delete(c.id);
-    selected = null;
-    select(convs.size ? convs.keys().next().value : null);
-    ui.noConvs.hidden = convs.size > 0;
-  });
+    if (selected === id) {
+      selected = null;
+      const next = keys[i + 1] || keys[i - 1] || null;
+      select(next && convs.has(next) ? next : null, !!next);
+    }
+    updateEmpty();
+    updateTitle();
+  }
 
   // Token: ?token= (then dropped from the address bar), else the stored one, else the form.
   const params = new URLSearchParams(location.search);
-  token = params.get('token') || W.load(TOKEN_KEY);
+  W.store(TOKEN_KEY, null); // older versions kept it in localStorage: this one keeps it to the tab
+  token = params.get('token') ? cleanToken(params.get('token')) : session.load(TOKEN_KEY);
   if (params.has('token')) {
-    if (params.get('token')) W.store(TOKEN_KEY, token);
+    if (params.get('token')) session.store(TOKEN_KEY, token);
     params.delete('token');
     history.replaceState(null, '', location.pathname + (params.toString() ? '?' + params : '') + location.hash);
   }

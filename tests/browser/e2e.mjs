@@ -1,0 +1,310 @@
+// End-to-end tests of the customer widget (/ and /widget.js) and the agent console
+// (/agent/) in Debian's headless Chromium, driven by playwright-core. Started by
+// tests/browser.rs with a running Warmline:
+//   WARMLINE_URL       http://127.0.0.1:PORT
+//   WARMLINE_TOKENS    {"alice": "<jwt>", "bob": "<jwt>"}
+//   WARMLINE_ARTIFACTS where screenshots go
+//   CHROMIUM           the browser (default /usr/bin/chromium)
+// Prints one line `RESULT {json}`: the messages sent (the Rust test checks the store
+// holds each exactly once), the screenshots, the widget's gzipped size and its time
+// to interactive. Exits non-zero at the first failed check.
+import { chromium } from 'playwright-core';
+import { gzipSync } from 'node:zlib';
+import path from 'node:path';
+import { startProxy } from './proxy.mjs';
+
+const BASE = process.env.WARMLINE_URL;
+const TOKENS = JSON.parse(process.env.WARMLINE_TOKENS || '{}');
+const ARTIFACTS = process.env.WARMLINE_ARTIFACTS || '.';
+const WAIT = 15_000;
+
+const sent = [];        // { role, text }: every message a person typed and sent
+const screenshots = [];
+const pages = [];       // for screenshots on failure
+let dialogs = [];       // any alert() is a failure (script injection)
+
+function check(cond, what) {
+  if (!cond) throw new Error('check failed: ' + what);
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    console.log(`FAIL ${name}: ${e.message}`);
+    for (const [i, p] of pages.entries()) {
+      await p.screenshot({ path: path.join(ARTIFACTS, `failure-${i}.png`), fullPage: true }).catch(() => {});
+    }
+    throw e;
+  }
+}
+
+async function shot(page, name) {
+  const file = path.join(ARTIFACTS, name + '.png');
+  await page.screenshot({ path: file });
+  screenshots.push(file);
+}
+
+async function newPage(browser, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
+  const page = await context.newPage();
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  page.on('pageerror', (e) => console.log('page error:', e.message));
+  pages.push(page);
+  return page;
+}
+
+// ---- the customer's side: the widget on the demo page ----
+
+async function openWidget(page, base = BASE) {
+  await page.addInitScript(() => {
+    window.addEventListener('warmline:ready', (e) => { window.__wlReady = e.detail && e.detail.ms; });
+  });
+  await page.goto(base + '/');
+  await page.waitForFunction(() => window.__wlReady != null, null, { timeout: WAIT });
+  const tti = await page.evaluate(() => window.__wlReady);
+  await page.getByTestId('wl-launcher').click();
+  await page.getByTestId('wl-panel').waitFor({ state: 'visible' });
+  return tti;
+}
+
+async function startChat(page, name, first) {
+  await page.getByTestId('wl-name').fill(name);
+  await page.getByTestId('wl-first-message').fill(first);
+  await page.getByTestId('wl-start').click();
+  sent.push({ role: 'customer', text: first });
+  await widgetMessage(page, first);
+}
+
+function widgetMessages(page) {
+  return page.getByTestId('wl-transcript').getByTestId('wl-msg');
+}
+
+// Waits until the widget shows `text` (exactly once) and returns its item.
+async function widgetMessage(page, text) {
+  const item = widgetMessages(page).filter({ has: page.locator('.text', { hasText: text }) });
+  await item.first().waitFor({ timeout: WAIT });
+  return item;
+}
+
+async function customerSays(page, text) {
+  await page.getByTestId('wl-input').fill(text);
+  await page.getByTestId('wl-input').press('Enter');
+  sent.push({ role: 'customer', text });
+}
+
+// ---- the agent's side: the console ----
+
+async function signIn(page, agent) {
+  await page.goto(BASE + '/agent/?token=' + encodeURIComponent(TOKENS[agent]));
+  await page.getByTestId('agent-name').filter({ hasText: /\S/ }).waitFor({ timeout: WAIT });
+}
+
+async function setAvailable(page) {
+  const toggle = page.getByTestId('availability');
+  const tag = await toggle.evaluate((e) => e.tagName);
+  if (tag === 'SELECT') await toggle.selectOption('available');
+  else await toggle.click();
+  await page.getByTestId('status').filter({ hasText: /available/i }).waitFor({ timeout: WAIT });
+}
+
+async function acceptOffer(page) {
+  const offer = page.getByTestId('offer').first();
+  await offer.waitFor({ timeout: WAIT });
+  const text = async (id) => (await offer.getByTestId(id).count()) ? offer.getByTestId(id).first().textContent() : '';
+  const seen = { reason: await text('offer-reason'), note: await text('offer-note'), text: await offer.textContent() };
+  await offer.getByTestId('accept').click();
+  await offer.waitFor({ state: 'detached', timeout: WAIT });
+  return seen;
+}
+
+function agentTranscript(page) {
+  return page.getByTestId('transcript');
+}
+
+async function agentSays(page, text) {
+  await page.getByTestId('message-input').fill(text);
+  await page.getByTestId('send').click();
+  sent.push({ role: 'agent', text });
+  await agentTranscript(page).getByText(text, { exact: true }).waitFor({ timeout: WAIT });
+}
+
+async function countText(locator, text) {
+  return locator.getByText(text, { exact: true }).count();
+}
+
+// ---- the scenarios ----
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required'],
+  });
+  const result = { sent, screenshots };
+  try {
+    await step('the widget is small', async () => {
+      const res = await fetch(BASE + '/widget.js');
+      check(res.ok, 'GET /widget.js: ' + res.status);
+      const body = Buffer.from(await res.arrayBuffer());
+      result.widget_bytes = body.length;
+      result.widget_gzip_bytes = gzipSync(body, { level: 9 }).length;
+      check(result.widget_gzip_bytes < 50 * 1024, `widget.js is ${result.widget_gzip_bytes} bytes gzipped`);
+    });
+
+    const alice = await newPage(browser);
+    const bob = await newPage(browser);
+    const customer = await newPage(browser);
+
+    await step('agents sign in; alice goes available, bob stays away', async () => {
+      await signIn(alice, 'alice');
+      await signIn(bob, 'bob');
+      await setAvailable(alice);
+    });
+
+    const xss = '<img src=x onerror=alert(1)> is what my screen shows';
+    await step('a customer starts a chat in the widget and alice takes it', async () => {
+      result.time_to_interactive_ms = await openWidget(customer);
+      await startChat(customer, 'Dana Whitfield', 'Hi, my order 4411 never arrived');
+      const offer = await acceptOffer(alice);
+      check(offer.text.includes('Dana Whitfield'), 'the offer names the customer as they gave their name: ' + offer.text);
+      await alice.getByTestId('conversation-title').filter({ hasText: 'Dana Whitfield' }).waitFor({ timeout: WAIT });
+      await customer.getByTestId('wl-agent').filter({ hasText: 'Alice' }).waitFor({ timeout: WAIT });
+      await agentTranscript(alice).getByText('Hi, my order 4411 never arrived').waitFor({ timeout: WAIT });
+    });
+
+    await step('messages both ways, with delivery ticks and typing', async () => {
+      await customerSays(customer, xss);
+      const mine = await widgetMessage(customer, xss);
+      await mine.and(customer.locator('[data-state="sent"]')).first().waitFor({ timeout: WAIT });
+      await agentTranscript(alice).getByText(xss, { exact: true }).waitFor({ timeout: WAIT });
+      await alice.getByTestId('message-input').pressSequentially('Let me ', { delay: 20 });
+      await customer.getByTestId('wl-typing').filter({ hasText: /\S/ }).waitFor({ timeout: WAIT });
+      await agentSays(alice, 'Let me check that for you.');
+      await widgetMessage(customer, 'Let me check that for you.');
+    });
+
+    await step('chat text is shown as text, never as HTML', async () => {
+      for (const page of [customer, alice]) {
+        const imgs = await page.locator('img[src="x"]').count();
+        check(imgs === 0, 'an <img> from a chat message was rendered');
+      }
+      check(dialogs.length === 0, 'a script ran: ' + dialogs.join(', '));
+      await shot(customer, 'widget-chat');
+      await shot(alice, 'console-chat');
+    });
+
+    await step('alice transfers to billing (cold, with a note); bob takes it', async () => {
+      await alice.getByTestId('transfer-kind').selectOption('queue');
+      await alice.getByTestId('transfer-target').fill('billing');
+      await alice.getByTestId('transfer-mode').selectOption('cold');
+      await alice.getByTestId('transfer-note').fill('Refund for order 4411; tracking shows lost');
+      await alice.getByTestId('transfer').click();
+      await setAvailable(bob);
+      const offer = await acceptOffer(bob);
+      check(/transfer/i.test(offer.reason + offer.text), 'the offer says it is a transfer: ' + offer.text);
+      check(/Refund for order 4411/.test(offer.note + offer.text), 'the offer carries the note: ' + offer.text);
+      await customer.getByTestId('wl-agent').filter({ hasText: 'Bob' }).waitFor({ timeout: WAIT });
+      // Bob sees everything said before him.
+      await agentTranscript(bob).getByText(xss, { exact: true }).waitFor({ timeout: WAIT });
+      await agentSays(bob, 'I have issued the refund for order 4411.');
+      await widgetMessage(customer, 'I have issued the refund for order 4411.');
+      await shot(bob, 'console-after-transfer');
+    });
+
+    await step('bob closes it resolved; the customer answers the survey', async () => {
+      await bob.getByTestId('resolution').selectOption('resolved');
+      await bob.getByTestId('close').click();
+      await customer.getByTestId('wl-survey').waitFor({ timeout: WAIT });
+      await customer.getByTestId('wl-csat-5').click();
+      await customer.getByTestId('wl-effort-2').click();
+      await customer.getByTestId('wl-survey-send').click();
+      await customer.getByTestId('wl-survey-done').waitFor({ timeout: WAIT });
+      await shot(customer, 'widget-survey');
+    });
+
+    await step('the network drops and comes back: nothing lost, nothing twice', async () => {
+      const proxy = await startProxy(BASE);
+      const dana = await newPage(browser);
+      await openWidget(dana, proxy.url);
+      await startChat(dana, 'Dana Whitfield', 'Second question: can I change my address?');
+      await acceptOffer(alice);
+      await customerSays(dana, 'Before the drop');
+      await agentTranscript(alice).getByText('Before the drop', { exact: true }).waitFor({ timeout: WAIT });
+
+      proxy.cut();
+      const offline = ['Typed while offline, one', 'Typed while offline, two', 'Typed while offline, three'];
+      for (const text of offline) await customerSays(dana, text);
+      await agentSays(alice, 'Sent while you were away, one');
+      await agentSays(alice, 'Sent while you were away, two');
+      for (const text of offline) {
+        const item = await widgetMessage(dana, text);
+        check(await item.getAttribute('data-state') !== 'sent', `"${text}" marked sent while offline`);
+      }
+      proxy.restore();
+
+      for (const text of offline) {
+        const item = await widgetMessage(dana, text);
+        await item.and(dana.locator('[data-state="sent"]')).first().waitFor({ timeout: 30_000 });
+        await agentTranscript(alice).getByText(text, { exact: true }).waitFor({ timeout: WAIT });
+      }
+      await widgetMessage(dana, 'Sent while you were away, two');
+      const all = ['Before the drop', ...offline, 'Sent while you were away, one', 'Sent while you were away, two'];
+      for (const text of all) {
+        check(await countText(widgetMessages(dana), text) === 1, `the widget shows "${text}" once`);
+        check(await countText(agentTranscript(alice), text) === 1, `the console shows "${text}" once`);
+      }
+      // A reload finds the conversation again, whole and once.
+      await dana.reload();
+      await dana.waitForFunction(() => window.__wlReady != null, null, { timeout: WAIT });
+      if (!(await dana.getByTestId('wl-panel').isVisible())) await dana.getByTestId('wl-launcher').click();
+      await widgetMessage(dana, 'Sent while you were away, two');
+      for (const text of all) {
+        check(await countText(widgetMessages(dana), text) === 1, `after a reload the widget shows "${text}" once`);
+      }
+      await proxy.close();
+    });
+
+    await step('keyboard: the launcher opens with Enter, Escape closes and gives focus back', async () => {
+      const page = await newPage(browser);
+      await page.goto(BASE + '/');
+      const launcher = page.getByTestId('wl-launcher');
+      await launcher.focus();
+      await page.keyboard.press('Enter');
+      await page.getByTestId('wl-panel').waitFor({ state: 'visible' });
+      const inside = await page.evaluate(() => {
+        const host = [...document.querySelectorAll('*')].find((e) => e.shadowRoot && e.shadowRoot.querySelector('[data-testid="wl-panel"]'));
+        return !!(host && host.shadowRoot.activeElement && host.shadowRoot.querySelector('[data-testid="wl-panel"]').contains(host.shadowRoot.activeElement));
+      });
+      check(inside, 'focus moves into the panel when it opens');
+      await page.keyboard.press('Escape');
+      await page.getByTestId('wl-panel').waitFor({ state: 'hidden' });
+      const back = await launcher.evaluate((e) => e.getRootNode().activeElement === e);
+      check(back, 'focus returns to the launcher');
+    });
+
+    await step('on a phone the panel fills the screen', async () => {
+      const phone = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+      await openWidget(phone);
+      const box = await phone.getByTestId('wl-panel').boundingBox();
+      check(box && box.width >= 380, 'panel width on a phone: ' + (box && box.width));
+      await shot(phone, 'widget-phone');
+    });
+
+    await step('the demo page links to the console', async () => {
+      const page = await newPage(browser);
+      await page.goto(BASE + '/');
+      check(await page.locator('a[href*="/agent/"]').count() > 0, 'a link to /agent/');
+    });
+  } finally {
+    await browser.close();
+  }
+  console.log('RESULT ' + JSON.stringify(result));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
