@@ -31,8 +31,11 @@ fn config() -> String {
     config
 }
 
+/// A file of this checkout (read at run time: a test binary shared by two clones
+/// through one target directory must read the files of the one that runs it).
 fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&root).join(path)
 }
 
 /// Texts of the customer and agent messages in the store, with how often each is there.

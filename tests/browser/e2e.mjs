@@ -293,6 +293,23 @@ async function main() {
       await shot(phone, 'widget-phone');
     });
 
+    await step('a chat becomes a browser call (WebRTC through rtc) and back', async () => {
+      await bob.getByTestId('availability').selectOption('away');
+      const sam = await newPage(browser);
+      await openWidget(sam);
+      await startChat(sam, 'Sam Lee', 'Could we talk instead of typing?');
+      await acceptOffer(alice);
+      await sam.getByTestId('wl-agent').filter({ hasText: 'Alice' }).waitFor({ timeout: WAIT });
+      await sam.getByTestId('wl-voice').click();
+      await alice.getByTestId('rtc-answer').click({ timeout: WAIT });
+      await alice.locator('[data-testid="rtc-call"][data-state="live"]').waitFor({ timeout: WAIT });
+      await sam.getByText(/On a call/).waitFor({ timeout: WAIT });
+      await shot(alice, 'console-browser-call');
+      await sam.getByTestId('wl-hangup').click();
+      await sam.getByText(/On a call/).waitFor({ state: 'hidden', timeout: WAIT });
+      await alice.locator('[data-testid="rtc-call"][data-state="live"]').waitFor({ state: 'hidden', timeout: WAIT });
+    });
+
     await step('the demo page links to the console', async () => {
       const page = await newPage(browser);
       await page.goto(BASE + '/');
