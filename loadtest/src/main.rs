@@ -1,0 +1,164 @@
+//! `warmline-loadtest`: simulated customers, agents and phone calls speaking
+//! Warmline's real protocol, with open-loop arrivals and HDR histograms; a bare
+//! tokio + tungstenite relay as the physical limit of the stack; and a side-by-side
+//! comparison. Loopback targets only. See docs/loadtest.md.
+
+// Frame handling reads best as one match per frame kind; tungstenite's handshake
+// callback fixes the error type.
+#![allow(clippy::collapsible_match, clippy::result_large_err)]
+
+mod chat;
+mod common;
+mod compare;
+mod idle;
+mod proto;
+mod relay;
+mod routing;
+mod setup;
+mod smoke;
+mod target;
+mod voice;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicUsize;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+/// Filler so a chat message's text is `--size` bytes long.
+pub static PAD: AtomicUsize = AtomicUsize::new(50);
+
+/// Load tests for Warmline (loopback only).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// N connections held; server memory per connection (slope over the steps).
+    Idle(idle::IdleArgs),
+    /// P conversations at a fixed offered rate of messages (or --find-max).
+    Chat(chat::ChatArgs),
+    /// Conversations arriving at a fixed rate; agents accept and close.
+    Routing(routing::RoutingArgs),
+    /// New connections per second and handshake latency.
+    Setup(setup::SetupArgs),
+    /// C concurrent phone calls, 20 ms frames each way.
+    Voice(voice::VoiceArgs),
+    /// Some agents stop reading: server memory stays bounded, others unaffected.
+    Slow(smoke::SlowArgs),
+    /// A contact-centre hour, compressed: arrivals, chats, calls, idle visitors.
+    Mixed(smoke::MixedArgs),
+    /// Run the bare tokio + tungstenite relay baseline server.
+    Relay {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Warmline vs the bare relay vs Node `ws`, interleaved, same load; ratios.
+    Compare(compare::CompareArgs),
+    /// Every scenario at a small size against a started Warmline; fails on any lost,
+    /// unacked or duplicated message, dropped frame or error.
+    Smoke(smoke::SmokeArgs),
+    /// Print a Warmline config with the agents the scenarios use (for --target).
+    Config {
+        #[arg(long, default_value_t = 200)]
+        chat_agents: usize,
+        #[arg(long, default_value_t = 10)]
+        chat_capacity: u32,
+        #[arg(long, default_value_t = 50)]
+        voice_agents: usize,
+        #[arg(long, default_value_t = 10)]
+        voice_capacity: u32,
+    },
+    /// (internal) hold idle connections for `idle`, driven over stdin.
+    #[command(hide = true)]
+    IdleWorker(idle::WorkerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    common::epoch();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async move {
+        let result = match cli.command {
+            Cmd::Relay { listen } => {
+                return match relay::run(listen).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("relay: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            Cmd::IdleWorker(args) => {
+                return match idle::worker(args).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("idle worker: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            Cmd::Config {
+                chat_agents,
+                chat_capacity,
+                voice_agents,
+                voice_capacity,
+            } => {
+                let plan = target::Plan {
+                    chat_agents,
+                    chat_capacity,
+                    voice_agents,
+                    voice_capacity,
+                };
+                print!(
+                    "{}",
+                    target::warmline_config(&plan, &target::Common::default())
+                );
+                return ExitCode::SUCCESS;
+            }
+            Cmd::Compare(args) => return compare::run(args).await,
+            Cmd::Smoke(args) => return smoke::run(args).await,
+            Cmd::Idle(args) => (idle::run(&args).await, args.common.json),
+            Cmd::Chat(args) => (chat::run(&args).await, args.common.json),
+            Cmd::Routing(args) => (routing::run(&args).await, args.common.json),
+            Cmd::Setup(args) => (setup::run(&args).await, args.common.json),
+            Cmd::Voice(args) => (voice::run(&args).await, args.common.json),
+            Cmd::Slow(args) => (smoke::run_slow(&args).await, args.chat.common.json),
+            Cmd::Mixed(args) => (smoke::run_mixed(&args).await, args.common.json),
+        };
+        finish(result.0, result.1)
+    })
+}
+
+fn finish(result: anyhow::Result<common::Outcome>, json_path: Option<PathBuf>) -> ExitCode {
+    match result {
+        Ok(outcome) => {
+            outcome.print();
+            if let Some(path) = json_path {
+                let v = json!({ "scenarios": [outcome.json()] });
+                if let Err(e) = std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()) {
+                    eprintln!("cannot write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            if outcome.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

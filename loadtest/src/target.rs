@@ -1,0 +1,323 @@
+//! What is under load: a Warmline the tool starts (generated config, temp data dir,
+//! ephemeral port), a running one (`--target`, loopback only), or a baseline relay
+//! (the bare tokio + tungstenite one, or Node `ws`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::common::check_loopback;
+
+pub const DEFAULT_SECRET: &str = "loadtest-secret-0123456789abcdef0123";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Against {
+    /// Warmline itself.
+    Warmline,
+    /// The bare tokio + tungstenite relay (`warmline-loadtest relay`).
+    Relay,
+    /// A plain Node `ws` relay (loadtest/node/relay.mjs).
+    Node,
+}
+
+impl Against {
+    pub fn label(self) -> &'static str {
+        match self {
+            Against::Warmline => "warmline",
+            Against::Relay => "bare relay",
+            Against::Node => "node ws relay",
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// Load a server that is already running (loopback only) instead of starting one.
+    /// For Warmline, its config must have the agents `warmline-loadtest config` prints.
+    #[arg(long)]
+    pub target: Option<SocketAddr>,
+    /// What is under test.
+    #[arg(long, value_enum, default_value = "warmline")]
+    pub against: Against,
+    /// The warmline binary (default: `warmline` beside this one).
+    #[arg(long)]
+    pub warmline: Option<PathBuf>,
+    /// The server's process id (to measure its memory and CPU) when using --target.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Agent token secret of a --target Warmline (auth.agent_secret).
+    #[arg(long, default_value = DEFAULT_SECRET)]
+    pub agent_secret: String,
+    /// Media token secret of a --target Warmline (auth.media_secret).
+    #[arg(long, default_value = DEFAULT_SECRET)]
+    pub media_secret: String,
+    /// Source addresses to spread connections over (127.0.0.2 ...).
+    #[arg(long, default_value_t = 8)]
+    pub sources: u8,
+    /// Store durability of a started Warmline (store.synchronous: full | normal).
+    #[arg(long, default_value = "full")]
+    pub synchronous: String,
+    /// Where a started Warmline keeps its store (a temp dir inside it).
+    #[arg(long)]
+    pub data_parent: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            target: None,
+            against: Against::Warmline,
+            warmline: None,
+            pid: None,
+            agent_secret: DEFAULT_SECRET.into(),
+            media_secret: DEFAULT_SECRET.into(),
+            sources: 8,
+            synchronous: "full".into(),
+            data_parent: None,
+            json: None,
+            quiet: false,
+        }
+    }
+}
+
+/// The agents a started Warmline is configured with: chat agents `c0..`, voice agents
+/// `v0..`, all on queue `load` (wrap-up 0).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plan {
+    pub chat_agents: usize,
+    pub chat_capacity: u32,
+    pub voice_agents: usize,
+    pub voice_capacity: u32,
+}
+
+pub fn warmline_config(plan: &Plan, common: &Common) -> String {
+    let mut c = format!(
+        r#"[server]
+shutdown_grace_ms = 1000
+[store]
+synchronous = "{sync}"
+[limits]
+handshake_timeout_ms = 60000
+[customer]
+allowed_origins = ["*"]
+allow_missing_origin = true
+[auth]
+agent_secret = "{agent}"
+media_secret = "{media}"
+[routing]
+offer_timeout_ms = 60000
+max_missed_offers = 0
+[log]
+level = "warn"
+[[queues]]
+name = "load"
+wrap_up_ms = 0
+"#,
+        sync = common.synchronous,
+        agent = common.agent_secret,
+        media = common.media_secret,
+    );
+    for i in 0..plan.chat_agents {
+        c.push_str(&format!(
+            "[[agents]]\nid = \"c{i}\"\ndisplay_name = \"Chat {i}\"\ncapacity = {{ chat = {}, voice = 0 }}\n",
+            plan.chat_capacity.max(1)
+        ));
+    }
+    for i in 0..plan.voice_agents {
+        c.push_str(&format!(
+            "[[agents]]\nid = \"v{i}\"\ndisplay_name = \"Voice {i}\"\ncapacity = {{ chat = 0, voice = {} }}\n",
+            plan.voice_capacity.max(1)
+        ));
+    }
+    if plan.chat_agents + plan.voice_agents == 0 {
+        c.push_str("[[agents]]\nid = \"c0\"\ncapacity = { chat = 1, voice = 0 }\n");
+    }
+    c
+}
+
+/// A server under load; a started one is killed when this is dropped.
+pub struct Target {
+    pub against: Against,
+    pub addr: SocketAddr,
+    pub pid: Option<u32>,
+    pub agent_secret: String,
+    pub media_secret: String,
+    child: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    pub fn is_warmline(&self) -> bool {
+        self.against == Against::Warmline
+    }
+
+    pub fn agent_path(&self, id: &str) -> String {
+        let token = warmline::gateway::auth::mint_agent(&self.agent_secret, id, 6 * 3600)
+            .expect("mint an agent token");
+        format!("/ws/agent?token={token}")
+    }
+
+    pub fn media_path(&self) -> String {
+        let token = warmline::gateway::auth::mint_media(&self.media_secret, "loadtest", 6 * 3600)
+            .expect("mint a media token");
+        format!("/ws/media?token={token}")
+    }
+
+    pub fn rss(&self) -> Option<u64> {
+        self.pid.and_then(crate::common::rss_bytes)
+    }
+
+    pub fn cpu(&self) -> Option<f64> {
+        self.pid.and_then(crate::common::cpu_seconds)
+    }
+
+    /// The tail of a started server's log (for error reports).
+    pub fn log_tail(&self) -> String {
+        let Some(dir) = &self.dir else {
+            return String::new();
+        };
+        let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("exe dir")?.join(name))
+}
+
+/// The Node relay script, beside this crate's sources.
+pub fn node_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("node/relay.mjs")
+}
+
+/// Whether `node` and the `ws` module are installed.
+pub fn node_available() -> bool {
+    let script = node_script();
+    let has_ws = script
+        .parent()
+        .is_some_and(|d| d.join("node_modules/ws/package.json").exists());
+    has_ws
+        && std::process::Command::new("node")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Connects to `--target`, or starts what `--against` names.
+pub async fn start(common: &Common, plan: &Plan) -> Result<Target> {
+    crate::common::set_sources(common.sources);
+    crate::common::set_quiet(common.quiet);
+    if let Some(addr) = common.target {
+        check_loopback(&addr)?;
+        return Ok(Target {
+            against: common.against,
+            addr,
+            pid: common.pid,
+            agent_secret: common.agent_secret.clone(),
+            media_secret: common.media_secret.clone(),
+            child: None,
+            dir: None,
+        });
+    }
+    let dir = match &common.data_parent {
+        Some(p) => tempfile::tempdir_in(p)?,
+        None => tempfile::tempdir()?,
+    };
+    let log = std::fs::File::create(dir.path().join("server.log"))?;
+    let mut cmd = match common.against {
+        Against::Warmline => {
+            let bin = match &common.warmline {
+                Some(p) => p.clone(),
+                None => sibling("warmline")?,
+            };
+            if !bin.exists() {
+                bail!(
+                    "no warmline binary at {} (build it: cargo build -p warmline, or pass --warmline)",
+                    bin.display()
+                );
+            }
+            let config = dir.path().join("warmline.toml");
+            std::fs::write(&config, warmline_config(plan, common))?;
+            let mut cmd = Command::new(bin);
+            cmd.arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .arg("--listen")
+                .arg("127.0.0.1:0")
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .env_remove("RUST_LOG");
+            cmd
+        }
+        Against::Relay => {
+            let mut cmd = Command::new(std::env::current_exe()?);
+            cmd.args(["relay", "--listen", "127.0.0.1:0"]);
+            cmd
+        }
+        Against::Node => {
+            if !node_available() {
+                bail!("node or the `ws` module is missing (cd loadtest/node && npm ci)");
+            }
+            let mut cmd = Command::new("node");
+            cmd.arg(node_script()).env("PORT", "0");
+            cmd
+        }
+    };
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().context("start the server")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            for prefix in ["Warmline listening on http://", "relay listening on "] {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return Some(rest.trim().to_owned());
+                }
+            }
+        }
+        None
+    })
+    .await;
+    let addr = match found {
+        Ok(Some(a)) => a.parse::<SocketAddr>()?,
+        _ => {
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            bail!("{} did not start; its log:\n{log}", common.against.label());
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Target {
+        against: common.against,
+        addr,
+        pid: child.id(),
+        agent_secret: common.agent_secret.clone(),
+        media_secret: common.media_secret.clone(),
+        child: Some(child),
+        dir: Some(dir),
+    })
+}
