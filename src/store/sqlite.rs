@@ -249,6 +249,102 @@ fn event_from_row(conversation_id: &Id, row: &SqliteRow) -> Result<Event, StoreE
     })
 }
 
+/// The columns of an event row after its conversation, seq and ts: kind, role,
+/// author id and name, text, client_msg_id, resolution.
+type EventColumns<'a> = (
+    &'static str,
+    Role,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'static str>,
+);
+
+fn event_columns(e: &Event) -> EventColumns<'_> {
+    match &e.body {
+        EventBody::Message {
+            author,
+            text,
+            client_msg_id,
+        } => (
+            "message",
+            author.role,
+            &*author.id,
+            &*author.display_name,
+            Some(&**text),
+            client_msg_id.as_deref(),
+            None,
+        ),
+        EventBody::Assigned {
+            agent_id,
+            display_name,
+        } => (
+            "assigned",
+            Role::Agent,
+            &**agent_id,
+            &**display_name,
+            None,
+            None,
+            None,
+        ),
+        EventBody::Closed {
+            by,
+            resolution,
+            note,
+        } => (
+            "closed",
+            *by,
+            "",
+            "",
+            note.as_deref(),
+            None,
+            resolution.map(Resolution::as_str),
+        ),
+    }
+}
+
+/// Rows per multi-row INSERT of events: a few fixed sizes, so the prepared statements
+/// stay few and cached (10 parameters a row, well under SQLite's limit).
+const EVENT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// Inserts events with as few statements as the fixed chunk sizes allow: each
+/// statement is one round trip to the database thread, which bounds a batch's cost.
+async fn write_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    events: &[&Event],
+) -> Result<(), sqlx::Error> {
+    let mut rest = events;
+    while !rest.is_empty() {
+        let size = EVENT_CHUNKS
+            .into_iter()
+            .find(|n| *n <= rest.len())
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (conversation_id, seq, ts, kind, role, author_id,
+                author_name, text, client_msg_id, resolution) ",
+        );
+        insert.push_values(chunk, |mut row, e| {
+            let (kind, role, author_id, author_name, text, client_msg_id, resolution) =
+                event_columns(e);
+            row.push_bind(&*e.conversation_id)
+                .push_bind(db_int(e.seq))
+                .push_bind(db_int(e.ts))
+                .push_bind(kind)
+                .push_bind(role.as_str())
+                .push_bind(author_id)
+                .push_bind(author_name)
+                .push_bind(text)
+                .push_bind(client_msg_id)
+                .push_bind(resolution);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), sqlx::Error> {
     match record {
         Record::Customer { id, seen_at } => {
@@ -295,66 +391,7 @@ async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), 
             .execute(&mut **tx)
             .await?;
         }
-        Record::Event(e) => {
-            let (kind, role, author_id, author_name, text, client_msg_id, resolution) =
-                match &e.body {
-                    EventBody::Message {
-                        author,
-                        text,
-                        client_msg_id,
-                    } => (
-                        "message",
-                        author.role,
-                        &*author.id,
-                        &*author.display_name,
-                        Some(&**text),
-                        client_msg_id.as_deref(),
-                        None,
-                    ),
-                    EventBody::Assigned {
-                        agent_id,
-                        display_name,
-                    } => (
-                        "assigned",
-                        Role::Agent,
-                        &**agent_id,
-                        &**display_name,
-                        None,
-                        None,
-                        None,
-                    ),
-                    EventBody::Closed {
-                        by,
-                        resolution,
-                        note,
-                    } => (
-                        "closed",
-                        *by,
-                        "",
-                        "",
-                        note.as_deref(),
-                        None,
-                        resolution.map(Resolution::as_str),
-                    ),
-                };
-            sqlx::query(
-                "INSERT INTO events (conversation_id, seq, ts, kind, role, author_id,
-                    author_name, text, client_msg_id, resolution)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .bind(&*e.conversation_id)
-            .bind(db_int(e.seq))
-            .bind(db_int(e.ts))
-            .bind(kind)
-            .bind(role.as_str())
-            .bind(author_id)
-            .bind(author_name)
-            .bind(text)
-            .bind(client_msg_id)
-            .bind(resolution)
-            .execute(&mut **tx)
-            .await?;
-        }
+        Record::Event(e) => write_events(tx, &[e]).await?,
         Record::AssignmentStarted {
             conversation_id,
             agent_id,
@@ -586,9 +623,19 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        // Runs of events (most of a busy batch) go in multi-row INSERTs; everything
+        // keeps its order (an event follows its conversation's row).
+        let mut events: Vec<&Event> = Vec::new();
         for record in records {
+            if let Record::Event(e) = record {
+                events.push(e);
+                continue;
+            }
+            write_events(&mut tx, &events).await?;
+            events.clear();
             write(&mut tx, record).await?;
         }
+        write_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
     }
