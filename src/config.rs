@@ -427,7 +427,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_message_bytes: 64 * 1024,
-            read_buffer_bytes: 8 * 1024,
+            read_buffer_bytes: 4 * 1024,
             write_buffer_bytes: 8 * 1024,
             max_write_buffer_bytes: 256 * 1024,
             outbound_queue: 256,
