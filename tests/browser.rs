@@ -40,14 +40,7 @@ fn repo(path: &str) -> PathBuf {
 
 /// Texts of the customer and agent messages in the store, with how often each is there.
 async fn stored_messages(server: &TestServer) -> Vec<(String, String, i64)> {
-    use sqlx::Connection;
-    let path = server.dir.path().join("data").join("warmline.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true);
-    let mut db = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .expect("open the store read-only");
+    let mut db = server.store().await;
     sqlx::query_as(
         "SELECT role, text, COUNT(*) FROM events WHERE kind = 'message' AND role != 'system'
          GROUP BY role, text",

@@ -265,19 +265,24 @@ impl TestServer {
         (status, json)
     }
 
-    /// The value of an unlabelled metric (or the sum over its labels).
-    /// Declined offers as the server's SQLite file holds them (read while it runs, as
-    /// an operator would): (offer, agent, missed, reason), oldest first.
+    /// The server's SQLite file, opened read-only while it runs (as an operator would).
     #[allow(dead_code)]
-    pub async fn declines(&self) -> Vec<(String, String, bool, Option<String>)> {
+    pub async fn store(&self) -> sqlx::SqliteConnection {
         use sqlx::Connection;
         let path = self.dir.path().join("data").join("warmline.db");
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(path)
             .read_only(true);
-        let mut db = sqlx::SqliteConnection::connect_with(&options)
+        sqlx::SqliteConnection::connect_with(&options)
             .await
-            .expect("open the store read-only");
+            .expect("open the store read-only")
+    }
+
+    /// Declined offers as the server's SQLite file holds them: (offer, agent, missed,
+    /// reason), oldest first.
+    #[allow(dead_code)]
+    pub async fn declines(&self) -> Vec<(String, String, bool, Option<String>)> {
+        let mut db = self.store().await;
         sqlx::query_as(
             "SELECT offer_id, agent_id, missed, reason FROM offer_declines ORDER BY at, offer_id",
         )
@@ -286,6 +291,7 @@ impl TestServer {
         .expect("read offer_declines")
     }
 
+    /// The value of a metric series (or the sum over a family's labels).
     pub async fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.get("/metrics").await;
         body.lines()
