@@ -482,10 +482,7 @@ impl Hub {
                                 .switchboard
                                 .channel_of(&e.conversation_id)
                                 .unwrap_or(Channel::Chat);
-                            self.metrics
-                                .messages
-                                .with_label_values(&[author.role.as_str(), channel.as_str()])
-                                .inc();
+                            self.metrics.message(author.role, channel);
                         }
                     }
                     // A call's audio goes to the conversation's agent while it is

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub connections_closed: IntCounterVec,
     pub frames: IntCounterVec,
     pub messages: IntCounterVec,
+    /// `messages` by sender and channel, resolved once: counting a message does no
+    /// label lookup.
+    message_counters: [[IntCounter; 2]; 3],
     pub ack_seconds: Histogram,
     pub delivery_seconds: Histogram,
     pub errors: IntCounterVec,
@@ -353,6 +356,14 @@ impl Metrics {
             "Call audio frames relayed, by direction; `_dropped`: a queue was full and the frame was dropped (late audio is useless).",
             &["direction"],
         );
+        let messages = make.counters(
+            "warmline_messages_total",
+            "Transcript messages made durable, by sender (customer: inbound, agent: outbound, system) and channel.",
+            &["sender", "channel"],
+        );
+        let message_counters = SENDERS.map(|sender| {
+            CHANNELS.map(|channel| messages.with_label_values(&[sender, channel.as_str()]))
+        });
         let metrics = Metrics {
             connections: make.gauges(
                 "warmline_connections",
@@ -374,11 +385,7 @@ impl Metrics {
                 "WebSocket text frames, by role and direction (in: from clients, out: to clients).",
                 &["role", "direction"],
             ),
-            messages: make.counters(
-                "warmline_messages_total",
-                "Transcript messages made durable, by sender (customer: inbound, agent: outbound, system) and channel.",
-                &["sender", "channel"],
-            ),
+            messages,
             ack_seconds: make.histogram(
                 "warmline_message_ack_seconds",
                 "From a message frame read to its ack written (includes the durable commit).",
@@ -459,6 +466,7 @@ impl Metrics {
                 to_provider_dropped: audio_frames.with_label_values(&["to_provider_dropped"]),
             },
             audio_frames,
+            message_counters,
             calls: make.gauge(
                 "warmline_calls",
                 "Live calls (media streams attached to a conversation).",
@@ -572,6 +580,16 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// A transcript message made durable.
+    pub fn message(&self, sender: crate::core::Role, channel: Channel) {
+        let sender = match sender {
+            crate::core::Role::Customer => 0,
+            crate::core::Role::Agent => 1,
+            crate::core::Role::System => 2,
+        };
+        self.message_counters[sender][crate::core::routing::channel_index(channel)].inc();
     }
 
     pub fn error(&self, code: ErrorCode) {
