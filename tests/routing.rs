@@ -210,6 +210,34 @@ async fn waiting_customers_learn_their_place_and_an_estimate() {
     }
 }
 
+/// An estimate counts only agents who can take the conversation: nobody online speaks
+/// French, so a French conversation gets no estimate (rather than one nobody keeps).
+#[tokio::test]
+async fn no_estimate_when_no_online_agent_speaks_the_language() {
+    let mut cfg = config("[[queues]]\nname = \"support\"\nwrap_up_ms = 0\n", &[]);
+    cfg.push_str(
+        "[[agents]]\nid = \"alice\"\nlanguages = [\"en\"]\ncapacity = { chat = 1, voice = 0 }\n",
+    );
+    let server = TestServer::start(&cfg).await;
+    // Online but away: she counts for the estimate, and takes no offer.
+    let (_alice, welcome) = server.agent("alice").await;
+    assert_eq!(welcome["state"], "away");
+
+    let (mut english, _) = server.customer_hello(None).await;
+    english
+        .request(json!({"type":"start","queue":"support","language":"en"}))
+        .await;
+    let queued = english.expect("queued").await;
+    assert!(queued["eta_seconds"].as_u64().is_some(), "{queued}");
+
+    let (mut french, _) = server.customer_hello(None).await;
+    french
+        .request(json!({"type":"start","queue":"support","language":"fr"}))
+        .await;
+    let queued = french.expect("queued").await;
+    assert_eq!(queued["eta_seconds"], Value::Null, "{queued}");
+}
+
 #[tokio::test]
 async fn a_closed_queue_takes_messages_and_routes_them_when_it_opens() {
     // Open from two seconds from now (UTC) to the end of that day.

@@ -1955,7 +1955,7 @@ impl Switchboard {
             }
         }
         // How many each queue's agents can hold, once per queue and channel.
-        let mut staffed: HashMap<(Id, Channel), u32> = HashMap::new();
+        let mut staffed = Staffing::new();
         for (id, place) in moved {
             self.tell_place(&id, place, now, Some(&mut staffed), out);
         }
@@ -1967,7 +1967,7 @@ impl Switchboard {
         id: &Id,
         place: u32,
         now: Millis,
-        staffed: Option<&mut HashMap<(Id, Channel), u32>>,
+        staffed: Option<&mut Staffing>,
         out: &mut Vec<Effect>,
     ) {
         let Some(conv) = self.conversations.get(id) else {
@@ -1978,7 +1978,11 @@ impl Switchboard {
         }
         let staff = match staffed {
             Some(cache) => *cache
-                .entry((conv.rec.queue.clone(), conv.rec.channel))
+                .entry((
+                    conv.rec.queue.clone(),
+                    conv.rec.channel,
+                    conv.rec.language.clone(),
+                ))
                 .or_insert_with(|| staffed_for(&self.queues, &self.agents, conv)),
             None => staffed_for(&self.queues, &self.agents, conv),
         };
@@ -2262,11 +2266,16 @@ fn apply_steps(conv: &mut Conversation, queue: &QueueSettings, now: Millis) {
     }
 }
 
+/// Capacity that could take a conversation, by queue, channel and language: computed
+/// once per sweep for each.
+type Staffing = HashMap<(Id, Channel, Option<Id>), u32>;
+
 /// `queued` for a waiting customer, with a rough estimate: the queue's average
 /// handle time times the place in line, shared by the capacity of the agents online
 /// for it. No agent online: no estimate.
 /// Capacity on the conversation's channel of the online agents qualified for its
-/// queue: the divisor of the wait estimate.
+/// queue and speaking its language: the divisor of the wait estimate (none such: no
+/// estimate, rather than a promise nobody can keep).
 fn staffed_for(
     queues: &HashMap<Id, Queue>,
     agents: &BTreeMap<Id, Agent>,
@@ -2275,9 +2284,15 @@ fn staffed_for(
     let Some(queue) = queues.get(&conv.rec.queue) else {
         return 0;
     };
+    let language = conv
+        .rec
+        .language
+        .as_deref()
+        .or(queue.settings.language.as_deref());
     agents
         .values()
         .filter(|a| a.slot.online && routing::qualified(&a.slot.skills, &queue.settings.skills))
+        .filter(|a| a.slot.speaks(language))
         .map(|a| a.slot.capacity[channel_index(conv.rec.channel)])
         .sum()
 }
