@@ -631,13 +631,10 @@ pub async fn run(args: &ChatArgs) -> Result<Outcome> {
         chat_capacity: args.per_agent,
         ..Plan::default()
     };
-    let target = target::start(&args.common, &plan).await?;
-    let result = run_on(&target, args).await;
-    if result.is_err() {
-        eprintln!("server log tail:\n{}", target.log_tail());
-    }
-    target.stop().await;
-    result
+    target::around(&args.common, &plan, async |target| {
+        run_on(target, args).await
+    })
+    .await
 }
 
 pub async fn run_on(target: &Target, args: &ChatArgs) -> Result<Outcome> {

@@ -121,13 +121,10 @@ pub async fn run(args: &RoutingArgs) -> Result<Outcome> {
         chat_capacity: args.per_agent,
         ..Plan::default()
     };
-    let target = target::start(&args.common, &plan).await?;
-    let outcome = run_on(&target, args).await;
-    if outcome.is_err() {
-        eprintln!("server log tail:\n{}", target.log_tail());
-    }
-    target.stop().await;
-    outcome
+    target::around(&args.common, &plan, async |target| {
+        run_on(target, args).await
+    })
+    .await
 }
 
 pub async fn run_on(target: &Target, args: &RoutingArgs) -> Result<Outcome> {

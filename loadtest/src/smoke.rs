@@ -38,13 +38,7 @@ pub async fn run_slow(args: &SlowArgs) -> Result<Outcome> {
         chat_capacity: c.per_agent,
         ..Plan::default()
     };
-    let target = target::start(&c.common, &plan).await?;
-    let outcome = slow_on(&target, args).await;
-    if outcome.is_err() {
-        eprintln!("server log tail:\n{}", target.log_tail());
-    }
-    target.stop().await;
-    outcome
+    target::around(&c.common, &plan, async |target| slow_on(target, args).await).await
 }
 
 async fn slow_on(target: &Target, args: &SlowArgs) -> Result<Outcome> {
@@ -166,13 +160,10 @@ pub async fn run_mixed(args: &MixedArgs) -> Result<Outcome> {
         voice_agents: args.calls.div_ceil(args.calls.clamp(1, 10)),
         voice_capacity: args.calls.clamp(1, 10) as u32,
     };
-    let target = target::start(&args.common, &plan).await?;
-    let outcome = mixed_on(&target, args).await;
-    if outcome.is_err() {
-        eprintln!("server log tail:\n{}", target.log_tail());
-    }
-    target.stop().await;
-    outcome
+    target::around(&args.common, &plan, async |target| {
+        mixed_on(target, args).await
+    })
+    .await
 }
 
 async fn mixed_on(target: &Target, args: &MixedArgs) -> Result<Outcome> {

@@ -226,6 +226,22 @@ pub fn node_available() -> bool {
 }
 
 /// Connects to `--target`, or starts what `--against` names.
+/// Starts the target for `plan`, runs `scenario` on it, shows the server's log tail
+/// when the scenario fails, and stops the target.
+pub async fn around<T>(
+    common: &Common,
+    plan: &Plan,
+    scenario: impl AsyncFnOnce(&Target) -> Result<T>,
+) -> Result<T> {
+    let target = start(common, plan).await?;
+    let outcome = scenario(&target).await;
+    if outcome.is_err() {
+        eprintln!("server log tail:\n{}", target.log_tail());
+    }
+    target.stop().await;
+    outcome
+}
+
 pub async fn start(common: &Common, plan: &Plan) -> Result<Target> {
     crate::common::set_sources(common.sources);
     crate::common::set_quiet(common.quiet);
