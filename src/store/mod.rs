@@ -1,15 +1,20 @@
 //! Durable state behind one trait: customers, conversations, the transcript,
-//! assignments, and a few gateway secrets. SQLite (embedded) is the default backend.
+//! assignments, and a few gateway secrets. SQLite (embedded) is the default backend;
+//! PostgreSQL (feature `postgres`) keeps the same tables and answers the same way.
 //! The store is the source of truth: what it has is what survives a crash.
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
 
 use crate::core::{
-    ConversationRecord, CustomerHistory, Event, Millis, Record, RestoredConversation,
+    ConversationRecord, CustomerHistory, Event, Millis, Record, RestoredConversation, Skills,
 };
 
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, Synchronous};
 
 #[derive(Debug, thiserror::Error)]
@@ -222,4 +227,69 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Checkpoints and closes; later calls fail.
     async fn close(&self);
+}
+
+// How values are kept, the same in every backend.
+
+/// A stored time or count back to the core's unsigned value (never negative).
+fn millis(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// An unsigned value as the databases' signed 64-bit integer (clamped).
+fn db_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} `{value}`"))
+}
+
+/// Skills as `name=level` joined by `,`.
+fn skills_to_text(skills: &Skills) -> String {
+    let mut out = String::new();
+    for (i, (name, level)) in skills.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(&level.to_string());
+    }
+    out
+}
+
+fn skills_from_text(text: &str) -> Result<Skills, StoreError> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (name, level) = pair
+                .split_once('=')
+                .ok_or_else(|| StoreError::Corrupt(format!("skill `{pair}`")))?;
+            let level = level
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("skill level `{pair}`")))?;
+            Ok((name.to_owned(), level))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skills_round_trip() {
+        let skills: Skills = [("billing".to_owned(), 3), ("es".to_owned(), 1)].into();
+        assert_eq!(skills_from_text(&skills_to_text(&skills)).unwrap(), skills);
+        assert_eq!(skills_from_text("").unwrap(), Skills::new());
+        assert!(skills_from_text("x").is_err());
+    }
+
+    #[test]
+    fn integers_clamp() {
+        assert_eq!(db_int(u64::MAX), i64::MAX);
+        assert_eq!(millis(-1), 0);
+        assert_eq!(millis(db_int(42)), 42);
+    }
 }

@@ -15,11 +15,12 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
     CustomerRecord, FollowUpRow, PastConversation, ReportRow, Store, StoreError,
-    StoredConversation, Survey, SurveyOutcome,
+    StoredConversation, Survey, SurveyOutcome, corrupt, db_int, millis, skills_from_text,
+    skills_to_text,
 };
 use crate::core::{
     Author, Channel, ConversationRecord, ConversationState, CustomerHistory, Event, EventBody, Id,
-    Millis, Record, Resolution, RestoredConversation, Role, Skills, default_customer_name,
+    Millis, Record, Resolution, RestoredConversation, Role, default_customer_name,
 };
 
 /// `PRAGMA synchronous`: `full` survives power loss; `normal` survives a process
@@ -33,6 +34,11 @@ pub enum Synchronous {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection that only commits the hub's batches. In WAL mode a connection
+    /// drops its whole page cache when another one has written, so commits taking
+    /// turns over the pool's connections read their pages back from disk each time;
+    /// the same connection keeps them.
+    writer: SqlitePool,
     dedupe_window: u32,
 }
 
@@ -108,56 +114,22 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("src/store/migrations/sqlite")
             .run(&pool)
             .await?;
+        let writer = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
         Ok(SqliteStore {
             pool,
+            writer,
             dedupe_window,
         })
     }
-}
-
-fn skills_to_text(skills: &Skills) -> String {
-    let mut out = String::new();
-    for (i, (name, level)) in skills.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push('=');
-        out.push_str(&level.to_string());
-    }
-    out
-}
-
-fn skills_from_text(text: &str) -> Result<Skills, StoreError> {
-    text.split(',')
-        .filter(|s| !s.is_empty())
-        .map(|pair| {
-            let (name, level) = pair
-                .split_once('=')
-                .ok_or_else(|| StoreError::Corrupt(format!("skill `{pair}`")))?;
-            let level = level
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("skill level `{pair}`")))?;
-            Ok((name.to_owned(), level))
-        })
-        .collect()
-}
-
-fn millis(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn db_int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} `{value}`"))
 }
 
 fn conversation_from_row(row: &SqliteRow) -> Result<ConversationRecord, StoreError> {
@@ -251,7 +223,7 @@ fn event_from_row(conversation_id: &Id, row: &SqliteRow) -> Result<Event, StoreE
 
 /// The columns of an event row after its conversation, seq and ts: kind, role,
 /// author id and name, text, client_msg_id, resolution.
-type EventColumns<'a> = (
+pub(super) type EventColumns<'a> = (
     &'static str,
     Role,
     &'a str,
@@ -261,7 +233,7 @@ type EventColumns<'a> = (
     Option<&'static str>,
 );
 
-fn event_columns(e: &Event) -> EventColumns<'_> {
+pub(super) fn event_columns(e: &Event) -> EventColumns<'_> {
     match &e.body {
         EventBody::Message {
             author,
@@ -622,7 +594,7 @@ impl Store for SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // Runs of events (most of a busy batch) go in multi-row INSERTs; everything
         // keeps its order (an event follows its conversation's row).
         let mut events: Vec<&Event> = Vec::new();
@@ -1131,22 +1103,10 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
         self.pool.close().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn skills_round_trip() {
-        let skills: Skills = [("billing".to_owned(), 3), ("es".to_owned(), 1)].into();
-        assert_eq!(skills_from_text(&skills_to_text(&skills)).unwrap(), skills);
-        assert_eq!(skills_from_text("").unwrap(), Skills::new());
-        assert!(skills_from_text("x").is_err());
     }
 }
