@@ -2,7 +2,9 @@
 //!
 //! It takes commands in batches, applies them to the core, commits every record the
 //! batch produced in one transaction (group commit), and only then lets the other
-//! effects out: acks, events, offers. Delivery to a connection is `try_send` on its
+//! effects out: acks, events, replies. Offers alone may go out before the commit
+//! (ARCHITECTURE.md, "Durable before acknowledged"): an offer carries no transcript
+//! and acknowledges nothing, and the agent's `accept` is a later batch. Delivery to a connection is `try_send` on its
 //! bounded queue; a full queue closes that connection as a slow consumer, it never
 //! blocks the hub.
 
@@ -140,6 +142,10 @@ pub struct Hub {
     ratings_at: Option<Instant>,
     /// When the last batch became durable.
     durable_at: Instant,
+    /// The agent behind each agent connection.
+    agent_of: HashMap<ConnId, Id>,
+    /// Scratch for `settle` (kept to reuse its allocation).
+    waiting_agents: std::collections::HashSet<Id>,
 }
 
 impl Hub {
@@ -165,6 +171,8 @@ impl Hub {
             calls,
             ratings_at: None,
             durable_at: Instant::now(),
+            agent_of: HashMap::new(),
+            waiting_agents: std::collections::HashSet::new(),
         }
     }
 
@@ -207,6 +215,9 @@ impl Hub {
                 match command {
                     Command::Attach { conn, who, handle } => {
                         self.conns.insert(conn, handle);
+                        if let Participant::Agent(agent_id) = &who {
+                            self.agent_of.insert(conn, agent_id.clone());
+                        }
                         self.by_participant.entry(who).or_default().push(conn);
                     }
                     Command::Detach { conn, who } => self.detach(conn, who, now, &mut effects),
@@ -427,6 +438,7 @@ impl Hub {
 
     fn detach(&mut self, conn: ConnId, who: Participant, now: Millis, out: &mut Vec<Effect>) {
         self.conns.remove(&conn);
+        self.agent_of.remove(&conn);
         let Some(list) = self.by_participant.get_mut(&who) else {
             return;
         };
@@ -449,12 +461,43 @@ impl Hub {
         }
         let mut records = Vec::new();
         let mut rest = Vec::with_capacity(effects.len());
+        // Agents something earlier in this batch is addressed to: their offers wait
+        // with it, so each agent sees everything in the order the core made it.
+        let mut waiting_agents = std::mem::take(&mut self.waiting_agents);
+        waiting_agents.clear();
         for effect in effects.drain(..) {
             match effect {
                 Effect::Persist(record) => records.push(record),
-                other => rest.push(other),
+                Effect::Notify {
+                    to: Participant::Agent(agent_id),
+                    notice: Notice::Offer(offer),
+                } if !waiting_agents.contains(&agent_id) => {
+                    // Out now, beside the commit of what made it (the `start`, a
+                    // transfer, an agent freeing up): one fsync less per decision.
+                    self.dispatch(Effect::Notify {
+                        to: Participant::Agent(agent_id),
+                        notice: Notice::Offer(offer),
+                    });
+                }
+                other => {
+                    let agent_id = match &other {
+                        Effect::Notify {
+                            to: Participant::Agent(agent_id),
+                            ..
+                        } => Some(agent_id),
+                        Effect::Reply { conn, .. } => self.agent_of.get(conn),
+                        _ => None,
+                    };
+                    if let Some(agent_id) = agent_id
+                        && !waiting_agents.contains(agent_id)
+                    {
+                        waiting_agents.insert(agent_id.clone());
+                    }
+                    rest.push(other);
+                }
             }
         }
+        self.waiting_agents = waiting_agents;
         if !records.is_empty() {
             let started = Instant::now();
             let result = self.store.commit(&records).await;
@@ -551,10 +594,16 @@ impl Hub {
                         &mut effects,
                     );
                 }
-                // Welcome replies from the reconnection above are not needed.
+                // Welcome replies from the reconnection above are not needed; the
+                // offers and notices are, once what made them is stored.
                 effects.retain(|e| !matches!(e, Effect::Reply { .. }));
-                if let Err(e) = self.store.commit(&persisted(&effects)).await {
-                    tracing::error!(error = %e, "store still failing after reload");
+                match self.store.commit(&persisted(&effects)).await {
+                    Ok(()) => {
+                        for effect in effects {
+                            self.dispatch(effect);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "store still failing after reload"),
                 }
             }
             Err(e) => {
