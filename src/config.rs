@@ -50,6 +50,10 @@ pub struct ServerConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// Unset: the embedded SQLite store in `server.data_dir`. `postgres://...`: a
+    /// shared PostgreSQL (builds with the `postgres` feature; docs/scaling.md).
+    pub url: Option<String>,
+    /// SQLite's `PRAGMA synchronous` (PostgreSQL keeps its own `synchronous_commit`).
     pub synchronous: Synchronous,
     /// Most client commands applied (and committed) as one batch.
     pub max_batch: usize,
@@ -417,6 +421,7 @@ impl Default for ServerConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            url: None,
             synchronous: Synchronous::Full,
             max_batch: 1024,
         }
@@ -577,6 +582,20 @@ impl Config {
                 "server.listen".into(),
                 "must be an IP address and port, such as 127.0.0.1:8080",
             );
+        }
+        if let Some(url) = &self.store.url {
+            let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+            if !postgres {
+                err(
+                    "store.url".into(),
+                    "must be a postgres:// URL (leave it unset for the embedded SQLite store)",
+                );
+            } else if !cfg!(feature = "postgres") {
+                err(
+                    "store.url".into(),
+                    "this build has no PostgreSQL support; build with `--features postgres`",
+                );
+            }
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             err("log.format".into(), "must be `text` or `json`");

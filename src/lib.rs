@@ -33,6 +33,8 @@ use crate::gateway::definitions::Definitions;
 use crate::gateway::hub::{Hub, KnownAgents, now_ms, persisted};
 use crate::gateway::metrics::Metrics;
 use crate::gateway::{App, Keys};
+#[cfg(feature = "postgres")]
+use crate::store::PostgresStore;
 use crate::store::{SqliteStore, Store, StoreError};
 
 /// An opened gateway: the store is open and migrated, the secrets are known.
@@ -49,13 +51,25 @@ impl Gateway {
     /// Opens (and migrates) the store and settles the secrets: configured ones, or
     /// ones generated on the first start and kept in the store.
     pub async fn open(config: Config) -> Result<Gateway, StoreError> {
-        let store = SqliteStore::open(
-            &config.server.data_dir,
-            config.store.synchronous,
-            u32::try_from(config.routing.dedupe_window).unwrap_or(u32::MAX),
-        )
-        .await?;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let dedupe_window = u32::try_from(config.routing.dedupe_window).unwrap_or(u32::MAX);
+        let store: Arc<dyn Store> = match &config.store.url {
+            #[cfg(feature = "postgres")]
+            Some(url) => Arc::new(PostgresStore::open(url, dedupe_window).await?),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => {
+                return Err(StoreError::Unsupported(
+                    "PostgreSQL (build with `--features postgres`)",
+                ));
+            }
+            None => Arc::new(
+                SqliteStore::open(
+                    &config.server.data_dir,
+                    config.store.synchronous,
+                    dedupe_window,
+                )
+                .await?,
+            ),
+        };
         let agent_secret = match &config.auth.agent_secret {
             Some(secret) => secret.clone(),
             None => store.meta_init("agent_secret", &random_secret()).await?,

@@ -23,6 +23,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("this build does not support {0}")]
+    Unsupported(&'static str),
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("cannot create the data directory {path}: {source}")]

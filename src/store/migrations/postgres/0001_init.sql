@@ -63,7 +63,10 @@ CREATE TABLE events (
     resolution      TEXT,
     PRIMARY KEY (conversation_id, seq)
 );
-CREATE UNIQUE INDEX events_client_msg_id
+-- Not unique: the core de-duplicates client ids within `routing.dedupe_window`; a
+-- constraint here would let one client's reuse of an old id fail a whole group commit
+-- (SQLite migration 0014).
+CREATE INDEX events_client_msg_id
     ON events(conversation_id, author_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
 
 CREATE TABLE assignments (
