@@ -277,12 +277,42 @@ fn decode<'de, T: Deserialize<'de>>(
             ),
         });
     }
+    if has_nul(text) {
+        return Err(Rejected {
+            id,
+            code: ErrorCode::InvalidField,
+            message: format!("`{kind}` frame: a string holds U+0000 (NUL), which is not allowed"),
+        });
+    }
     let frame = serde_json::from_str::<T>(text).map_err(|e| Rejected {
         id: id.clone(),
         code: ErrorCode::InvalidField,
         message: format!("`{kind}` frame: {}", strip_position(&e.to_string())),
     })?;
     Ok((frame, id))
+}
+
+/// Whether a JSON text has a string holding U+0000 (only the escape `\u0000` can put
+/// it there). No store keeps it as text everywhere (PostgreSQL refuses it, failing
+/// the whole group commit), and no client needs it.
+fn has_nul(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("u0000") {
+        let at = from + at;
+        // An escape when preceded by an odd run of backslashes (`\\u0000` is a
+        // backslash and the text "u0000").
+        let slashes = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        if slashes % 2 == 1 {
+            return true;
+        }
+        from = at + 5;
+    }
+    false
 }
 
 /// serde_json appends " at line L column C"; a one-line frame makes that noise.
@@ -556,6 +586,22 @@ mod tests {
             ErrorCode::InvalidField,
             "1 to 10",
         );
+        check(
+            r#"{"type":"message","conversation_id":"c","text":"a\u0000b"}"#,
+            ErrorCode::InvalidField,
+            "U+0000",
+        );
+        check(
+            r#"{"type":"start","queue":"q","attributes":{"k":"\\\u0000"}}"#,
+            ErrorCode::InvalidField,
+            "U+0000",
+        );
+    }
+
+    #[test]
+    fn a_backslash_before_u0000_is_text_not_nul() {
+        let text = r#"{"type":"message","conversation_id":"c","text":"path \\u0000 ok"}"#;
+        assert!(customer(text).is_ok(), "{text}");
     }
 
     #[test]
