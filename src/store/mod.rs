@@ -5,6 +5,7 @@
 
 #[cfg(feature = "postgres")]
 mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
