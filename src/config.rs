@@ -23,6 +23,7 @@ use crate::store::Synchronous;
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    pub cluster: ClusterConfig,
     pub limits: LimitsConfig,
     pub customer: CustomerConfig,
     pub auth: AuthConfig,
@@ -57,6 +58,36 @@ pub struct StoreConfig {
     pub synchronous: Synchronous,
     /// Most client commands applied (and committed) as one batch.
     pub max_batch: usize,
+}
+
+/// Several nodes over Redis (feature `redis`; docs/scaling.md). Unset `redis_url`:
+/// one node, nothing shared.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://host:port`: join the nodes that share this Redis (and the store,
+    /// which must then be PostgreSQL).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so installations can share a Redis.
+    pub prefix: String,
+    /// How often a node renews its registration (and the owner its lease).
+    pub heartbeat_ms: u64,
+    /// A node (or the owner's lease) not renewed for this long is dead.
+    pub expiry_ms: u64,
+    /// This node's id. Unset: a fresh random one at every start.
+    pub node_id: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: None,
+            prefix: "warmline".into(),
+            heartbeat_ms: 1000,
+            expiry_ms: 5000,
+            node_id: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -594,6 +625,53 @@ impl Config {
                 err(
                     "store.url".into(),
                     "this build has no PostgreSQL support; build with `--features postgres`",
+                );
+            }
+        }
+        let c = &self.cluster;
+        if let Some(url) = &c.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                err("cluster.redis_url".into(), "must be a redis:// URL");
+            } else if !cfg!(feature = "redis") {
+                err(
+                    "cluster.redis_url".into(),
+                    "this build has no Redis support; build with `--features redis,postgres`",
+                );
+            }
+            if self.store.url.is_none() {
+                err(
+                    "cluster.redis_url".into(),
+                    "several nodes need a shared store: set store.url to a postgres:// URL",
+                );
+            }
+        }
+        if c.prefix.is_empty()
+            || !c
+                .prefix
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch))
+        {
+            err(
+                "cluster.prefix".into(),
+                "must be letters, digits, `_`, `-` or `.`, and not empty",
+            );
+        }
+        if c.heartbeat_ms < 50 || c.expiry_ms < c.heartbeat_ms * 3 {
+            err(
+                "cluster.expiry_ms".into(),
+                "heartbeat_ms must be at least 50 and expiry_ms at least three heartbeats",
+            );
+        }
+        if let Some(id) = &c.node_id {
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch))
+            {
+                err(
+                    "cluster.node_id".into(),
+                    "must be 1 to 64 letters, digits, `_` or `-`",
                 );
             }
         }

@@ -13,6 +13,9 @@
 //! [`Gateway::serve`].
 #![forbid(unsafe_code)]
 
+pub mod backplane;
+#[cfg(feature = "redis")]
+mod cluster;
 pub mod config;
 pub mod core;
 pub mod gateway;
@@ -25,6 +28,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::core::{RestoredConversation, Switchboard};
@@ -114,12 +118,49 @@ impl Gateway {
 
     /// Restores open conversations, then serves on `listener` until `shutdown` is
     /// cancelled; then closes clients with "going away", applies what is queued,
-    /// and closes the store.
+    /// and closes the store. With `cluster.redis_url`, joins the other nodes
+    /// instead (docs/scaling.md).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), StoreError> {
+        #[cfg(feature = "redis")]
+        if self.config.cluster.redis_url.is_some() {
+            return cluster::serve(self, listener, shutdown).await;
+        }
+        let grace = Duration::from_millis(self.config.server.shutdown_grace_ms);
+        let running = self
+            .start(&shutdown, TaskTracker::new(), self.new_metrics())
+            .await?;
+        gateway::serve(listener, gateway::Front::single(&running.app), grace).await;
+        running.stop(grace).await;
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// The process's metrics (one registry, whatever role a node plays).
+    fn new_metrics(&self) -> Arc<Metrics> {
+        let coaching: Vec<String> = self
+            .config
+            .signals
+            .coaching()
+            .rules()
+            .iter()
+            .map(|r| r.code.to_string())
+            .collect();
+        Arc::new(Metrics::new(&coaching))
+    }
+
+    /// Restores the open conversations from the store and starts the hub: from now
+    /// on this process routes (alone, or as the owner of several nodes).
+    async fn start(
+        &self,
+        shutdown: &CancellationToken,
+        tracker: TaskTracker,
+        metrics: Arc<Metrics>,
+    ) -> Result<Running, StoreError> {
         let stored = self.store.definitions().await?;
         let (definitions, warnings) = Definitions::new(&self.config, &stored);
         for warning in warnings {
@@ -141,14 +182,6 @@ impl Gateway {
         self.store.commit(&persisted(&effects)).await?;
         tracing::info!(open_conversations = restored_count, "state restored");
 
-        let coaching: Vec<String> = in_force
-            .signals
-            .coaching()
-            .rules()
-            .iter()
-            .map(|r| r.code.to_string())
-            .collect();
-        let metrics = Arc::new(Metrics::new(&coaching));
         for q in &in_force.queues {
             let routing = &in_force.routing;
             let percent = q
@@ -167,32 +200,53 @@ impl Gateway {
             self.config.store.max_batch,
             calls.clone(),
         );
+        let deposed = hub.deposed();
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(rx, stop_hub.clone()));
         let mut keys = Keys::new(&self.agent_secret, &self.visitor_secret, &self.media_secret);
         if let Some(secret) = &self.config.auth.identity_secret {
             keys = keys.with_identity(secret, self.config.auth.identity_audience.clone());
         }
-        let grace = Duration::from_millis(self.config.server.shutdown_grace_ms);
         let app = Arc::new(App::new(
             self.config.clone(),
             tx,
             self.store.clone(),
             keys,
             metrics,
-            shutdown,
+            shutdown.clone(),
             known_agents,
             self.admin_token.clone(),
             calls,
+            tracker,
         ));
-        gateway::serve(listener, app.clone(), grace).await;
-        drop(app);
-        stop_hub.cancel();
-        if tokio::time::timeout(grace, hub_task).await.is_err() {
+        Ok(Running {
+            app,
+            hub_task,
+            stop_hub,
+            deposed,
+        })
+    }
+}
+
+/// A started hub and what its connections share.
+struct Running {
+    app: Arc<App>,
+    hub_task: tokio::task::JoinHandle<()>,
+    stop_hub: CancellationToken,
+    /// Cancelled when another node fenced this one off.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    deposed: CancellationToken,
+}
+
+impl Running {
+    /// Closes this hub's connections (1001 at shutdown, else 1012), lets the hub
+    /// apply what is queued, and waits for it (at most `grace`).
+    async fn stop(self, grace: Duration) {
+        self.app.epoch.cancel();
+        drop(self.app);
+        self.stop_hub.cancel();
+        if tokio::time::timeout(grace, self.hub_task).await.is_err() {
             tracing::warn!("the hub did not finish within the grace period");
         }
-        self.store.close().await;
-        tracing::info!("stopped");
-        Ok(())
     }
 }

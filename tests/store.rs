@@ -1620,6 +1620,7 @@ async fn postgres_keeps_its_tables_and_migrations_in_the_search_path_schema() {
             "customers",
             "definitions",
             "events",
+            "fence",
             "follow_ups",
             "meta",
             "offer_declines",

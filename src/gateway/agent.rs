@@ -2,20 +2,16 @@
 //! token), then agent frames translated into core inputs.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::auth::{TokenError, unix_now};
 use super::calls::{Call, ToProvider};
 use super::connection::{Flow, Link, Session, Side};
-use super::{App, encode, http_error, limit_upgrade, not_an_upgrade};
+use super::{App, encode, http_error};
 use crate::core::TransferTarget;
 use crate::core::signals::voice::Party;
 use crate::core::{Id, Input, Participant, Resolution};
@@ -25,27 +21,25 @@ use crate::protocol::client::{
 use crate::protocol::media::{AUDIO_HEADER_LEN, parse_audio_frame};
 use crate::protocol::{AgentFrame, CloseCode, ErrorCode, decode_agent};
 
-pub async fn upgrade(
-    State(app): State<Arc<App>>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return not_an_upgrade(&rejection),
-    };
+/// Admission of an agent connection (before the upgrade): a valid token naming a
+/// known agent. The agent, and when the token expires.
+#[allow(clippy::result_large_err)] // the refusal is the HTTP response itself, once per upgrade
+pub fn admit(
+    app: &App,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(Id, tokio::time::Instant), Response> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = query.get("token").map(String::as_str).or(bearer) else {
         app.metrics.error(ErrorCode::Unauthorized);
-        return http_error(
+        return Err(http_error(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
             "an agent token is required: ?token=JWT or Authorization: Bearer JWT",
-        );
+        ));
     };
     let claims = match app.keys.verify_agent(token) {
         Ok(claims) => claims,
@@ -58,7 +52,11 @@ pub async fn upgrade(
                         .to_owned()
                 }
             };
-            return http_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, &message);
+            return Err(http_error(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                &message,
+            ));
         }
     };
     let known = app
@@ -67,29 +65,25 @@ pub async fn upgrade(
         .is_ok_and(|agents| agents.contains(&claims.sub));
     if !known {
         app.metrics.error(ErrorCode::Unauthorized);
-        return http_error(
+        return Err(http_error(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
             "the token names an agent this gateway does not know",
-        );
+        ));
     }
     let expires_at =
         tokio::time::Instant::now() + Duration::from_secs(claims.exp.saturating_sub(unix_now()));
-    let agent_id: Id = claims.sub.into();
-    let guard = app.tracker.token();
-    limit_upgrade(ws, &app.config.limits)
-        .on_upgrade(move |socket| async move {
-            let _guard = guard;
-            let link = Link::new(app, socket, "agent");
-            let side = Side::Agent {
-                agent_id,
-                expires_at,
-            };
-            if let Some(session) = Session::start(link, side).await {
-                session.run().await;
-            }
-        })
-        .into_response()
+    Ok((claims.sub.into(), expires_at))
+}
+
+pub async fn serve(link: Link, agent_id: Id, expires_at: tokio::time::Instant) {
+    let side = Side::Agent {
+        agent_id,
+        expires_at,
+    };
+    if let Some(session) = Session::start(link, side).await {
+        session.run().await;
+    }
 }
 
 pub async fn on_text(session: &mut Session, text: &str) -> Flow {
@@ -248,10 +242,8 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
     if session.submit(input).await {
         Flow::Continue
     } else {
-        Flow::Close(
-            CloseCode::GoingAway,
-            "the gateway is shutting down; reconnect and resume",
-        )
+        let (code, reason) = session.link.app.farewell();
+        Flow::Close(code, reason)
     }
 }
 

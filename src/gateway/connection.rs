@@ -66,10 +66,41 @@ pub enum Flow {
     Close(CloseCode, &'static str),
 }
 
+/// A client's WebSocket: held by this process, or by another node of a cluster
+/// that relays its frames through the backplane (`remote`).
+#[allow(clippy::large_enum_variant)] // one per connection, never moved on a hot path
+pub enum Socket {
+    Local(WebSocket),
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Remote(super::remote::RemoteSocket),
+}
+
+impl Socket {
+    pub async fn send(&mut self, msg: Message) -> Result<(), axum::Error> {
+        match self {
+            Socket::Local(ws) => ws.send(msg).await,
+            Socket::Remote(remote) => remote.send(msg).await,
+        }
+    }
+
+    pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
+        match self {
+            Socket::Local(ws) => ws.recv().await,
+            Socket::Remote(remote) => remote.recv().await.map(Ok),
+        }
+    }
+}
+
+impl From<WebSocket> for Socket {
+    fn from(ws: WebSocket) -> Socket {
+        Socket::Local(ws)
+    }
+}
+
 /// The socket with its limits: counts frames, tracks bad ones, closes with a reason.
 pub struct Link {
     pub app: Arc<App>,
-    pub socket: WebSocket,
+    pub socket: Socket,
     role: &'static str,
     bad_count: u32,
     bad_since: Instant,
@@ -94,12 +125,12 @@ pub enum Received {
 }
 
 impl Link {
-    pub fn new(app: Arc<App>, socket: WebSocket, role: &'static str) -> Link {
+    pub fn new(app: Arc<App>, socket: impl Into<Socket>, role: &'static str) -> Link {
         let write_timeout = Duration::from_millis(app.config.limits.write_timeout_ms);
         app.metrics.connection_opened(role);
         Link {
             app,
-            socket,
+            socket: socket.into(),
             role,
             bad_count: 0,
             bad_since: Instant::now(),
@@ -336,13 +367,8 @@ impl Session {
             audio: None,
         };
         if !attached {
-            session
-                .link
-                .close(
-                    CloseCode::GoingAway,
-                    "the gateway is shutting down; reconnect",
-                )
-                .await;
+            let (code, reason) = app.farewell();
+            session.link.close(code, reason).await;
             return None;
         }
         // Until the welcome, hold anything else the hub sends (an offer, say).
@@ -397,7 +423,7 @@ impl Session {
         let ping_every = Duration::from_millis(self.link.app.config.limits.ping_interval_ms);
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-        let shutdown = self.link.app.shutdown.clone();
+        let shutdown = self.link.app.epoch.clone();
         let expires_at = match &self.side {
             Side::Agent { expires_at, .. } => Some(*expires_at),
             Side::Customer { .. } => None,
@@ -405,9 +431,7 @@ impl Session {
         let closing = loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => {
-                    break Some((CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume"));
-                }
+                () = shutdown.cancelled() => break Some(self.link.app.farewell()),
                 () = self.slow.cancelled() => break Some(SLOW),
                 item = self.rx.recv() => match item {
                     Some(item) => {
@@ -415,7 +439,7 @@ impl Session {
                             break self.link.stalled.then_some(SLOW);
                         }
                     }
-                    None => break Some((CloseCode::GoingAway, "the gateway is shutting down; reconnect and resume")),
+                    None => break Some(self.link.app.farewell()),
                 },
                 Some(frame) = recv_audio(&mut self.audio) => {
                     if !self.link.send_audio(frame).await {

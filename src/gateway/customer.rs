@@ -1,45 +1,27 @@
 //! `/ws/customer`: the Origin check before the upgrade, the `hello` exchange, and
 //! customer frames translated into core inputs.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::connection::{Flow, HISTORY_LIMIT, Link, Session, Side};
 use super::hub::Command;
 use super::hub::now_ms;
-use super::{App, encode, http_error, limit_upgrade, not_an_upgrade};
+use super::{App, encode, http_error};
 use crate::core::{Channel, Id, Input, Participant, StartRequest, default_customer_name};
 use crate::protocol::client::Channel as WireChannel;
 use crate::protocol::{CloseCode, CustomerFrame, ErrorCode, decode_customer};
 use crate::store::{Survey, SurveyOutcome};
 
-pub async fn upgrade(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return not_an_upgrade(&rejection),
-    };
-    if let Err(message) = origin_allowed(&app, &headers) {
+/// Admission of a customer connection (before the upgrade): the Origin check.
+#[allow(clippy::result_large_err)] // the refusal is the HTTP response itself, once per upgrade
+pub fn admit(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+    origin_allowed(app, headers).map_err(|message| {
         app.metrics.error(ErrorCode::Forbidden);
-        return http_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &message);
-    }
-    let guard = app.tracker.token();
-    limit_upgrade(ws, &app.config.limits)
-        .on_upgrade(move |socket| async move {
-            let _guard = guard;
-            let link = Link::new(app, socket, "customer");
-            serve(link).await;
-        })
-        .into_response()
+        http_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &message)
+    })
 }
 
 fn origin_allowed(app: &App, headers: &HeaderMap) -> Result<(), String> {
@@ -78,7 +60,7 @@ fn origin_allowed(app: &App, headers: &HeaderMap) -> Result<(), String> {
     }
 }
 
-async fn serve(mut link: Link) {
+pub async fn serve(mut link: Link) {
     let Some((side, merge_from)) = hello(&mut link).await else {
         return;
     };
@@ -113,8 +95,8 @@ async fn serve(mut link: Link) {
     };
     if let Some(input) = first {
         if link.app.hub.send(Command::Core(input)).await.is_err() {
-            link.close(CloseCode::GoingAway, "the gateway is shutting down")
-                .await;
+            let (code, reason) = link.app.farewell();
+            link.close(code, reason).await;
             return;
         }
     }
@@ -507,9 +489,7 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
     if session.submit(input).await {
         Flow::Continue
     } else {
-        Flow::Close(
-            CloseCode::GoingAway,
-            "the gateway is shutting down; reconnect and resume",
-        )
+        let (code, reason) = session.link.app.farewell();
+        Flow::Close(code, reason)
     }
 }

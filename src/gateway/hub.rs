@@ -146,6 +146,9 @@ pub struct Hub {
     agent_of: HashMap<ConnId, Id>,
     /// Scratch for `settle` (kept to reuse its allocation).
     waiting_agents: std::collections::HashSet<Id>,
+    /// Cancelled when the store refused a commit because another node took the
+    /// routing ownership (several nodes): the hub stops.
+    deposed: CancellationToken,
 }
 
 impl Hub {
@@ -173,7 +176,13 @@ impl Hub {
             durable_at: Instant::now(),
             agent_of: HashMap::new(),
             waiting_agents: std::collections::HashSet::new(),
+            deposed: CancellationToken::new(),
         }
+    }
+
+    /// Cancelled if another node fences this one off (its commits are refused).
+    pub fn deposed(&self) -> CancellationToken {
+        self.deposed.clone()
     }
 
     /// Runs until `stop` is cancelled and every command already sent is applied (or
@@ -245,6 +254,10 @@ impl Hub {
             self.switchboard.handle(Input::Tick, now, &mut effects);
             self.settle(&mut effects).await;
             self.refresh_gauges();
+            if self.deposed.is_cancelled() {
+                tracing::warn!("another node owns routing now; this hub stops");
+                break;
+            }
         }
         tracing::debug!("hub stopped");
     }
@@ -513,6 +526,11 @@ impl Hub {
                     .with_label_values(&["commit"])
                     .inc();
                 self.refuse_all(rest);
+                if matches!(e, crate::store::StoreError::Fenced { .. }) {
+                    // Another node owns routing now: stop; the node steps down.
+                    self.deposed.cancel();
+                    return;
+                }
                 self.reload().await;
                 return;
             }

@@ -13,18 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::calls::{Call, ToProvider};
 use super::connection::{Flow, Link, Received};
 use super::hub::{Command, ConnHandle, Outbound};
-use super::{App, http_error, limit_upgrade, not_an_upgrade};
+use super::{App, http_error};
 use crate::core::signals::voice::Party;
 use crate::core::{Channel, Id, Input, Participant, StartRequest, default_customer_name};
 use crate::protocol::media::{
@@ -36,37 +33,28 @@ use crate::protocol::{CloseCode, ErrorCode};
 /// attributes (what the IVR collected).
 const RESERVED: &[&str] = &["token", "identity", "queue", "conversation_id"];
 
-pub async fn upgrade(
-    State(app): State<Arc<App>>,
-    Query(query): Query<HashMap<String, String>>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return not_an_upgrade(&rejection),
-    };
-    let provider = match query.get("token") {
-        None => None,
+/// Admission of a media stream (before the upgrade): a token in the query, when
+/// given, must be valid (else it may come in the `start` event). The provider.
+#[allow(clippy::result_large_err)] // the refusal is the HTTP response itself, once per upgrade
+pub fn admit(app: &App, query: &HashMap<String, String>) -> Result<Option<String>, Response> {
+    match query.get("token") {
+        None => Ok(None),
         Some(token) => match app.keys.verify_media(token) {
-            Ok(provider) => Some(provider),
+            Ok(provider) => Ok(Some(provider)),
             Err(e) => {
                 app.metrics.error(ErrorCode::Unauthorized);
                 let message = format!("media stream token refused: {e}");
-                return http_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, &message);
+                Err(http_error(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthorized,
+                    &message,
+                ))
             }
         },
-    };
-    let guard = app.tracker.token();
-    limit_upgrade(ws, &app.config.limits)
-        .on_upgrade(move |socket| async move {
-            let _guard = guard;
-            let link = Link::new(app, socket, "media");
-            serve(link, provider).await;
-        })
-        .into_response()
+    }
 }
 
-async fn serve(mut link: Link, provider: Option<String>) {
+pub async fn serve(mut link: Link, provider: Option<String>) {
     let Some(start) = wait_for_start(&mut link, provider).await else {
         return;
     };
@@ -337,21 +325,21 @@ impl Leg {
             .is_ok()
             && app.hub.send(Command::Core(start_input)).await.is_ok();
         if !attached {
-            leg.end(Some((CloseCode::GoingAway, "the gateway is shutting down")))
-                .await;
+            let farewell = leg.link.app.farewell();
+            leg.end(Some(farewell)).await;
             return None;
         }
         Some(leg)
     }
 
     async fn run(mut self) {
-        let shutdown = self.link.app.shutdown.clone();
+        let shutdown = self.link.app.epoch.clone();
         let every = Duration::from_millis(self.link.app.config.media.signals_interval_ms);
         let mut signals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let closing = loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break Some((CloseCode::GoingAway, "the gateway is shutting down")),
+                () = shutdown.cancelled() => break Some(self.link.app.farewell()),
                 () = self.slow.cancelled() => break Some((CloseCode::SlowConsumer, "the media stream did not keep up")),
                 Some(item) = self.from_agent.recv() => {
                     if !self.write_to_provider(item).await {
@@ -363,7 +351,7 @@ impl Leg {
                         Flow::Continue => {}
                         Flow::Close(code, reason) => break Some((code, reason)),
                     },
-                    None => break Some((CloseCode::GoingAway, "the gateway is shutting down")),
+                    None => break Some(self.link.app.farewell()),
                 },
                 received = self.link.recv() => match received {
                     Received::Text(text) => match self.on_text(&text).await {
@@ -474,7 +462,8 @@ impl Leg {
         if self.link.app.hub.send(Command::Core(input)).await.is_ok() {
             Flow::Continue
         } else {
-            Flow::Close(CloseCode::GoingAway, "the gateway is shutting down")
+            let (code, reason) = self.link.app.farewell();
+            Flow::Close(code, reason)
         }
     }
 

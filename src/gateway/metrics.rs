@@ -16,7 +16,7 @@ use crate::protocol::ErrorCode;
 pub const ROLES: [&str; 3] = ["customer", "agent", "media"];
 /// Why a connection ended: the client closed it, it was lost (no close frame), or
 /// the gateway closed it with one of its close codes.
-pub const CLOSE_REASONS: [&str; 10] = [
+pub const CLOSE_REASONS: [&str; 11] = [
     "client",
     "lost",
     "normal",
@@ -27,6 +27,7 @@ pub const CLOSE_REASONS: [&str; 10] = [
     "keepalive_timeout",
     "slow_consumer",
     "token_expired",
+    "service_restart",
 ];
 const CHANNELS: [Channel; 2] = [Channel::Chat, Channel::Voice];
 const SENDERS: [&str; 3] = ["customer", "agent", "system"];

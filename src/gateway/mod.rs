@@ -4,25 +4,29 @@
 
 mod agent;
 mod api;
-mod assets;
+pub(crate) mod assets;
 pub mod auth;
 pub mod calls;
 mod connection;
 mod customer;
 pub mod definitions;
+pub mod edge;
 mod encode;
 pub mod hub;
 mod media;
 pub mod metrics;
+pub mod remote;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::http::{StatusCode, header};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -32,13 +36,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::backplane::envelope::Endpoint;
 use crate::config::{Config, LimitsConfig};
 use crate::core::ConnId;
 use crate::core::signals::voice::VoiceSettings;
-use crate::protocol::ErrorCode;
+use crate::protocol::{CloseCode, ErrorCode};
 use crate::store::Store;
 
 pub use auth::Keys;
+use connection::Link;
 use hub::Command;
 use metrics::Metrics;
 
@@ -51,6 +57,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Cancelled on SIGTERM / Ctrl-C: connections close with 1001.
     pub shutdown: CancellationToken,
+    /// Several nodes: cancelled when this node stops owning routing (connections
+    /// close with 1012). One node: a child of `shutdown`.
+    pub epoch: CancellationToken,
     /// Every WebSocket session, so shutdown can wait for them.
     pub tracker: TaskTracker,
     /// Agent ids the handshake accepts (the hub keeps it in step with definitions).
@@ -77,6 +86,7 @@ impl App {
         known_agents: hub::KnownAgents,
         admin_token: String,
         calls: Arc<calls::Calls>,
+        tracker: TaskTracker,
     ) -> App {
         let voice = VoiceSettings {
             threshold_dbov: config.media.vad_threshold_dbov,
@@ -90,8 +100,9 @@ impl App {
             store,
             keys,
             metrics,
+            epoch: shutdown.child_token(),
             shutdown,
-            tracker: TaskTracker::new(),
+            tracker,
             known_agents,
             admin_token,
             calls,
@@ -101,16 +112,126 @@ impl App {
         }
     }
 
+    /// The close a session sends when the gateway (or its time as owner) ends.
+    pub fn farewell(&self) -> (CloseCode, &'static str) {
+        if self.shutdown.is_cancelled() {
+            (
+                CloseCode::GoingAway,
+                "the gateway is shutting down; reconnect and resume",
+            )
+        } else {
+            (
+                CloseCode::ServiceRestart,
+                "the gateway cluster changed; reconnect and resume",
+            )
+        }
+    }
+
     fn next_conn(&self) -> ConnId {
         ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
     }
 }
 
+/// What admission decided about a WebSocket before its upgrade.
+pub enum Admission {
+    Customer,
+    Agent {
+        agent_id: crate::core::Id,
+        expires_at: tokio::time::Instant,
+    },
+    Media {
+        provider: Option<String>,
+    },
+}
+
+/// Admits (or refuses, with the HTTP response to give) a WebSocket to `endpoint`.
+/// The same checks for a socket held here and for one another node holds.
+#[allow(clippy::result_large_err)] // the refusal is the HTTP response itself, once per upgrade
+pub fn admit(
+    app: &App,
+    endpoint: Endpoint,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Admission, Response> {
+    match endpoint {
+        Endpoint::Customer => customer::admit(app, headers).map(|()| Admission::Customer),
+        Endpoint::Agent => {
+            agent::admit(app, query, headers).map(|(agent_id, expires_at)| Admission::Agent {
+                agent_id,
+                expires_at,
+            })
+        }
+        Endpoint::Media => media::admit(app, query).map(|provider| Admission::Media { provider }),
+    }
+}
+
+pub fn role_of(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Customer => "customer",
+        Endpoint::Agent => "agent",
+        Endpoint::Media => "media",
+    }
+}
+
+/// Serves an admitted connection until it ends.
+pub async fn run(link: Link, admission: Admission) {
+    match admission {
+        Admission::Customer => customer::serve(link).await,
+        Admission::Agent {
+            agent_id,
+            expires_at,
+        } => agent::serve(link, agent_id, expires_at).await,
+        Admission::Media { provider } => media::serve(link, provider).await,
+    }
+}
+
+async fn upgrade(
+    endpoint: Endpoint,
+    app: Arc<App>,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return not_an_upgrade(&rejection),
+    };
+    let admission = match admit(&app, endpoint, &query, &headers) {
+        Ok(admission) => admission,
+        Err(response) => return response,
+    };
+    let guard = app.tracker.token();
+    limit_upgrade(ws, &app.config.limits)
+        .on_upgrade(move |socket| async move {
+            let _guard = guard;
+            let link = Link::new(app, socket, role_of(endpoint));
+            run(link, admission).await;
+        })
+        .into_response()
+}
+
+macro_rules! upgrade_handler {
+    ($name:ident, $endpoint:expr) => {
+        async fn $name(
+            State(app): State<Arc<App>>,
+            Query(query): Query<HashMap<String, String>>,
+            headers: HeaderMap,
+            ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+        ) -> Response {
+            upgrade($endpoint, app, query, headers, ws).await
+        }
+    };
+}
+
+upgrade_handler!(customer_upgrade, Endpoint::Customer);
+upgrade_handler!(agent_upgrade, Endpoint::Agent);
+upgrade_handler!(media_upgrade, Endpoint::Media);
+
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/ws/customer", get(customer::upgrade))
-        .route("/ws/agent", get(agent::upgrade))
-        .route("/ws/media", get(media::upgrade))
+        .route("/ws/customer", get(customer_upgrade))
+        .route("/ws/agent", get(agent_upgrade))
+        .route("/ws/media", get(media_upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -119,19 +240,40 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// What the listener serves: the router in force for each request (it changes when
+/// a node of several becomes the owner or an edge), and what to wait for at the end.
+pub struct Front {
+    pub router: Box<dyn Fn() -> Router + Send + Sync>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub handshake: Duration,
+}
+
+impl Front {
+    /// One node: one router for the process's life.
+    pub fn single(app: &Arc<App>) -> Front {
+        let router = router(app.clone());
+        Front {
+            router: Box::new(move || router.clone()),
+            shutdown: app.shutdown.clone(),
+            tracker: app.tracker.clone(),
+            handshake: Duration::from_millis(app.config.limits.handshake_timeout_ms),
+        }
+    }
+}
+
 /// Serves until `shutdown` is cancelled, then stops accepting, closes every
 /// WebSocket with 1001 and waits (at most `grace`) for sessions to end.
-pub async fn serve(listener: TcpListener, app: Arc<App>, grace: Duration) {
-    let router = router(app.clone());
-    let handshake = Duration::from_millis(app.config.limits.handshake_timeout_ms);
+pub async fn serve(listener: TcpListener, front: Front, grace: Duration) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(handshake);
+        .header_read_timeout(front.handshake);
     let builder = builder.http1_only();
-    let shutdown = app.shutdown.clone();
+    let shutdown = front.shutdown.clone();
+    let current = Arc::new(front.router);
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -146,12 +288,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, grace: Duration) {
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service =
-            router
-                .clone()
-                .map_request(|req: axum::http::Request<hyper::body::Incoming>| {
-                    req.map(axum::body::Body::new)
-                });
+        let current = current.clone();
+        let service = tower::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+            let router = current();
+            router.oneshot(req.map(axum::body::Body::new))
+        });
         let service = hyper_util::service::TowerToHyperService::new(service);
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -162,10 +303,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, grace: Duration) {
         });
     }
     drop(listener);
-    app.tracker.close();
+    front.tracker.close();
     let drained = tokio::time::timeout(grace, async {
         graceful.shutdown().await;
-        app.tracker.wait().await;
+        front.tracker.wait().await;
     })
     .await;
     if drained.is_err() {

@@ -78,6 +78,9 @@ pub enum CloseCode {
     TooLarge,
     /// 1011: unexpected server error. Reconnect: yes, with backoff.
     Internal,
+    /// 1012: several nodes: the node owning routing changed (or this node lost its
+    /// backplane). Reconnect (to any node): yes, then resume.
+    ServiceRestart,
     /// 4000: no pong within the keepalive timeout. Reconnect: yes.
     KeepaliveTimeout,
     /// 4001: the client read too slowly and its outbound queue overflowed. Reconnect: yes, then resume.
@@ -94,6 +97,7 @@ impl CloseCode {
             CloseCode::Policy => 1008,
             CloseCode::TooLarge => 1009,
             CloseCode::Internal => 1011,
+            CloseCode::ServiceRestart => 1012,
             CloseCode::KeepaliveTimeout => 4000,
             CloseCode::SlowConsumer => 4001,
             CloseCode::TokenExpired => 4003,
@@ -108,6 +112,7 @@ impl CloseCode {
             CloseCode::Policy => "policy",
             CloseCode::TooLarge => "too_large",
             CloseCode::Internal => "internal",
+            CloseCode::ServiceRestart => "service_restart",
             CloseCode::KeepaliveTimeout => "keepalive_timeout",
             CloseCode::SlowConsumer => "slow_consumer",
             CloseCode::TokenExpired => "token_expired",

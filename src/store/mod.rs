@@ -26,6 +26,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("this build does not support {0}")]
     Unsupported(&'static str),
+    /// Another node took the routing ownership (a higher fencing token): this one
+    /// may no longer write.
+    #[error("fenced: the store belongs to the owner with fencing token {held} now")]
+    Fenced { held: u64 },
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("cannot create the data directory {path}: {source}")]
@@ -226,6 +230,16 @@ pub trait Store: Send + Sync + 'static {
         at: Millis,
     ) -> Result<(), StoreError>;
     async fn delete_definition(&self, kind: &str, id: &str) -> Result<(), StoreError>;
+    /// Several nodes: makes `token` the store's fencing token, if it is above the
+    /// one held (else `Fenced`); from then on every write of this store checks the
+    /// token is still its own. One node (SQLite): nothing to fence.
+    async fn take_fence(&self, _token: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The fencing token held now (0: never taken).
+    async fn fence(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// Cheap liveness probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Checkpoints and closes; later calls fail.

@@ -10,10 +10,11 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::rows::{conversation_from_row, event_columns, event_from_row};
@@ -29,6 +30,8 @@ use crate::core::{
 pub struct PostgresStore {
     pool: PgPool,
     dedupe_window: u32,
+    /// The fencing token this store writes under (0: none taken, one node).
+    fence: AtomicU64,
 }
 
 impl PostgresStore {
@@ -63,7 +66,27 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             dedupe_window,
+            fence: AtomicU64::new(0),
         })
+    }
+
+    /// In a write's transaction: fails with `Fenced` unless the stored token is
+    /// still this store's. The row lock (shared) makes a new owner's `take_fence`
+    /// wait for the write in flight, so no write of a deposed owner lands after it.
+    async fn check_fence(&self, tx: &mut PgConnection) -> Result<(), StoreError> {
+        let ours = self.fence.load(Ordering::Acquire);
+        if ours == 0 {
+            return Ok(());
+        }
+        let held: i64 = sqlx::query_scalar("SELECT token FROM fence WHERE id = 1 FOR SHARE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let held = millis(held);
+        if held == ours {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced { held })
+        }
     }
 
     /// Follow-ups: `due_only`, those due at `now` and not opened; else all of them.
@@ -465,6 +488,7 @@ impl Store for PostgresStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        self.check_fence(&mut tx).await?;
         // Runs of events (most of a busy batch) go in one INSERT each; everything
         // keeps its order (an event follows its conversation's row).
         let mut events: Vec<&Event> = Vec::new();
@@ -984,6 +1008,29 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn take_fence(&self, token: u64) -> Result<(), StoreError> {
+        let taken = sqlx::query("UPDATE fence SET token = $1 WHERE id = 1 AND token < $1")
+            .bind(db_int(token))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if taken == 1 {
+            self.fence.store(token, Ordering::Release);
+            Ok(())
+        } else {
+            Err(StoreError::Fenced {
+                held: self.fence().await?,
+            })
+        }
+    }
+
+    async fn fence(&self) -> Result<u64, StoreError> {
+        let held: i64 = sqlx::query_scalar("SELECT token FROM fence WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(millis(held))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
