@@ -1635,6 +1635,6 @@ async fn postgres_keeps_its_tables_and_migrations_in_the_search_path_schema() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(applied, [1]);
+    assert_eq!(applied, [1, 2]);
     backend.store.close().await;
 }
