@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backplane::envelope::{self, Batch, Frame};
 use crate::backplane::redis::{Backplane, Lease, Publisher};
+use crate::gateway::api::{NEEDS_ADMIN_TOKEN, bears_admin_token};
 use crate::gateway::edge::Edge;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::remote::{Publishers, Remotes, ToNode};
@@ -433,24 +434,11 @@ fn status_router(status: &Arc<Status>) -> Router {
 }
 
 async fn cluster_status(State(status): State<Arc<Status>>, headers: HeaderMap) -> Response {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let want = status.admin_token.as_bytes();
-    let same = given.len() == want.len()
-        && given
-            .as_bytes()
-            .iter()
-            .zip(want)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !bears_admin_token(&headers, &status.admin_token) {
         return http_error(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
-            "the operator API needs `Authorization: Bearer <admin token>`",
+            NEEDS_ADMIN_TOKEN,
         );
     }
     let Ok(view) = status.view.read() else {

@@ -62,28 +62,34 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The admin token, compared without an early exit.
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Whether the request bears the admin token (compared without an early exit).
+pub(crate) fn bears_admin_token(headers: &HeaderMap, admin_token: &str) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default()
         .as_bytes();
-    let want = app.admin_token.as_bytes();
-    let same = given.len() == want.len()
+    let want = admin_token.as_bytes();
+    given.len() == want.len()
         && given
             .iter()
             .zip(want)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+            == 0
+}
+
+pub(crate) const NEEDS_ADMIN_TOKEN: &str =
+    "the operator API needs `Authorization: Bearer <admin token>`";
+
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    if bears_admin_token(headers, &app.admin_token) {
         Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
-            "the operator API needs `Authorization: Bearer <admin token>`",
+            NEEDS_ADMIN_TOKEN,
         ))
     }
 }

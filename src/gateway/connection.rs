@@ -91,6 +91,32 @@ impl Socket {
     }
 }
 
+impl Socket {
+    /// Sends a close frame; then (with `drain`, when the client still reads) the
+    /// closing handshake: read (and drop) what the client still sends until its
+    /// close reply, briefly. Closing with unread data makes the kernel reset the
+    /// connection, and a reset can overtake the close frame (the client would see
+    /// 1006 instead of the reason).
+    pub async fn close(&mut self, code: u16, reason: &str, write_timeout: Duration, drain: bool) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let sent =
+            tokio::time::timeout(write_timeout, self.send(Message::Close(Some(frame)))).await;
+        if matches!(sent, Ok(Ok(()))) && drain {
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+                while let Some(Ok(msg)) = self.recv().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
+
 impl From<WebSocket> for Socket {
     fn from(ws: WebSocket) -> Socket {
         Socket::Local(ws)
@@ -199,29 +225,10 @@ impl Link {
 
     pub async fn close(&mut self, code: CloseCode, reason: &str) {
         self.ended.get_or_insert(code.label());
-        let frame = CloseFrame {
-            code: code.code(),
-            reason: reason.into(),
-        };
-        let sent = tokio::time::timeout(
-            self.write_timeout,
-            self.socket.send(Message::Close(Some(frame))),
-        )
-        .await;
-        // The closing handshake: read (and drop) what the client still sends until its
-        // close reply, briefly. Closing with unread data makes the kernel reset the
-        // connection, and a reset can overtake the close frame (the client would see
-        // 1006 instead of the reason).
-        if matches!(sent, Ok(Ok(()))) && !self.stalled {
-            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
-                while let Some(Ok(msg)) = self.socket.recv().await {
-                    if matches!(msg, Message::Close(_)) {
-                        break;
-                    }
-                }
-            })
+        let drain = !self.stalled;
+        self.socket
+            .close(code.code(), reason, self.write_timeout, drain)
             .await;
-        }
     }
 
     pub async fn recv(&mut self) -> Received {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::connection::Socket;
 use super::metrics::Metrics;
 use super::remote::ToNode;
 use super::{encode, http_error, limit_upgrade, not_an_upgrade};
@@ -268,10 +269,11 @@ async fn relay(
 async fn pump(
     edge: &Edge,
     conn: u64,
-    mut socket: WebSocket,
+    socket: WebSocket,
     mut out: mpsc::Receiver<Frame>,
     slow: CancellationToken,
 ) {
+    let mut socket = Socket::Local(socket);
     let write_timeout = Duration::from_millis(edge.config.limits.write_timeout_ms);
     let closing = loop {
         tokio::select! {
@@ -292,7 +294,7 @@ async fn pump(
                     Some(Frame::Binary(bytes)) => Message::Binary(bytes),
                     Some(Frame::Ping) => Message::Ping(Bytes::new()),
                     Some(Frame::Close { code, reason }) => {
-                        close(&mut socket, code, &reason, write_timeout).await;
+                        socket.close(code, &reason, write_timeout, true).await;
                         return;
                     }
                     Some(_) => continue,
@@ -337,25 +339,5 @@ async fn pump(
         }
     };
     let (code, reason) = closing;
-    close(&mut socket, code.code(), reason, write_timeout).await;
-}
-
-/// Sends a close frame, then reads (and drops) what the client still sends until
-/// its close reply, briefly (see `Link::close`).
-async fn close(socket: &mut WebSocket, code: u16, reason: &str, write_timeout: Duration) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let sent = tokio::time::timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
-    if matches!(sent, Ok(Ok(()))) {
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Some(Ok(msg)) = socket.recv().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
+    socket.close(code.code(), reason, write_timeout, true).await;
 }

@@ -3,7 +3,7 @@
 //! core (`hub`), and serves health, metrics and the embedded pages.
 
 mod agent;
-mod api;
+pub(crate) mod api;
 pub(crate) mod assets;
 pub mod auth;
 pub mod calls;
