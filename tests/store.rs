@@ -1638,3 +1638,52 @@ async fn postgres_keeps_its_tables_and_migrations_in_the_search_path_schema() {
     assert_eq!(applied, [1, 2]);
     backend.store.close().await;
 }
+
+/// Several nodes: once a newer owner took the fence, an older one cannot write at
+/// all (neither a batch nor a definition), and cannot take the fence back.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_refuses_every_write_of_a_fenced_off_owner() {
+    use warmline::store::StoreError;
+    let backend = Backend::postgres().await;
+    let old = backend.store.clone();
+    let new = backend.reopen().await;
+    assert_eq!(old.fence().await.unwrap(), 0);
+    old.take_fence(5)
+        .await
+        .expect("the first owner takes the fence");
+    commit(&old, &[customer("c1", 1)]).await;
+    new.take_fence(6).await.expect("a newer owner takes it");
+    assert_eq!(new.fence().await.unwrap(), 6);
+
+    let refused = old.commit(&[customer("c2", 2)]).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { held: 6 })),
+        "a deposed owner's commit must be refused: {refused:?}"
+    );
+    let refused = old.put_definition("queue", "q", "{}", 3).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { held: 6 })),
+        "{refused:?}"
+    );
+    let refused = old.delete_definition("queue", "q").await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { held: 6 })),
+        "{refused:?}"
+    );
+    let refused = old.take_fence(6).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { held: 6 })),
+        "{refused:?}"
+    );
+    assert!(
+        old.customer("c2").await.unwrap().is_none(),
+        "nothing of the refused batch"
+    );
+
+    commit(&new, &[customer("c2", 2)]).await;
+    new.put_definition("queue", "q", "{}", 3).await.unwrap();
+    assert!(new.customer("c2").await.unwrap().is_some());
+    new.close().await;
+    old.close().await;
+}

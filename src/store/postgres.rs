@@ -988,6 +988,8 @@ impl Store for PostgresStore {
         body: &str,
         at: Millis,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query(
             "INSERT INTO definitions (kind, id, body, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
@@ -996,17 +998,21 @@ impl Store for PostgresStore {
         .bind(id)
         .bind(body)
         .bind(db_int(at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn delete_definition(&self, kind: &str, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.check_fence(&mut tx).await?;
         sqlx::query("DELETE FROM definitions WHERE kind = $1 AND id = $2")
             .bind(kind)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
