@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -468,24 +468,10 @@ async fn cluster_status(State(status): State<Arc<Status>>, headers: HeaderMap) -
 fn joining_router(status: &Arc<Status>, metrics: &Arc<Metrics>) -> Router {
     let metrics = metrics.clone();
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(gateway::healthz))
         .route(
             "/metrics",
-            get(move || {
-                let text = metrics.render();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        text,
-                    )
-                }
-            }),
+            get(move || std::future::ready(gateway::metrics_response(&metrics))),
         )
         .merge(status_router(status))
         .fallback(|| async {
@@ -514,22 +500,17 @@ fn edge_api_router(owner: &Lease, status: &Arc<Status>) -> Router {
         "the operator API is served by the node that owns routing: {} at http://{listen}",
         owner.node
     );
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/api/v1/{*rest}",
-            axum::routing::any(move || {
-                let message = message.clone();
-                async move {
-                    http_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        ErrorCode::Unavailable,
-                        &message,
-                    )
-                }
-            }),
-        )
+    Router::new().route(
+        "/api/v1/{*rest}",
+        axum::routing::any(move || {
+            let message = message.clone();
+            async move {
+                http_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    &message,
+                )
+            }
+        }),
+    )
 }

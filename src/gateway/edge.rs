@@ -136,6 +136,7 @@ impl Edge {
             .route("/ws/media", get(media))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
+            .route("/healthz", get(super::healthz))
             .fallback(super::assets::serve)
             .with_state(self)
     }
@@ -154,14 +155,7 @@ async fn readyz(State(edge): State<Arc<Edge>>) -> Response {
 }
 
 async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        edge.metrics.render(),
-    )
-        .into_response()
+    super::metrics_response(&edge.metrics)
 }
 
 macro_rules! relay_handler {

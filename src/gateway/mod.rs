@@ -340,7 +340,7 @@ pub(crate) fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> 
     (status, axum::Json(body)).into_response()
 }
 
-async fn healthz() -> Response {
+pub(crate) async fn healthz() -> Response {
     axum::Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
@@ -363,12 +363,17 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    metrics_response(&app.metrics)
+}
+
+/// The Prometheus scrape, whatever role the node plays.
+pub(crate) fn metrics_response(metrics: &Metrics) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }
