@@ -25,6 +25,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub cluster: ClusterConfig,
     pub limits: LimitsConfig,
+    pub rate_limits: RateLimitsConfig,
     pub customer: CustomerConfig,
     pub auth: AuthConfig,
     pub routing: RoutingConfig,
@@ -112,6 +113,51 @@ pub struct LimitsConfig {
     pub core_queue: usize,
 }
 
+/// Abuse limits (docs/protocol.md, "Rate limits"). A rate is sustained per period
+/// with a burst on top; 0 turns that limit off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// Text frames a customer connection may send per minute, and its burst.
+    pub customer_frames_per_minute: u32,
+    pub customer_frame_burst: u32,
+    /// Text frames an agent connection may send per minute (call audio is not
+    /// counted), and its burst.
+    pub agent_frames_per_minute: u32,
+    pub agent_frame_burst: u32,
+    /// Over-limit frames per minute after which the connection is closed (1008).
+    pub strikes_before_close: u32,
+    /// New customer and agent connections per client address per second, and the
+    /// burst (an office of agents behind one address reconnecting at once).
+    pub connections_per_ip_per_second: u32,
+    pub connections_per_ip_burst: u32,
+    /// Connections open at once per customer and per agent.
+    pub connections_per_customer: u32,
+    pub connections_per_agent: u32,
+    /// Conversations one customer may start per hour.
+    pub starts_per_customer_per_hour: u32,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        RateLimitsConfig {
+            customer_frames_per_minute: 100,
+            customer_frame_burst: 20,
+            agent_frames_per_minute: 600,
+            agent_frame_burst: 100,
+            strikes_before_close: 20,
+            connections_per_ip_per_second: 20,
+            connections_per_ip_burst: 200,
+            connections_per_customer: 5,
+            connections_per_agent: 3,
+            starts_per_customer_per_hour: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CustomerConfig {
@@ -134,6 +180,10 @@ pub struct AuthConfig {
     pub identity_secret: Option<String>,
     /// When set, identity tokens must carry this `aud`.
     pub identity_audience: Option<String>,
+    /// When set, identity tokens must carry this `iss`.
+    pub identity_issuer: Option<String>,
+    /// When set, agent tokens must carry this `iss` (`warmline token agent` puts it in).
+    pub agent_issuer: Option<String>,
     /// HS256 secret for media stream tokens (`/ws/media`). Unset: generated and kept
     /// in the store; mint tokens with `warmline token media NAME`.
     pub media_secret: Option<String>,
@@ -677,6 +727,39 @@ impl Config {
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             err("log.format".into(), "must be `text` or `json`");
+        }
+        let r = &self.rate_limits;
+        for proxy in &r.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                err(
+                    "rate_limits.trusted_proxies".into(),
+                    "each entry must be an IP address (v4 or v6), such as \"10.0.0.1\"",
+                );
+            }
+        }
+        for (key, rate, burst) in [
+            (
+                "rate_limits.customer_frame_burst",
+                r.customer_frames_per_minute,
+                r.customer_frame_burst,
+            ),
+            (
+                "rate_limits.agent_frame_burst",
+                r.agent_frames_per_minute,
+                r.agent_frame_burst,
+            ),
+            (
+                "rate_limits.connections_per_ip_burst",
+                r.connections_per_ip_per_second,
+                r.connections_per_ip_burst,
+            ),
+        ] {
+            if rate != 0 && burst == 0 {
+                err(
+                    key.into(),
+                    "must be at least 1 while its rate is set (0 turns off the rate instead)",
+                );
+            }
         }
         let l = &self.limits;
         if !(1024..=16 * 1024 * 1024).contains(&l.max_message_bytes) {

@@ -203,9 +203,15 @@ impl Gateway {
         let deposed = hub.deposed();
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(rx, stop_hub.clone()));
-        let mut keys = Keys::new(&self.agent_secret, &self.visitor_secret, &self.media_secret);
-        if let Some(secret) = &self.config.auth.identity_secret {
-            keys = keys.with_identity(secret, self.config.auth.identity_audience.clone());
+        let auth = &self.config.auth;
+        let mut keys = Keys::new(&self.agent_secret, &self.visitor_secret, &self.media_secret)
+            .with_agent_issuer(auth.agent_issuer.clone());
+        if let Some(secret) = &auth.identity_secret {
+            keys = keys.with_identity(
+                secret,
+                auth.identity_audience.clone(),
+                auth.identity_issuer.clone(),
+            );
         }
         let app = Arc::new(App::new(
             self.config.clone(),
@@ -219,6 +225,20 @@ impl Gateway {
             calls,
             tracker,
         ));
+        for (agent, at) in self.store.revoked_agents().await? {
+            app.limits.remember_revocation(agent.into(), at);
+        }
+        let limits = app.limits.clone();
+        let epoch = app.epoch.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => limits.prune(),
+                    () = epoch.cancelled() => break,
+                }
+            }
+        });
         Ok(Running {
             app,
             hub_task,

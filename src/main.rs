@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use warmline::Gateway;
 use warmline::config::{Config, ConfigError, Overrides};
-use warmline::gateway::auth::{mint_agent, mint_media};
+use warmline::gateway::auth::{mint_agent_from, mint_media};
 
 /// Warmline: a real-time gateway for customer contact.
 #[derive(Parser)]
@@ -160,8 +160,15 @@ fn report(errors: &[ConfigError]) -> ExitCode {
 }
 
 fn init_logs(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    // The WebSocket library traces whole frames (message text, visitor tokens) at
+    // debug and trace: whatever level is asked for, it logs no more than info.
+    for quiet in ["tungstenite=info", "tokio_tungstenite=info"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -186,9 +193,15 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {
             if !config.agents.iter().any(|a| a.id == id) {
                 anyhow::bail!("no agent `{id}` in the configuration");
             }
+            let issuer = config.auth.agent_issuer.clone();
             let gateway = Gateway::open(config).await?;
-            let token = mint_agent(gateway.agent_secret(), &id, ttl_hours * 3600)
-                .map_err(anyhow::Error::msg)?;
+            let token = mint_agent_from(
+                gateway.agent_secret(),
+                &id,
+                ttl_hours * 3600,
+                issuer.as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?;
             println!("{token}");
             Ok(())
         }
@@ -214,8 +227,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     let first_agent = gateway.config().agents[0].id.clone();
-    let token =
-        mint_agent(gateway.agent_secret(), &first_agent, 12 * 3600).map_err(anyhow::Error::msg)?;
+    let token = mint_agent_from(
+        gateway.agent_secret(),
+        &first_agent,
+        12 * 3600,
+        gateway.config().auth.agent_issuer.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     println!("Warmline listening on http://{addr}");
     println!("  customer demo:  http://{addr}/");
     println!("  agent console:  http://{addr}/agent/?token={token}");

@@ -8,9 +8,11 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
+use super::audit::{self, Denial};
 use super::auth::{TokenError, unix_now};
 use super::calls::{Call, ToProvider};
 use super::connection::{Flow, Link, Session, Side};
+use super::limits::{Place, Principal};
 use super::{App, encode, http_error};
 use crate::core::TransferTarget;
 use crate::core::signals::voice::Party;
@@ -21,42 +23,46 @@ use crate::protocol::client::{
 use crate::protocol::media::{AUDIO_HEADER_LEN, parse_audio_frame};
 use crate::protocol::{AgentFrame, CloseCode, ErrorCode, decode_agent};
 
-/// Admission of an agent connection (before the upgrade): a valid token naming a
-/// known agent. The agent, and when the token expires.
+/// Admission of an agent connection (before the upgrade): a valid, unrevoked token
+/// naming a known agent, who has a connection place left. The agent, when the token
+/// expires, and the place.
 #[allow(clippy::result_large_err)] // the refusal is the HTTP response itself, once per upgrade
 pub fn admit(
     app: &App,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<(Id, tokio::time::Instant), Response> {
+) -> Result<(Id, tokio::time::Instant, Place), Response> {
+    let refuse = |who: &str, why: Denial, message: &str| {
+        audit::denied(&app.metrics, "agent", who, "connect", why, message);
+        let (status, code) = match why {
+            Denial::TooManyConnections => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            _ => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+        };
+        app.metrics.error(code);
+        http_error(status, code, message)
+    };
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = query.get("token").map(String::as_str).or(bearer) else {
-        app.metrics.error(ErrorCode::Unauthorized);
-        return Err(http_error(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
+        return Err(refuse(
+            "unknown",
+            Denial::Unauthorized,
             "an agent token is required: ?token=JWT or Authorization: Bearer JWT",
         ));
     };
     let claims = match app.keys.verify_agent(token) {
         Ok(claims) => claims,
         Err(e) => {
-            app.metrics.error(ErrorCode::Unauthorized);
             let message = match e {
                 TokenError::Expired => e.to_string(),
                 TokenError::Invalid(_) => {
-                    "the agent token is not valid (wrong signature, algorithm, audience or format)"
+                    "the agent token is not valid (wrong signature, algorithm, audience, issuer or format)"
                         .to_owned()
                 }
             };
-            return Err(http_error(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                &message,
-            ));
+            return Err(refuse("unknown", Denial::Unauthorized, &message));
         }
     };
     let known = app
@@ -64,19 +70,37 @@ pub fn admit(
         .read()
         .is_ok_and(|agents| agents.contains(&claims.sub));
     if !known {
-        app.metrics.error(ErrorCode::Unauthorized);
-        return Err(http_error(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
+        return Err(refuse(
+            &claims.sub,
+            Denial::Unauthorized,
             "the token names an agent this gateway does not know",
         ));
     }
+    if app.limits.is_revoked(&claims.sub, claims.iat) {
+        return Err(refuse(
+            &claims.sub,
+            Denial::Revoked,
+            "this agent's access was revoked after the token was issued; sign in again for a new token",
+        ));
+    }
+    let agent_id: Id = claims.sub.into();
+    let place = match app.limits.open(Principal::Agent(agent_id.clone())) {
+        Ok(place) => place,
+        Err(limit) => {
+            let message = format!(
+                "this agent already has {limit} connections open (the most allowed); close one first"
+            );
+            return Err(refuse(&agent_id, Denial::TooManyConnections, &message));
+        }
+    };
     let expires_at =
         tokio::time::Instant::now() + Duration::from_secs(claims.exp.saturating_sub(unix_now()));
-    Ok((claims.sub.into(), expires_at))
+    Ok((agent_id, expires_at, place))
 }
 
-pub async fn serve(link: Link, agent_id: Id, expires_at: tokio::time::Instant) {
+pub async fn serve(mut link: Link, agent_id: Id, expires_at: tokio::time::Instant, place: Place) {
+    link.who = agent_id.clone();
+    link.place = Some(place);
     let side = Side::Agent {
         agent_id,
         expires_at,

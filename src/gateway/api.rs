@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::App;
+use super::audit::{self, Denial};
 use super::definitions::ApiError;
 use super::hub::{AdminRequest, Command};
 use crate::config::{AgentConfig, QueueConfig};
@@ -49,6 +50,10 @@ pub fn routes() -> Router<Arc<App>> {
             get(get_agent)
                 .put(update::<AgentConfig>)
                 .delete(delete_agent),
+        )
+        .route(
+            "/api/v1/agents/{id}/revoke",
+            axum::routing::post(revoke_agent),
         )
 }
 
@@ -86,6 +91,14 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     if bears_admin_token(headers, &app.admin_token) {
         Ok(())
     } else {
+        audit::denied(
+            &app.metrics,
+            "operator",
+            "unknown",
+            "api",
+            Denial::Unauthorized,
+            NEEDS_ADMIN_TOKEN,
+        );
         Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
@@ -292,6 +305,48 @@ async fn delete_agent(
         StatusCode::NO_CONTENT,
     )
     .await
+}
+
+/// Revokes an agent: tokens issued until now are refused from now on (durably,
+/// before the answer) and every socket of the agent closes at once (4004).
+async fn revoke_agent(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = refusal(&app, &headers) {
+        return refused;
+    }
+    let known = app
+        .known_agents
+        .read()
+        .is_ok_and(|agents| agents.contains(&id));
+    if !known {
+        let shown: String = id.chars().take(64).collect();
+        return failed(
+            &app,
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!("there is no agent `{shown}`"),
+            ),
+        );
+    }
+    let at = super::auth::unix_now();
+    if let Err(e) = app.store.revoke_agent(&id, at).await {
+        tracing::error!(error = %e, "keeping a revocation failed");
+        return failed(
+            &app,
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the revocation could not be kept; nothing was revoked, try again",
+            ),
+        );
+    }
+    let closed = app.limits.revoke(&id.as_str().into(), at);
+    tracing::warn!(target: "warmline::audit", agent = %id, closed, "agent revoked by an operator");
+    axum::Json(json!({ "agent_id": id, "revoked_at": at, "closed": closed })).into_response()
 }
 
 /// A bad body: the caller still has to be authorised to learn what was wrong.

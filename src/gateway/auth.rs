@@ -13,9 +13,15 @@ pub struct Keys {
     visitor_enc: EncodingKey,
     visitor_dec: DecodingKey,
     media_dec: DecodingKey,
-    /// The business's identity key and required audience; `None`: identity is off.
-    identity: Option<(DecodingKey, Option<String>)>,
+    /// The business's identity key; `None`: identity is off.
+    identity: Option<DecodingKey>,
+    identity_audience: Option<String>,
+    identity_issuer: Option<String>,
+    agent_issuer: Option<String>,
 }
+
+/// How long a visitor token is good for; every welcome hands out a fresh one.
+pub const VISITOR_TTL_SECS: u64 = 180 * 86_400;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum TokenError {
@@ -46,13 +52,29 @@ impl Keys {
             visitor_dec: DecodingKey::from_secret(visitor_secret.as_bytes()),
             media_dec: DecodingKey::from_secret(media_secret.as_bytes()),
             identity: None,
+            identity_audience: None,
+            identity_issuer: None,
+            agent_issuer: None,
         }
     }
 
     /// Turns on customer identity tokens signed with `secret` (and carrying
-    /// `audience`, when given).
-    pub fn with_identity(mut self, secret: &str, audience: Option<String>) -> Keys {
-        self.identity = Some((DecodingKey::from_secret(secret.as_bytes()), audience));
+    /// `audience` and `issuer`, when given).
+    pub fn with_identity(
+        mut self,
+        secret: &str,
+        audience: Option<String>,
+        issuer: Option<String>,
+    ) -> Keys {
+        self.identity = Some(DecodingKey::from_secret(secret.as_bytes()));
+        self.identity_audience = audience;
+        self.identity_issuer = issuer;
+        self
+    }
+
+    /// Agent tokens must carry `iss` = `issuer`.
+    pub fn with_agent_issuer(mut self, issuer: Option<String>) -> Keys {
+        self.agent_issuer = issuer;
         self
     }
 
@@ -63,17 +85,23 @@ impl Keys {
     /// A customer identity token: HS256 only (`none` and every other algorithm are
     /// refused), `exp` and a usable `sub` required.
     pub fn verify_identity(&self, token: &str) -> Result<IdentityClaims, TokenError> {
-        let Some((key, audience)) = &self.identity else {
+        let Some(key) = &self.identity else {
             return Err(TokenError::Invalid(
                 "identity tokens are not enabled on this gateway (auth.identity_secret)".into(),
             ));
         };
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 5;
-        match audience {
+        match &self.identity_audience {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
+        }
+        match &self.identity_issuer {
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+            }
+            None => validation.set_required_spec_claims(&["exp", "sub"]),
         }
         let claims = jsonwebtoken::decode::<IdentityClaims>(token, key, &validation)
             .map(|data| data.claims)
@@ -112,8 +140,14 @@ impl Keys {
     pub fn verify_agent(&self, token: &str) -> Result<AgentClaims, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AGENT_AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         validation.leeway = 5;
+        match &self.agent_issuer {
+            Some(iss) => {
+                validation.set_issuer(&[iss]);
+                validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+            }
+            None => validation.set_required_spec_claims(&["exp", "sub", "aud"]),
+        }
         jsonwebtoken::decode::<AgentClaims>(token, &self.agent_dec, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
@@ -123,10 +157,12 @@ impl Keys {
     }
 
     pub fn mint_visitor(&self, customer_id: &str) -> String {
+        let now = unix_now();
         let claims = VisitorClaims {
             sub: customer_id.to_owned(),
-            iat: unix_now(),
+            iat: now,
             aud: VISITOR_AUDIENCE.to_owned(),
+            exp: Some(now + VISITOR_TTL_SECS),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.visitor_enc)
             .unwrap_or_default()
@@ -135,22 +171,38 @@ impl Keys {
     pub fn verify_visitor(&self, token: &str) -> Result<String, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[VISITOR_AUDIENCE]);
+        // `exp` is checked when present (tokens from before it existed have none).
         validation.set_required_spec_claims(&["sub", "aud"]);
-        validation.validate_exp = false;
+        validation.leeway = 5;
         jsonwebtoken::decode::<VisitorClaims>(token, &self.visitor_dec, &validation)
             .map(|data| data.claims.sub)
-            .map_err(|e| TokenError::Invalid(e.to_string()))
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            })
     }
 }
 
 /// Mints an agent token valid for `ttl_secs` from now.
 pub fn mint_agent(secret: &str, agent_id: &str, ttl_secs: u64) -> Result<String, String> {
+    mint_agent_from(secret, agent_id, ttl_secs, None)
+}
+
+/// Mints an agent token valid for `ttl_secs` from now, with `iss` = `issuer` (when
+/// the gateway requires one: `auth.agent_issuer`).
+pub fn mint_agent_from(
+    secret: &str,
+    agent_id: &str,
+    ttl_secs: u64,
+    issuer: Option<&str>,
+) -> Result<String, String> {
     let now = unix_now();
     let claims = AgentClaims {
         sub: agent_id.to_owned(),
         exp: now + ttl_secs,
         iat: now,
         aud: AGENT_AUDIENCE.to_owned(),
+        iss: issuer.map(str::to_owned),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -202,6 +254,7 @@ mod tests {
                 exp: unix_now() - 3600,
                 iat: 0,
                 aud: AGENT_AUDIENCE.into(),
+                iss: None,
             };
             jsonwebtoken::encode(
                 &Header::new(Algorithm::HS256),
@@ -219,6 +272,67 @@ mod tests {
             keys.verify_agent(&forged),
             Err(TokenError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn an_issuer_once_required_is_checked() {
+        let keys = Keys::new(SECRET, SECRET, SECRET).with_agent_issuer(Some("sso".into()));
+        let right = mint_agent_from(SECRET, "alice", 60, Some("sso")).unwrap();
+        assert_eq!(keys.verify_agent(&right).unwrap().sub, "alice");
+        let wrong = mint_agent_from(SECRET, "alice", 60, Some("elsewhere")).unwrap();
+        assert!(keys.verify_agent(&wrong).is_err(), "another issuer");
+        let none = mint_agent(SECRET, "alice", 60).unwrap();
+        assert!(keys.verify_agent(&none).is_err(), "no issuer at all");
+    }
+
+    #[test]
+    fn an_unsigned_or_other_algorithm_token_is_refused() {
+        let keys = Keys::new(SECRET, SECRET, SECRET);
+        let claims = AgentClaims {
+            sub: "alice".into(),
+            exp: unix_now() + 60,
+            iat: unix_now(),
+            aud: AGENT_AUDIENCE.into(),
+            iss: None,
+        };
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert!(keys.verify_agent(&hs512).is_err(), "HS512 is not HS256");
+        // alg `none`: header and claims, no signature.
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none = format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(serde_json::to_vec(&claims).unwrap())
+        );
+        assert!(keys.verify_agent(&none).is_err(), "alg none");
+    }
+
+    #[test]
+    fn visitor_tokens_expire_but_old_ones_without_exp_still_work() {
+        let keys = Keys::new(SECRET, SECRET, SECRET);
+        let enc = EncodingKey::from_secret(SECRET.as_bytes());
+        let old = VisitorClaims {
+            sub: "c1".into(),
+            iat: 0,
+            aud: VISITOR_AUDIENCE.into(),
+            exp: None,
+        };
+        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &enc).unwrap();
+        assert_eq!(keys.verify_visitor(&old).unwrap(), "c1");
+        let expired = VisitorClaims {
+            sub: "c1".into(),
+            iat: 0,
+            aud: VISITOR_AUDIENCE.into(),
+            exp: Some(unix_now() - 3600),
+        };
+        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, &enc).unwrap();
+        assert_eq!(keys.verify_visitor(&expired), Err(TokenError::Expired));
     }
 
     #[test]

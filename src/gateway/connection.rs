@@ -13,9 +13,12 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 
+use super::audit::{self, Denial};
 use super::hub::{Command, ConnHandle, Outbound};
+use super::limits::{FrameLimiter, Place, RetryAfter, Strikes};
 use super::{App, agent, customer, encode};
 use crate::core::{ConnId, ConversationView, Event, Id, Input, Participant};
+use crate::protocol::client::peek_id;
 use crate::protocol::server::MediaInfo;
 use crate::protocol::{CloseCode, ErrorCode};
 use crate::store::StoredConversation;
@@ -137,6 +140,15 @@ pub struct Link {
     /// How the connection ended (a `warmline_connections_closed_total` reason), once
     /// known; unknown at the drop: it was lost.
     ended: Option<&'static str>,
+    /// This connection's frame rate (`None`: not limited) and its strikes.
+    frames: Option<FrameLimiter>,
+    strikes: Strikes,
+    /// Who is on the other end, for the audit log: the client address until the
+    /// customer or agent is known.
+    pub who: Id,
+    /// The customer's or agent's counted connection place (held until the drop);
+    /// its token is cancelled when the agent is revoked.
+    pub place: Option<Place>,
 }
 
 pub enum Received {
@@ -155,7 +167,6 @@ impl Link {
         let write_timeout = Duration::from_millis(app.config.limits.write_timeout_ms);
         app.metrics.connection_opened(role);
         Link {
-            app,
             socket: socket.into(),
             role,
             bad_count: 0,
@@ -164,6 +175,11 @@ impl Link {
             write_timeout,
             stalled: false,
             ended: None,
+            frames: app.limits.frames(role),
+            strikes: Strikes::default(),
+            who: "unknown".into(),
+            place: None,
+            app,
         }
     }
 
@@ -201,6 +217,21 @@ impl Link {
 
     pub async fn error(&mut self, id: Option<&str>, code: ErrorCode, message: &str) -> Flow {
         self.app.metrics.error(code);
+        let denial = match code {
+            ErrorCode::Forbidden => Some(Denial::Forbidden),
+            ErrorCode::Unauthorized => Some(Denial::Unauthorized),
+            _ => None,
+        };
+        if let Some(why) = denial {
+            audit::denied(
+                &self.app.metrics,
+                self.role,
+                &self.who,
+                "frame",
+                why,
+                message,
+            );
+        }
         if !self.send(encode::error(id, code, message).into()).await {
             return Flow::Close(CloseCode::Normal, "");
         }
@@ -220,6 +251,57 @@ impl Link {
             Flow::Close(CloseCode::Policy, "too many bad frames")
         } else {
             Flow::Continue
+        }
+    }
+
+    /// A frame over this connection's rate: refused (naming its `id`, so a request
+    /// still gets exactly one answer) with the time to wait; a connection that keeps
+    /// at it is closed. The audit log gets the first refusal of a minute and the close.
+    async fn over_rate(&mut self, text: &str, retry: RetryAfter) -> Received {
+        let limits = self.app.limits.config();
+        let (rate, burst) = if self.role == "agent" {
+            (limits.agent_frames_per_minute, limits.agent_frame_burst)
+        } else {
+            (
+                limits.customer_frames_per_minute,
+                limits.customer_frame_burst,
+            )
+        };
+        let allowed = limits.strikes_before_close;
+        let first = self.strikes.is_fresh();
+        let close = self.strikes.strike(allowed);
+        if first || close {
+            let detail = if close {
+                "over the frame rate too often; closed"
+            } else {
+                "over the frame rate"
+            };
+            audit::denied(
+                &self.app.metrics,
+                self.role,
+                &self.who,
+                "frame",
+                Denial::RateLimited,
+                detail,
+            );
+        } else {
+            self.app.metrics.denied(self.role, Denial::RateLimited);
+        }
+        self.app.metrics.error(ErrorCode::RateLimited);
+        let id = peek_id(text);
+        let message = format!(
+            "too many frames: at most {rate} a minute, {burst} at once; this one was not processed, send it again in {} ms",
+            retry.ms()
+        );
+        let sent = self
+            .send(encode::rate_limited(id.as_deref(), &message, retry.ms()).into())
+            .await;
+        if close {
+            Received::Close(CloseCode::Policy, "rate limit exceeded repeatedly")
+        } else if sent {
+            Received::Nothing
+        } else {
+            Received::Gone
         }
     }
 
@@ -243,6 +325,11 @@ impl Link {
                     .frames
                     .with_label_values(&[self.role, "in"])
                     .inc();
+                if let Some(frames) = &self.frames
+                    && let Err(retry) = self.app.limits.frame(frames)
+                {
+                    return self.over_rate(&text, retry).await;
+                }
                 Received::Text(text)
             }
             Ok(Message::Binary(bytes)) if self.role == "agent" => Received::Binary(bytes),
@@ -435,6 +522,7 @@ impl Session {
             Side::Agent { expires_at, .. } => Some(*expires_at),
             Side::Customer { .. } => None,
         };
+        let revocation = self.link.place.as_ref().map(|p| p.revoked.clone());
         let closing = loop {
             tokio::select! {
                 biased;
@@ -483,6 +571,9 @@ impl Session {
                 }
                 () = sleep_until(expires_at) => {
                     break Some((CloseCode::TokenExpired, "the agent token expired; reconnect with a fresh one"));
+                }
+                () = revoked(revocation.as_ref()) => {
+                    break Some((CloseCode::Revoked, "access revoked by an operator"));
                 }
             }
         };
@@ -819,6 +910,14 @@ impl Session {
 async fn recv_audio(audio: &mut Option<mpsc::Receiver<Bytes>>) -> Option<Bytes> {
     match audio {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the connection's customer or agent is revoked; never without a place.
+async fn revoked(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
         None => std::future::pending().await,
     }
 }

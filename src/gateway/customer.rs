@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
+use super::audit::{self, Denial};
 use super::connection::{Flow, HISTORY_LIMIT, Link, Session, Side};
 use super::hub::Command;
 use super::hub::now_ms;
+use super::limits::{Principal, RetryAfter};
 use super::{App, encode, http_error};
 use crate::core::{Channel, Id, Input, Participant, StartRequest, default_customer_name};
 use crate::protocol::client::Channel as WireChannel;
@@ -19,6 +21,14 @@ use crate::store::{Survey, SurveyOutcome};
 #[allow(clippy::result_large_err)] // the refusal is the HTTP response itself, once per upgrade
 pub fn admit(app: &App, headers: &HeaderMap) -> Result<(), Response> {
     origin_allowed(app, headers).map_err(|message| {
+        audit::denied(
+            &app.metrics,
+            "customer",
+            "unknown",
+            "connect",
+            Denial::Forbidden,
+            &message,
+        );
         app.metrics.error(ErrorCode::Forbidden);
         http_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &message)
     })
@@ -64,6 +74,37 @@ pub async fn serve(mut link: Link) {
     let Some((side, merge_from)) = hello(&mut link).await else {
         return;
     };
+    let Side::Customer { customer_id, .. } = &side else {
+        return;
+    };
+    match link
+        .app
+        .limits
+        .open(Principal::Customer(customer_id.clone()))
+    {
+        Ok(place) => link.place = Some(place),
+        Err(limit) => {
+            let message = format!(
+                "this customer already has {limit} connections open (the most allowed); close one and connect again"
+            );
+            audit::denied(
+                &link.app.metrics,
+                "customer",
+                customer_id,
+                "hello",
+                Denial::TooManyConnections,
+                &message,
+            );
+            link.app.metrics.error(ErrorCode::RateLimited);
+            let frame = encode::error(None, ErrorCode::RateLimited, &message);
+            if link.send(frame.into()).await {
+                link.close(CloseCode::Policy, "too many connections for this customer")
+                    .await;
+            }
+            return;
+        }
+    }
+    link.who = customer_id.clone();
     // A verified customer is known from now on; an anonymous visitor who identified
     // brings their conversations (applied by the hub before the welcome, which then
     // lists them).
@@ -134,9 +175,7 @@ async fn hello(link: &mut Link) -> Option<(Side, Identified)> {
                 identity,
             }) => {
                 let keys = &link.app.keys;
-                let visitor = visitor_token
-                    .as_deref()
-                    .map(|t| keys.verify_visitor(t).map(|v| (t.to_owned(), v)));
+                let visitor = visitor_token.as_deref().map(|t| keys.verify_visitor(t));
                 match (identity, visitor) {
                     (Some(_), _) if !keys.identity_enabled() => {
                         let message = "identity tokens are not enabled on this gateway (auth.identity_secret); send hello without identity";
@@ -152,9 +191,10 @@ async fn hello(link: &mut Link) -> Option<(Side, Identified)> {
                         Ok(claims) => {
                             let customer_id: Id = claims.sub.trim().into();
                             let (visitor_token, merge_from) = match visitor {
-                                Some(Ok((token, visitor_id))) => {
-                                    (token, Identified::Merging(visitor_id.as_str().into()))
-                                }
+                                Some(Ok(visitor_id)) => (
+                                    keys.mint_visitor(&visitor_id),
+                                    Identified::Merging(visitor_id.as_str().into()),
+                                ),
                                 _ => {
                                     let fresh = uuid::Uuid::now_v7().simple().to_string();
                                     (keys.mint_visitor(&fresh), Identified::Yes)
@@ -175,7 +215,9 @@ async fn hello(link: &mut Link) -> Option<(Side, Identified)> {
                                 .await
                         }
                     },
-                    (None, Some(Ok((token, customer_id)))) => {
+                    (None, Some(Ok(customer_id))) => {
+                        // A fresh token (a fresh expiry) at every welcome.
+                        let token = keys.mint_visitor(&customer_id);
                         return Some((
                             Side::Customer {
                                 customer_id: customer_id.into(),
@@ -282,6 +324,36 @@ async fn survey_answer(session: &mut Session, id: Option<&str>, survey: &Survey)
     session.link.error(id, code, message).await
 }
 
+/// A `start` over the customer's hourly allowance: refused with the time to wait.
+async fn starts_over_rate(
+    session: &mut Session,
+    customer_id: &str,
+    id: Option<&str>,
+    retry: RetryAfter,
+) -> Flow {
+    let app = session.link.app.clone();
+    let per_hour = app.limits.config().starts_per_customer_per_hour;
+    audit::denied(
+        &app.metrics,
+        "customer",
+        customer_id,
+        "start",
+        Denial::RateLimited,
+        "conversations started per hour",
+    );
+    app.metrics.error(ErrorCode::RateLimited);
+    let message = format!(
+        "at most {per_hour} conversations can be started in an hour; the next can start in {} s (messages in your open conversations still go through)",
+        retry.secs()
+    );
+    let frame = encode::rate_limited(id, &message, retry.ms());
+    if session.link.send(frame.into()).await {
+        Flow::Continue
+    } else {
+        Flow::Close(CloseCode::Normal, "")
+    }
+}
+
 pub async fn on_text(session: &mut Session, text: &str) -> Flow {
     let max_text = session.link.app.config.limits.max_message_bytes;
     let frame = match decode_customer(text, max_text) {
@@ -321,6 +393,9 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             attributes,
             text,
         } => {
+            if let Err(retry) = session.link.app.limits.start_by(&customer_id) {
+                return starts_over_rate(session, &customer_id, id.as_deref(), retry).await;
+            }
             let history = match session.link.app.store.history(&customer_id).await {
                 Ok(history) => history,
                 Err(e) => {

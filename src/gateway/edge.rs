@@ -65,6 +65,8 @@ pub struct Edge {
     to_owner: ToNode,
     conns: Mutex<HashMap<u64, Slot>>,
     next_conn: AtomicU64,
+    /// New connections per client address are limited where the socket is held.
+    limits: super::limits::Limits,
 }
 
 impl Edge {
@@ -77,7 +79,6 @@ impl Edge {
         to_owner: ToNode,
     ) -> Edge {
         Edge {
-            config,
             metrics,
             tracker,
             epoch: shutdown.child_token(),
@@ -86,6 +87,8 @@ impl Edge {
             to_owner,
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            limits: super::limits::Limits::new(&config.rate_limits),
+            config,
         }
     }
 
@@ -164,8 +167,15 @@ macro_rules! relay_handler {
             State(edge): State<Arc<Edge>>,
             RawQuery(query): RawQuery,
             headers: HeaderMap,
+            peer: Option<axum::Extension<super::Peer>>,
             ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
         ) -> Response {
+            let peer = peer.map(|p| p.0);
+            if let Err(refused) =
+                super::check_address(&edge.limits, &edge.metrics, $endpoint, peer, &headers)
+            {
+                return refused;
+            }
             relay($endpoint, edge, query.unwrap_or_default(), &headers, ws).await
         }
     };

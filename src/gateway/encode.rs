@@ -251,6 +251,18 @@ pub fn error(id: Option<&str>, code: ErrorCode, message: &str) -> String {
         id,
         code: code.as_str(),
         message,
+        retry_after_ms: None,
+    }
+    .encode()
+}
+
+/// `error rate_limited` with the time after which the request would be accepted.
+pub fn rate_limited(id: Option<&str>, message: &str, retry_after_ms: u64) -> String {
+    ServerFrame::Error {
+        id,
+        code: ErrorCode::RateLimited.as_str(),
+        message,
+        retry_after_ms: Some(retry_after_ms),
     }
     .encode()
 }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::audit::{self, Denial};
 use super::calls::Calls;
 use super::definitions::{ApiError, Definitions};
 use super::encode;
@@ -672,6 +673,27 @@ impl Hub {
                             RefusalKind::Forbidden => ErrorCode::Forbidden,
                             RefusalKind::Conflict => ErrorCode::Conflict,
                         };
+                        if refusal.kind == RefusalKind::Forbidden {
+                            // Rare: a search of the connections is affordable here.
+                            let who = self
+                                .by_participant
+                                .iter()
+                                .find(|(_, conns)| conns.contains(&conn))
+                                .map(|(who, _)| who);
+                            let (role, who) = match who {
+                                Some(Participant::Agent(id)) => ("agent", id.to_string()),
+                                Some(Participant::Customer(id)) => ("customer", id.to_string()),
+                                None => ("customer", "unknown".to_owned()),
+                            };
+                            audit::denied(
+                                &self.metrics,
+                                role,
+                                &who,
+                                "frame",
+                                Denial::Forbidden,
+                                &refusal.message,
+                            );
+                        }
                         self.metrics.error(code);
                         let frame = encode::error(req.as_deref(), code, &refusal.message);
                         Outbound::Frame(frame.into())

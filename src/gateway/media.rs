@@ -18,6 +18,7 @@ use axum::response::Response;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::audit::{self, Denial};
 use super::calls::{Call, ToProvider};
 use super::connection::{Flow, Link, Received};
 use super::hub::{Command, ConnHandle, Outbound};
@@ -44,6 +45,14 @@ pub fn admit(app: &App, query: &HashMap<String, String>) -> Result<Option<String
             Err(e) => {
                 app.metrics.error(ErrorCode::Unauthorized);
                 let message = format!("media stream token refused: {e}");
+                audit::denied(
+                    &app.metrics,
+                    "media",
+                    "unknown",
+                    "connect",
+                    Denial::Unauthorized,
+                    &message,
+                );
                 Err(http_error(
                     StatusCode::UNAUTHORIZED,
                     ErrorCode::Unauthorized,

@@ -16,7 +16,7 @@ use crate::protocol::ErrorCode;
 pub const ROLES: [&str; 3] = ["customer", "agent", "media"];
 /// Why a connection ended: the client closed it, it was lost (no close frame), or
 /// the gateway closed it with one of its close codes.
-pub const CLOSE_REASONS: [&str; 11] = [
+pub const CLOSE_REASONS: [&str; 12] = [
     "client",
     "lost",
     "normal",
@@ -27,6 +27,7 @@ pub const CLOSE_REASONS: [&str; 11] = [
     "keepalive_timeout",
     "slow_consumer",
     "token_expired",
+    "revoked",
     "service_restart",
 ];
 const CHANNELS: [Channel; 2] = [Channel::Chat, Channel::Voice];
@@ -58,6 +59,8 @@ pub struct Metrics {
     pub ack_seconds: Histogram,
     pub delivery_seconds: Histogram,
     pub errors: IntCounterVec,
+    /// Refusals the audit log records, by role and reason.
+    pub denials: IntCounterVec,
     pub commit_seconds: Histogram,
     pub batch_records: Histogram,
     pub store_failures: IntCounterVec,
@@ -402,6 +405,11 @@ impl Metrics {
                 "Errors answered (error frames and API error responses), by code.",
                 &["code"],
             ),
+            denials: make.counters(
+                "warmline_denials_total",
+                "Requests refused and written to the audit log, by role (customer, agent, media, operator) and reason (unauthorized, forbidden, revoked, rate_limited, too_many_connections).",
+                &["role", "reason"],
+            ),
             commit_seconds: make.histogram(
                 "warmline_store_commit_seconds",
                 "Time to make one batch durable.",
@@ -495,6 +503,11 @@ impl Metrics {
             self.connections_opened.with_label_values(&[role]);
             for reason in CLOSE_REASONS {
                 self.connections_closed.with_label_values(&[role, reason]);
+            }
+        }
+        for role in super::audit::ROLES {
+            for why in super::audit::Denial::ALL {
+                self.denials.with_label_values(&[role, why.as_str()]);
             }
         }
         for role in ["customer", "agent"] {
@@ -591,6 +604,10 @@ impl Metrics {
             crate::core::Role::System => 2,
         };
         self.message_counters[sender][crate::core::routing::channel_index(channel)].inc();
+    }
+
+    pub fn denied(&self, role: &str, why: super::audit::Denial) {
+        self.denials.with_label_values(&[role, why.as_str()]).inc();
     }
 
     pub fn error(&self, code: ErrorCode) {

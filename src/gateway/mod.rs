@@ -5,6 +5,7 @@
 mod agent;
 pub(crate) mod api;
 pub(crate) mod assets;
+mod audit;
 pub mod auth;
 pub mod calls;
 mod connection;
@@ -13,11 +14,13 @@ pub mod definitions;
 pub mod edge;
 mod encode;
 pub mod hub;
+pub mod limits;
 mod media;
 pub mod metrics;
 pub mod remote;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -71,6 +74,8 @@ pub struct App {
     pub agent_audio: calls::AgentAudio,
     /// Voice activity settings of every call's meter.
     pub voice: VoiceSettings,
+    /// Abuse limits and agent revocations.
+    pub limits: Arc<limits::Limits>,
     next_conn: AtomicU64,
 }
 
@@ -88,6 +93,7 @@ impl App {
         calls: Arc<calls::Calls>,
         tracker: TaskTracker,
     ) -> App {
+        let limits = Arc::new(limits::Limits::new(&config.rate_limits));
         let voice = VoiceSettings {
             threshold_dbov: config.media.vad_threshold_dbov,
             hangover_ms: config.media.vad_hangover_ms,
@@ -108,6 +114,7 @@ impl App {
             calls,
             agent_audio: calls::AgentAudio::default(),
             voice,
+            limits,
             next_conn: AtomicU64::new(1),
         }
     }
@@ -138,6 +145,7 @@ pub enum Admission {
     Agent {
         agent_id: crate::core::Id,
         expires_at: tokio::time::Instant,
+        place: limits::Place,
     },
     Media {
         provider: Option<String>,
@@ -156,9 +164,12 @@ pub fn admit(
     match endpoint {
         Endpoint::Customer => customer::admit(app, headers).map(|()| Admission::Customer),
         Endpoint::Agent => {
-            agent::admit(app, query, headers).map(|(agent_id, expires_at)| Admission::Agent {
-                agent_id,
-                expires_at,
+            agent::admit(app, query, headers).map(|(agent_id, expires_at, place)| {
+                Admission::Agent {
+                    agent_id,
+                    expires_at,
+                    place,
+                }
             })
         }
         Endpoint::Media => media::admit(app, query).map(|provider| Admission::Media { provider }),
@@ -180,9 +191,63 @@ pub async fn run(link: Link, admission: Admission) {
         Admission::Agent {
             agent_id,
             expires_at,
-        } => agent::serve(link, agent_id, expires_at).await,
+            place,
+        } => agent::serve(link, agent_id, expires_at, place).await,
         Admission::Media { provider } => media::serve(link, provider).await,
     }
+}
+
+/// The TCP peer of a request (put in its extensions by the accept loop).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+/// The per-address limit on new customer and agent connections: `Some(429)` when
+/// over it. The telephony provider (`/ws/media`) is authenticated by its token and
+/// may open many streams from one address.
+#[allow(clippy::result_large_err)]
+pub(crate) fn check_address(
+    limits: &limits::Limits,
+    metrics: &Metrics,
+    endpoint: Endpoint,
+    peer: Option<Peer>,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    if endpoint == Endpoint::Media {
+        return Ok(());
+    }
+    let ip = limits.client_ip(peer.map(|p| p.0), headers);
+    limits.connection_from(ip).map_err(|retry| {
+        let who = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let message = format!(
+            "too many new connections from this address; try again in {} ms",
+            retry.ms()
+        );
+        audit::denied(
+            metrics,
+            role_of(endpoint),
+            &who,
+            "connect",
+            audit::Denial::RateLimited,
+            "new connections per address",
+        );
+        metrics.error(ErrorCode::RateLimited);
+        rate_limited_response(retry, &message)
+    })
+}
+
+/// HTTP 429 with `Retry-After` and a JSON body `{"code","message","retry_after_ms"}`.
+pub(crate) fn rate_limited_response(retry: limits::RetryAfter, message: &str) -> Response {
+    let body = serde_json::json!({
+        "code": ErrorCode::RateLimited.as_str(),
+        "message": message,
+        "retry_after_ms": retry.ms(),
+    });
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, retry.secs().to_string())],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 async fn upgrade(
@@ -190,21 +255,29 @@ async fn upgrade(
     app: Arc<App>,
     query: HashMap<String, String>,
     headers: HeaderMap,
+    peer: Option<Peer>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return not_an_upgrade(&rejection),
     };
+    if let Err(refused) = check_address(&app.limits, &app.metrics, endpoint, peer, &headers) {
+        return refused;
+    }
     let admission = match admit(&app, endpoint, &query, &headers) {
         Ok(admission) => admission,
         Err(response) => return response,
     };
     let guard = app.tracker.token();
+    let address = app.limits.client_ip(peer.map(|p| p.0), &headers);
     limit_upgrade(ws, &app.config.limits)
         .on_upgrade(move |socket| async move {
             let _guard = guard;
-            let link = Link::new(app, socket, role_of(endpoint));
+            let mut link = Link::new(app, socket, role_of(endpoint));
+            if let Some(ip) = address {
+                link.who = ip.to_string().into();
+            }
             run(link, admission).await;
         })
         .into_response()
@@ -216,9 +289,10 @@ macro_rules! upgrade_handler {
             State(app): State<Arc<App>>,
             Query(query): Query<HashMap<String, String>>,
             headers: HeaderMap,
+            peer: Option<axum::Extension<Peer>>,
             ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
         ) -> Response {
-            upgrade($endpoint, app, query, headers, ws).await
+            upgrade($endpoint, app, query, headers, peer.map(|p| p.0), ws).await
         }
     };
 }
@@ -275,7 +349,7 @@ pub async fn serve(listener: TcpListener, front: Front, grace: Duration) {
     let shutdown = front.shutdown.clone();
     let current = Arc::new(front.router);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -291,15 +365,28 @@ pub async fn serve(listener: TcpListener, front: Front, grace: Duration) {
         let current = current.clone();
         let service = tower::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
             let router = current();
-            router.oneshot(req.map(axum::body::Body::new))
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(Peer(peer));
+            router.oneshot(req)
         });
         let service = hyper_util::service::TowerToHyperService::new(service);
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let handshake = front.handshake;
         tokio::spawn(async move {
-            let _ = conn.await;
+            // hyper's header timeout starts at the first byte: a client that sends
+            // nothing at all is dropped here instead (slowloris).
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(handshake, stream.peek(&mut first)).await,
+                Ok(Ok(1))
+            ) {
+                return;
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
         });
     }
     drop(listener);

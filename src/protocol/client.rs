@@ -215,6 +215,14 @@ struct Envelope<'a> {
     id: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// The request `id` of a frame that will not be decoded (it was over a rate limit),
+/// so its refusal can still name it. `None` when the frame has no readable `id`.
+pub fn peek_id(text: &str) -> Option<String> {
+    let envelope: Envelope = serde_json::from_str(text).ok()?;
+    let id = envelope.id?;
+    (id.chars().count() <= MAX_ID_CHARS).then(|| id.into_owned())
+}
+
 pub fn decode_customer(text: &str, max_text_bytes: usize) -> Decoded<CustomerFrame> {
     let (frame, id) = decode::<CustomerFrame>(text, CUSTOMER_TYPES, "customer")?;
     validate_customer(&frame, max_text_bytes).map_err(|message| Rejected {

@@ -87,6 +87,8 @@ pub enum CloseCode {
     SlowConsumer,
     /// 4003: the agent token expired during the connection. Reconnect: with a fresh token.
     TokenExpired,
+    /// 4004: an operator revoked this agent's access. Reconnect: no (its tokens are refused).
+    Revoked,
 }
 
 impl CloseCode {
@@ -101,6 +103,7 @@ impl CloseCode {
             CloseCode::KeepaliveTimeout => 4000,
             CloseCode::SlowConsumer => 4001,
             CloseCode::TokenExpired => 4003,
+            CloseCode::Revoked => 4004,
         }
     }
 
@@ -116,6 +119,7 @@ impl CloseCode {
             CloseCode::KeepaliveTimeout => "keepalive_timeout",
             CloseCode::SlowConsumer => "slow_consumer",
             CloseCode::TokenExpired => "token_expired",
+            CloseCode::Revoked => "revoked",
         }
     }
 }

@@ -32,6 +32,9 @@ pub enum ServerFrame<'a> {
         id: Option<&'a str>,
         code: &'a str,
         message: &'a str,
+        /// With `rate_limited`: when the same request would be accepted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     Queued {
         conversation_id: &'a str,

@@ -13,9 +13,13 @@ pub struct AgentClaims {
     pub sub: String,
     /// Expiry, seconds since the UNIX epoch.
     pub exp: u64,
+    /// Issued at: a revocation refuses every token of the agent issued at or before it.
     #[serde(default)]
     pub iat: u64,
     pub aud: String,
+    /// Required (and checked) when `auth.agent_issuer` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +28,11 @@ pub struct VisitorClaims {
     pub sub: String,
     pub iat: u64,
     pub aud: String,
+    /// Expiry (seconds since the UNIX epoch). Every welcome hands out a fresh token,
+    /// so a returning visitor's never runs out; tokens minted before expiry existed
+    /// carry none and are accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
 }
 
 /// A telephony provider's token for `/ws/media` (`warmline token media NAME`).

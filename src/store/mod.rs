@@ -220,6 +220,11 @@ pub trait Store: Send + Sync + 'static {
     async fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets `key` unless it is set; returns the value in force.
     async fn meta_init(&self, key: &str, value: &str) -> Result<String, StoreError>;
+    /// Remembers that `agent_id`'s tokens issued at or before `at_secs` are revoked
+    /// (kept as `revoked_agent:<id>` in `meta`; a later revocation moves it on).
+    async fn revoke_agent(&self, agent_id: &str, at_secs: u64) -> Result<(), StoreError>;
+    /// Every revocation: (agent id, tokens issued at or before this second refused).
+    async fn revoked_agents(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Queue and agent definitions made through the operator API: (kind, body JSON).
     async fn definitions(&self) -> Result<Vec<(String, String)>, StoreError>;
     async fn put_definition(
@@ -247,6 +252,19 @@ pub trait Store: Send + Sync + 'static {
 }
 
 // How values are kept, the same in every backend.
+
+/// The `meta` key prefix of agent revocations.
+pub(crate) const REVOKED_AGENT: &str = "revoked_agent:";
+
+/// Revocations read back from `meta` rows (a row that does not parse is skipped).
+pub(crate) fn revocations(rows: Vec<(String, String)>) -> Vec<(String, u64)> {
+    rows.into_iter()
+        .filter_map(|(key, value)| {
+            let agent = key.strip_prefix(REVOKED_AGENT)?;
+            Some((agent.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
 
 /// A stored time or count back to the core's unsigned value (never negative).
 fn millis(v: i64) -> u64 {

@@ -19,8 +19,8 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::rows::{conversation_from_row, event_columns, event_from_row};
 use super::{
-    CustomerRecord, FollowUpRow, PastConversation, ReportRow, Store, StoreError,
-    StoredConversation, Survey, SurveyOutcome, db_int, millis, skills_to_text,
+    CustomerRecord, FollowUpRow, PastConversation, REVOKED_AGENT, ReportRow, Store, StoreError,
+    StoredConversation, Survey, SurveyOutcome, db_int, millis, revocations, skills_to_text,
 };
 use crate::core::{
     CustomerHistory, Event, Id, Millis, Record, Resolution, RestoredConversation, Role,
@@ -971,6 +971,29 @@ impl Store for PostgresStore {
             .bind(key)
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn revoke_agent(&self, agent_id: &str, at_secs: u64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.check_fence(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(format!("{REVOKED_AGENT}{agent_id}"))
+        .bind(at_secs.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoked_agents(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query_as("SELECT key, value FROM meta WHERE starts_with(key, $1)")
+            .bind(REVOKED_AGENT)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(revocations(rows))
     }
 
     async fn definitions(&self) -> Result<Vec<(String, String)>, StoreError> {

@@ -15,8 +15,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::rows::{conversation_from_row, event_columns, event_from_row};
 use super::{
-    CustomerRecord, FollowUpRow, PastConversation, ReportRow, Store, StoreError,
-    StoredConversation, Survey, SurveyOutcome, db_int, millis, skills_to_text,
+    CustomerRecord, FollowUpRow, PastConversation, REVOKED_AGENT, ReportRow, Store, StoreError,
+    StoredConversation, Survey, SurveyOutcome, db_int, millis, revocations, skills_to_text,
 };
 use crate::core::{
     CustomerHistory, Event, Id, Millis, Record, Resolution, RestoredConversation, Role,
@@ -914,6 +914,27 @@ impl Store for SqliteStore {
             .bind(key)
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn revoke_agent(&self, agent_id: &str, at_secs: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(format!("{REVOKED_AGENT}{agent_id}"))
+        .bind(at_secs.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoked_agents(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows =
+            sqlx::query_as("SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1")
+                .bind(REVOKED_AGENT)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(revocations(rows))
     }
 
     async fn definitions(&self) -> Result<Vec<(String, String)>, StoreError> {
