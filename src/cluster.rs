@@ -125,6 +125,7 @@ pub(crate) async fn serve(
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
         handshake: Duration::from_millis(gw.config.limits.handshake_timeout_ms),
+        tls: gw.tls.clone(),
     };
     let server = tokio::spawn(gateway::serve(listener, front, grace));
     let mut node = Node {

@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// After SIGTERM, how long clients and the store get to finish.
     pub shutdown_grace_ms: u64,
+    /// TLS in the process (for deployments without a proxy in front): the PEM
+    /// certificate chain and its private key. Unset: plain HTTP and WebSocket.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -495,6 +499,8 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".to_owned(),
             data_dir: PathBuf::from("./warmline-data"),
             shutdown_grace_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -727,6 +733,23 @@ impl Config {
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             err("log.format".into(), "must be `text` or `json`");
+        }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("server.tls_cert", cert), ("server.tls_key", key)] {
+                    if !path.is_file() {
+                        err(
+                            name.into(),
+                            "names no readable file (a PEM file is expected)",
+                        );
+                    }
+                }
+            }
+            _ => err(
+                "server.tls_cert".into(),
+                "server.tls_cert and server.tls_key go together: set both or neither",
+            ),
         }
         let r = &self.rate_limits;
         for proxy in &r.trusted_proxies {

@@ -49,6 +49,8 @@ pub struct Gateway {
     visitor_secret: String,
     media_secret: String,
     admin_token: String,
+    /// TLS in the process, when the config asks for it (`Gateway::with_tls`).
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Gateway {
@@ -97,7 +99,19 @@ impl Gateway {
             visitor_secret,
             media_secret,
             admin_token,
+            tls: None,
         })
+    }
+
+    /// Serves over TLS (the acceptor `gateway::tls::acceptor` made from the config).
+    pub fn with_tls(mut self, tls: Option<tokio_rustls::TlsAcceptor>) -> Gateway {
+        self.tls = tls;
+        self
+    }
+
+    /// Whether connections are served over TLS.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn agent_secret(&self) -> &str {
@@ -133,7 +147,8 @@ impl Gateway {
         let running = self
             .start(&shutdown, TaskTracker::new(), self.new_metrics())
             .await?;
-        gateway::serve(listener, gateway::Front::single(&running.app), grace).await;
+        let front = gateway::Front::single(&running.app, self.tls.clone());
+        gateway::serve(listener, front, grace).await;
         running.stop(grace).await;
         self.store.close().await;
         tracing::info!("stopped");

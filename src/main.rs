@@ -221,7 +221,8 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen_addr();
-    let gateway = Gateway::open(config).await?;
+    let tls = warmline::gateway::tls::acceptor(&config.server).map_err(anyhow::Error::msg)?;
+    let gateway = Gateway::open(config).await?.with_tls(tls);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -234,16 +235,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         gateway.config().auth.agent_issuer.as_deref(),
     )
     .map_err(anyhow::Error::msg)?;
-    println!("Warmline listening on http://{addr}");
-    println!("  customer demo:  http://{addr}/");
-    println!("  agent console:  http://{addr}/agent/?token={token}");
+    let (http, ws) = if gateway.serves_tls() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    println!("Warmline listening on {http}://{addr}");
+    println!("  customer demo:  {http}://{addr}/");
+    println!("  agent console:  {http}://{addr}/agent/?token={token}");
     println!("  (agent `{first_agent}`, token valid 12 h; more with `warmline token agent ID`)");
     println!(
-        "  phone calls:    ws://{addr}/ws/media  (Twilio Media Streams; token: `warmline token media NAME`)"
+        "  phone calls:    {ws}://{addr}/ws/media  (Twilio Media Streams; token: `warmline token media NAME`)"
     );
-    println!("  metrics:        http://{addr}/metrics");
+    println!("  metrics:        {http}://{addr}/metrics");
     println!(
-        "  operator API:   http://{addr}/api/v1/queues  (Authorization: Bearer {})",
+        "  operator API:   {http}://{addr}/api/v1/queues  (Authorization: Bearer {})",
         gateway.admin_token()
     );
     let shutdown = CancellationToken::new();

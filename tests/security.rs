@@ -457,3 +457,97 @@ async fn tokens_in_query_strings_never_reach_the_log() {
     }
     assert!(!log.contains("not.a.valid-media-token"));
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 (openssl), in `dir`.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian package openssl) makes the test certificate");
+    assert!(status.success());
+    (cert, key)
+}
+
+#[tokio::test]
+async fn tls_in_the_process_serves_websockets_and_refuses_plain_text() {
+    use futures_util::{SinkExt, StreamExt};
+    use rustls::pki_types::pem::PemObject;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let config = config(&[("alice", 1)], "").replace(
+        "[server]\n",
+        &format!(
+            "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let server = TestServer::start(&config).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let provider = warmline::gateway::tls::ring_provider();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let mut request = format!("wss://localhost/ws/customer")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", http::HeaderValue::from_static(ORIGIN));
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tls)
+        .await
+        .expect("a WebSocket over TLS");
+    ws.send(Message::text(json!({"type":"hello"}).to_string()))
+        .await
+        .unwrap();
+    let welcome = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let welcome: Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+
+    // Plain HTTP on the TLS port gets no HTTP answer: the connection just ends.
+    let mut plain = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut answer))
+        .await
+        .expect("the plain connection ends");
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "no plain-text service"
+    );
+}

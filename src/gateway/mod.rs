@@ -18,6 +18,7 @@ pub mod limits;
 mod media;
 pub mod metrics;
 pub mod remote;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -321,17 +322,20 @@ pub struct Front {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub handshake: Duration,
+    /// TLS in the process (`server.tls_cert`); `None`: plain TCP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Front {
     /// One node: one router for the process's life.
-    pub fn single(app: &Arc<App>) -> Front {
+    pub fn single(app: &Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>) -> Front {
         let router = router(app.clone());
         Front {
             router: Box::new(move || router.clone()),
             shutdown: app.shutdown.clone(),
             tracker: app.tracker.clone(),
             handshake: Duration::from_millis(app.config.limits.handshake_timeout_ms),
+            tls,
         }
     }
 }
@@ -373,6 +377,7 @@ pub async fn serve(listener: TcpListener, front: Front, grace: Duration) {
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let handshake = front.handshake;
+        let tls = front.tls.clone();
         tokio::spawn(async move {
             // hyper's header timeout starts at the first byte: a client that sends
             // nothing at all is dropped here instead (slowloris).
@@ -383,10 +388,25 @@ pub async fn serve(listener: TcpListener, front: Front, grace: Duration) {
             ) {
                 return;
             }
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let _ = watcher.watch(conn).await;
+            match tls {
+                None => {
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(tls) => {
+                    // The TLS handshake within the same timeout as the upgrade.
+                    let Ok(Ok(stream)) = tokio::time::timeout(handshake, tls.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
+                }
+            }
         });
     }
     drop(listener);

@@ -126,7 +126,10 @@ impl TestServer {
         let mut lines = BufReader::new(stdout).lines();
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(rest) = line.strip_prefix("Warmline listening on http://") {
+                let listening = line
+                    .strip_prefix("Warmline listening on http://")
+                    .or_else(|| line.strip_prefix("Warmline listening on https://"));
+                if let Some(rest) = listening {
                     return rest.trim().to_owned();
                 }
             }
