@@ -516,9 +516,7 @@ async fn tls_in_the_process_serves_websockets_and_refuses_plain_text() {
     let tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = connector.connect(name, tcp).await.expect("TLS handshake");
-    let mut request = format!("wss://localhost/ws/customer")
-        .into_client_request()
-        .unwrap();
+    let mut request = "wss://localhost/ws/customer".into_client_request().unwrap();
     request
         .headers_mut()
         .insert("Origin", http::HeaderValue::from_static(ORIGIN));
