@@ -501,17 +501,19 @@ fn edge_api_router(owner: &Lease, status: &Arc<Status>) -> Router {
         "the operator API is served by the node that owns routing: {} at http://{listen}",
         owner.node
     );
-    Router::new().route(
-        "/api/v1/{*rest}",
-        axum::routing::any(move || {
-            let message = message.clone();
-            async move {
-                http_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Unavailable,
-                    &message,
-                )
-            }
-        }),
-    )
+    Router::new()
+        .route("/api/v1/openapi.json", get(gateway::api::openapi))
+        .route(
+            "/api/v1/{*rest}",
+            axum::routing::any(move || {
+                let message = message.clone();
+                async move {
+                    http_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::Unavailable,
+                        &message,
+                    )
+                }
+            }),
+        )
 }

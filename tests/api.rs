@@ -192,3 +192,145 @@ async fn queues_and_agents_made_through_the_api_route_at_once_and_survive_a_rest
         .await;
     assert_eq!(status, 404);
 }
+
+/// The document is served to anyone, and every operation it lists is routed: a
+/// request without the token gets 401 (the public ones answer), never the 404 or
+/// 405 of a path or method nobody serves.
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_token_and_every_operation_in_it_is_routed() {
+    let server = TestServer::start(&config()).await;
+    let (status, doc) = server.http("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200, "{doc}");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    let public = ["/api/v1/openapi.json", "/healthz", "/readyz", "/metrics"];
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{name}", "support").replace("{id}", "alice");
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let (status, body) = if public.contains(&path.as_str()) {
+                let (status, body) = server.get(&concrete).await;
+                (status, serde_json::Value::String(body))
+            } else {
+                server.http(&method, &concrete, None, None).await
+            };
+            if public.contains(&path.as_str()) {
+                assert_eq!(status, 200, "{method} {path}: {body}");
+            } else {
+                assert_eq!(
+                    (status, body["code"].clone()),
+                    (401, json!("unauthorized")),
+                    "{method} {path}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 19, "{checked} operations");
+}
+
+/// Found by schemathesis and by reading the handler: a report bound past year 9999
+/// panicked the handler (the client saw the connection drop, no status), and an RFC
+/// 3339 time with an offset was refused.
+#[tokio::test]
+async fn report_bounds_take_any_rfc3339_offset_and_refuse_times_past_9999_with_400() {
+    let server = TestServer::start(&config()).await;
+    let report = |query: &str| format!("/api/v1/reports/satisfaction?{query}");
+    for query in [
+        "to=99999999999999999",
+        "to=18446744073709551615",
+        "from=1&to=253402300800000",
+        "from=10000-01-01T00:00:00Z",
+        "from=yesterday",
+        "from=",
+    ] {
+        let (status, body) = server.http("GET", &report(query), Some(ADMIN), None).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["code"], "invalid_field", "{query}: {body}");
+        assert!(
+            ["from", "to"].contains(&body["field"].as_str().unwrap()),
+            "{body}"
+        );
+    }
+    let (status, body) = server
+        .http(
+            "GET",
+            &report("from=2026-01-01T00:00:00%2B02:00&to=253402300799999"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["from"], "2025-12-31T22:00:00.000Z");
+    assert_eq!(body["to"], "9999-12-31T23:59:59.999Z");
+    // The server is still there.
+    let (status, _) = server
+        .http("GET", "/api/v1/queues", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 200);
+}
+
+/// A method a path does not take: 405 with `Allow` and a JSON body (axum's own 405
+/// has an empty body).
+#[tokio::test]
+async fn a_method_a_path_does_not_take_gets_405_with_allow_and_a_json_error() {
+    let server = TestServer::start(&config()).await;
+    for (method, path, allow) in [
+        ("PATCH", "/api/v1/queues", "GET,HEAD,POST"),
+        ("POST", "/api/v1/queues/support/state", "GET,HEAD"),
+        ("DELETE", "/api/v1/follow-ups", "GET,HEAD"),
+        ("PUT", "/healthz", "GET,HEAD"),
+        ("POST", "/api/v1/cluster", "GET,HEAD"),
+    ] {
+        let (status, head, body) = raw(&server, method, path).await;
+        assert_eq!(status, 405, "{method} {path}: {head}{body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("allow: {}", allow.to_ascii_lowercase())),
+            "{method} {path}: {head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+        assert_eq!(body["code"], "invalid_field", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(path), "{body}");
+    }
+}
+
+/// `/api/v1/cluster` on a node that runs alone: 401 without the token like the rest
+/// of the API, then 404 saying why.
+#[tokio::test]
+async fn the_cluster_status_of_a_node_running_alone_is_404_behind_the_token() {
+    let server = TestServer::start(&config()).await;
+    let (status, body) = server.http("GET", "/api/v1/cluster", None, None).await;
+    assert_eq!((status, body["code"].clone()), (401, json!("unauthorized")));
+    let (status, body) = server
+        .http("GET", "/api/v1/cluster", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (404, json!("not_found")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("alone"),
+        "{body}"
+    );
+}
+
+/// One request, raw: (status, head, body).
+async fn raw(server: &TestServer, method: &str, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {ADMIN}\r\nContent-Length: 0\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head[9..12].parse().unwrap(),
+        head.to_owned(),
+        body.to_owned(),
+    )
+}

@@ -262,3 +262,162 @@ async fn a_plain_http_request_to_a_websocket_endpoint_gets_a_json_error() {
         assert!(body.contains("WebSocket upgrade"), "{path}: {body}");
     }
 }
+
+/// A WebSocket spoken by hand, to send what no client library would: reserved bits,
+/// reserved opcodes, stray continuations, text that is not UTF-8, a close.
+struct RawWs {
+    stream: tokio::net::TcpStream,
+}
+
+impl RawWs {
+    async fn customer(server: &TestServer) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        let request = format!(
+            "GET /ws/customer HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: {ORIGIN}\r\n\r\n",
+            server.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).await.expect("handshake reply");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        RawWs { stream }
+    }
+
+    /// One client frame: `first` is FIN, RSV and opcode; the payload is masked.
+    async fn frame(&mut self, first: u8, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![first];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        // The server may close before it reads everything: a failed write is fine.
+        let _ = self.stream.write_all(&frame).await;
+    }
+
+    async fn text(&mut self, text: &str) {
+        self.frame(0x81, text.as_bytes()).await;
+    }
+
+    /// Reads server frames until its close: (close code, texts before it). `None`
+    /// for the code: the connection ended without a close frame.
+    async fn close(&mut self) -> (Option<u16>, Vec<String>) {
+        use tokio::io::AsyncReadExt;
+        let mut texts = Vec::new();
+        let read = async {
+            loop {
+                let mut head = [0u8; 2];
+                if self.stream.read_exact(&mut head).await.is_err() {
+                    return None;
+                }
+                let mut len = u64::from(head[1] & 0x7f);
+                if len == 126 {
+                    let mut ext = [0u8; 2];
+                    self.stream.read_exact(&mut ext).await.ok()?;
+                    len = u64::from(u16::from_be_bytes(ext));
+                } else if len == 127 {
+                    let mut ext = [0u8; 8];
+                    self.stream.read_exact(&mut ext).await.ok()?;
+                    len = u64::from_be_bytes(ext);
+                }
+                let mut payload = vec![0u8; len as usize];
+                self.stream.read_exact(&mut payload).await.ok()?;
+                match head[0] & 0x0f {
+                    0x8 => return Some(u16::from_be_bytes([payload[0], payload[1]])),
+                    0x1 => texts.push(String::from_utf8_lossy(&payload).into_owned()),
+                    _ => {}
+                }
+            }
+        };
+        let code = tokio::time::timeout(common::WAIT, read)
+            .await
+            .expect("the server neither closed nor hung up");
+        (code, texts)
+    }
+}
+
+#[tokio::test]
+async fn protocol_violations_close_1002_and_text_that_is_not_utf8_closes_1007() {
+    let server = TestServer::start(&config_with(&[("alice", 1)], "")).await;
+    let not_utf8: &[u8] = &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xed, 0xa0, 0x80];
+    let cases: [(&str, u8, &[u8], u16); 6] = [
+        ("reserved bits set", 0x80 | 0x40 | 0x1, b"{}", 1002),
+        ("a reserved data opcode", 0x80 | 0x3, b"", 1002),
+        ("a reserved control opcode", 0x80 | 0xb, b"", 1002),
+        ("a continuation with nothing to continue", 0x80, b"x", 1002),
+        ("a fragmented ping", 0x09, b"", 1002),
+        ("a text frame that is not UTF-8", 0x81, not_utf8, 1007),
+    ];
+    for hello_first in [false, true] {
+        for (what, first, payload, want) in cases {
+            let mut ws = RawWs::customer(&server).await;
+            if hello_first {
+                ws.text(r#"{"type":"hello"}"#).await;
+            }
+            ws.frame(first, payload).await;
+            let (code, texts) = ws.close().await;
+            assert_eq!(
+                code,
+                Some(want),
+                "{what} (after hello: {hello_first}); frames before: {texts:?}"
+            );
+        }
+    }
+    // The gateway is fine.
+    let (mut customer, _) = server.customer_hello(None).await;
+    customer.start().await;
+}
+
+#[tokio::test]
+async fn a_close_from_the_client_is_answered_with_a_close() {
+    let server = TestServer::start(&config_with(&[("alice", 1)], "")).await;
+    for hello_first in [false, true] {
+        let mut ws = RawWs::customer(&server).await;
+        if hello_first {
+            ws.text(r#"{"type":"hello"}"#).await;
+        }
+        ws.frame(0x88, &[0x03, 0xe8, b'b', b'y', b'e']).await;
+        let (code, texts) = ws.close().await;
+        assert_eq!(
+            code,
+            Some(1000),
+            "the closing handshake completes (after hello: {hello_first}); frames: {texts:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_fragmented_message_ends_in_too_large_and_a_clean_1009() {
+    let server = TestServer::start(&config_with(&[("alice", 1)], "")).await;
+    let mut ws = RawWs::customer(&server).await;
+    ws.text(r#"{"type":"hello"}"#).await;
+    // 5 x 16 KiB fragments of one text message: over the 64 KiB limit, each small.
+    let chunk = vec![b'x'; 16 * 1024];
+    ws.frame(0x01, &chunk).await;
+    for _ in 0..3 {
+        ws.frame(0x00, &chunk).await;
+    }
+    ws.frame(0x80, &chunk).await;
+    let (code, texts) = ws.close().await;
+    assert_eq!(code, Some(1009), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("\"too_large\"")),
+        "an error too_large before the close: {texts:?}"
+    );
+}

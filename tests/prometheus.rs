@@ -156,7 +156,7 @@ async fn the_scrape_passes_promtool_and_stays_within_its_label_sets() {
         ("warmline_build_info", 1),
         ("warmline_connections", 3),
         ("warmline_connections_opened_total", 3),
-        ("warmline_connections_closed_total", 3 * 12),
+        ("warmline_connections_closed_total", 3 * 14),
         ("warmline_ws_frames_total", 2 * 2),
         ("warmline_messages_total", 3 * 2),
         ("warmline_message_ack_seconds", latency),

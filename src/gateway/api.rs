@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::MethodRouter;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -21,40 +20,40 @@ use super::hub::{AdminRequest, Command};
 use crate::config::{AgentConfig, QueueConfig};
 use crate::protocol::ErrorCode;
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route(
-            "/api/v1/queues",
-            get(list_queues).post(create::<QueueConfig>),
-        )
-        .route(
-            "/api/v1/queues/{name}",
-            get(get_queue)
-                .put(update::<QueueConfig>)
-                .delete(delete_queue),
-        )
-        .route("/api/v1/queues/{name}/state", get(queue_state))
-        .route(
-            "/api/v1/agents",
-            get(list_agents).post(create::<AgentConfig>),
-        )
-        .route("/api/v1/customers/{id}", get(get_customer))
-        .route("/api/v1/follow-ups", get(list_follow_ups))
-        .route("/api/v1/reports/satisfaction", get(satisfaction_report))
-        .route(
-            "/api/v1/customers/{id}/context",
-            axum::routing::post(post_context),
-        )
-        .route(
-            "/api/v1/agents/{id}",
-            get(get_agent)
-                .put(update::<AgentConfig>)
-                .delete(delete_agent),
-        )
-        .route(
-            "/api/v1/agents/{id}/revoke",
-            axum::routing::post(revoke_agent),
-        )
+/// The OpenAPI 3.1 description of the operator API, served at
+/// `GET /api/v1/openapi.json`. Written by hand and kept in step with [`table`] by the
+/// tests below: every route of the table is documented and every documented
+/// operation is routed.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every HTTP route of the operator API: `(method, path, handler)`. The router is
+/// built from this table and nothing else, so the test that compares it with
+/// [`OPENAPI`] sees every route there is.
+pub(crate) fn table() -> Vec<(Method, &'static str, MethodRouter<Arc<App>>)> {
+    vec![
+        route!(GET, "/api/v1/openapi.json", openapi),
+        route!(GET, "/api/v1/queues", list_queues),
+        route!(POST, "/api/v1/queues", create::<QueueConfig>),
+        route!(GET, "/api/v1/queues/{name}", get_queue),
+        route!(PUT, "/api/v1/queues/{name}", update::<QueueConfig>),
+        route!(DELETE, "/api/v1/queues/{name}", delete_queue),
+        route!(GET, "/api/v1/queues/{name}/state", queue_state),
+        route!(GET, "/api/v1/agents", list_agents),
+        route!(POST, "/api/v1/agents", create::<AgentConfig>),
+        route!(GET, "/api/v1/agents/{id}", get_agent),
+        route!(PUT, "/api/v1/agents/{id}", update::<AgentConfig>),
+        route!(DELETE, "/api/v1/agents/{id}", delete_agent),
+        route!(GET, "/api/v1/customers/{id}", get_customer),
+        route!(POST, "/api/v1/customers/{id}/context", post_context),
+        route!(GET, "/api/v1/follow-ups", list_follow_ups),
+        route!(GET, "/api/v1/reports/satisfaction", satisfaction_report),
+        route!(POST, "/api/v1/agents/{id}/revoke", revoke_agent),
+    ]
+}
+
+/// `GET /api/v1/openapi.json`: no token needed to read the description itself.
+pub(crate) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -585,24 +584,31 @@ async fn list_follow_ups(
     axum::Json(json!({ "follow_ups": listed })).into_response()
 }
 
-/// Reads a report bound: RFC 3339 or milliseconds since the epoch.
+/// The latest time a report bound may name, in milliseconds since the epoch: the
+/// end of year 9999 (RFC 3339 has four-digit years, and the report's times are
+/// written back in RFC 3339).
+const MAX_REPORT_MS: u64 = 253_402_300_799_999;
+
+/// Reads a report bound: an RFC 3339 time (any offset) or milliseconds since the
+/// epoch, from 1970 to the end of 9999.
 fn report_time(field: &str, value: Option<&String>, default: u64) -> Result<u64, ApiError> {
     let Some(value) = value else {
         return Ok(default);
     };
-    if let Ok(ms) = value.parse::<u64>() {
-        return Ok(ms);
-    }
-    humantime::parse_rfc3339_weak(value)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field,
-                "an RFC 3339 time (2026-11-01T00:00:00Z) or milliseconds since the epoch",
-            )
-        })
+    let ms = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        value.parse::<u64>().ok()
+    } else {
+        value
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| u64::try_from(t.as_millisecond()).ok())
+    };
+    ms.filter(|ms| *ms <= MAX_REPORT_MS).ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            "an RFC 3339 time (2026-11-01T00:00:00Z, 2026-11-01T01:00:00+01:00) or milliseconds since the epoch, from 1970 to the end of 9999",
+        )
+    })
 }
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {
@@ -743,5 +749,250 @@ fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The document and the code, kept in step: these fail when a route is added,
+    //! removed or renamed without the document saying so, or when a definition
+    //! gains a field the document does not describe.
+
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::OPENAPI;
+    use crate::config::{
+        AgentConfig, CapacityConfig, HoursConfig, QueueConfig, RuleConfig, StepConfig,
+    };
+
+    /// Documented ahead of its route (none today).
+    const PENDING: &[(&str, &str)] = &[];
+
+    /// Documented and routed outside `gateway::http_table`: the status router of a
+    /// node of several (`cluster.rs`, feature `redis`).
+    const ELSEWHERE: &[(&str, &str)] = &[("GET", "/api/v1/cluster")];
+
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "patch", "head", "options", "trace",
+    ];
+
+    fn doc() -> Value {
+        serde_json::from_str(OPENAPI).expect("openapi.json is JSON")
+    }
+
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut ops = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                assert!(METHODS.contains(&method.as_str()), "{path}: `{method}`");
+                ops.push((method.to_uppercase(), path.clone(), op));
+            }
+        }
+        ops
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+        list.iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_operation_is_routed() {
+        let doc = doc();
+        let documented: BTreeSet<(String, String)> = operations(&doc)
+            .into_iter()
+            .map(|(m, p, _)| (m, p))
+            .collect();
+        let routed: BTreeSet<(String, String)> = crate::gateway::http_table()
+            .into_iter()
+            .map(|(m, p, _)| (m.as_str().to_owned(), p.to_owned()))
+            .collect();
+        for pending in pairs(PENDING) {
+            assert!(
+                !routed.contains(&pending),
+                "{pending:?} is routed now: remove it from PENDING"
+            );
+        }
+        let mut expected = routed.clone();
+        expected.extend(pairs(PENDING));
+        expected.extend(pairs(ELSEWHERE));
+        let undocumented: Vec<_> = expected.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&expected).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "routes missing from src/gateway/openapi.json: {undocumented:?}; documented operations no route serves: {unrouted:?}"
+        );
+    }
+
+    /// Routes added anywhere (another router, a feature) must be documented too:
+    /// every `.route("…")` path and every `"/api/v1/…"` literal in the sources.
+    #[test]
+    fn every_path_in_the_sources_is_documented() {
+        let doc = doc();
+        let documented: BTreeSet<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
+        let mut found = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    // Tests are not routes (this one names paths too).
+                    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                    for literal in route_literals(code) {
+                        found.push((path.display().to_string(), literal));
+                    }
+                }
+            }
+        }
+        assert!(
+            found.iter().any(|(_, l)| l == "/api/v1/cluster"),
+            "the scan finds the cluster route: {found:?}"
+        );
+        let missing: Vec<_> = found
+            .iter()
+            .filter(|(_, l)| !l.starts_with("/ws/") && !l.contains('*'))
+            .filter(|(_, l)| !documented.contains(l.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "undocumented paths: {missing:?}");
+    }
+
+    /// Paths given to `.route(` or `route!(METHOD,`, and string literals that start
+    /// with `/api/v1/`.
+    fn route_literals(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let literal_after = |rest: &str| -> Option<String> {
+            let rest = rest.trim_start();
+            let rest = rest.strip_prefix('"')?;
+            Some(rest[..rest.find('"')?].to_owned())
+        };
+        for (i, _) in text.match_indices(".route(") {
+            out.extend(literal_after(&text[i + ".route(".len()..]));
+        }
+        for (i, _) in text.match_indices("route!(") {
+            let rest = &text[i + "route!(".len()..];
+            if let Some(comma) = rest.find(',') {
+                out.extend(literal_after(&rest[comma + 1..]));
+            }
+        }
+        for (i, _) in text.match_indices("\"/api/v1/") {
+            out.extend(literal_after(&text[i..]));
+        }
+        out.retain(|l| l.starts_with('/'));
+        out
+    }
+
+    #[test]
+    fn the_operator_api_needs_the_token_and_every_error_is_the_error_body() {
+        let doc = doc();
+        let open: BTreeSet<&str> =
+            ["/api/v1/openapi.json", "/healthz", "/readyz", "/metrics"].into();
+        assert_eq!(doc["security"], serde_json::json!([{"adminToken": []}]));
+        for (method, path, op) in operations(&doc) {
+            let responses = op["responses"].as_object().expect("responses");
+            let unauthenticated = op.get("security") == Some(&serde_json::json!([]));
+            assert_eq!(
+                unauthenticated,
+                open.contains(path.as_str()),
+                "{method} {path}: security"
+            );
+            if !unauthenticated {
+                assert!(responses.contains_key("401"), "{method} {path}: 401");
+            }
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path}: no success"
+            );
+            for (status, response) in responses {
+                let response = resolve(&doc, response);
+                if status.starts_with(['4', '5']) {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/Error",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+        // Every reference resolves.
+        let mut stack = vec![&doc];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Object(map) => {
+                    if let Some(Value::String(r)) = map.get("$ref") {
+                        assert!(!resolve(&doc, v).is_null(), "dangling {r}");
+                    }
+                    stack.extend(map.values());
+                }
+                Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+    }
+
+    fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => doc
+                .pointer(r.trim_start_matches('#'))
+                .unwrap_or(&Value::Null),
+            None => v,
+        }
+    }
+
+    fn properties(doc: &Value, schema: &str) -> BTreeSet<String> {
+        doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema {schema}"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn fields<T: serde::Serialize>(value: &T) -> BTreeSet<String> {
+        serde_json::to_value(value)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The request bodies are the config's definitions: a field added to them must
+    /// be described (and a described field must exist).
+    #[test]
+    fn the_definitions_schemas_have_the_configs_fields() {
+        let doc = doc();
+        let queue = QueueConfig::named("q");
+        let agent: AgentConfig = serde_json::from_value(serde_json::json!({"id": "a"})).unwrap();
+        let with_source = |mut set: BTreeSet<String>| {
+            set.insert("source".to_owned());
+            set
+        };
+        for (schema, expected) in [
+            ("QueueDefinition", fields(&queue)),
+            ("Queue", with_source(fields(&queue))),
+            ("AgentDefinition", fields(&agent)),
+            ("Agent", with_source(fields(&agent))),
+            ("Step", fields(&StepConfig::default())),
+            ("Hours", fields(&HoursConfig::default())),
+            ("Rule", fields(&RuleConfig::default())),
+            ("Capacity", fields(&CapacityConfig::default())),
+        ] {
+            assert_eq!(properties(&doc, schema), expected, "schema {schema}");
+        }
     }
 }

@@ -92,6 +92,16 @@ impl Socket {
             Socket::Remote(remote) => remote.recv().await.map(Ok),
         }
     }
+
+    /// Writes out what the WebSocket queued by itself: the reply to a client's close
+    /// (tungstenite queues it when it reads the close, and sends it only on the next
+    /// read or write, which a connection that ends there never makes).
+    pub async fn flush(&mut self) -> Result<(), axum::Error> {
+        match self {
+            Socket::Local(ws) => futures_util::SinkExt::flush(ws).await,
+            Socket::Remote(_) => Ok(()),
+        }
+    }
 }
 
 impl Socket {
@@ -347,14 +357,19 @@ impl Link {
             Ok(Message::Ping(_) | Message::Pong(_)) => Received::Nothing,
             Ok(Message::Close(_)) => {
                 self.ended.get_or_insert("client");
+                // Complete the closing handshake the client started (RFC 6455 5.5.1).
+                let _ = tokio::time::timeout(self.write_timeout, self.socket.flush()).await;
                 Received::Gone
             }
             Err(e) => {
-                let too_large = e
-                    .into_inner()
-                    .downcast_ref::<tungstenite::Error>()
-                    .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-                if too_large {
+                let inner = e.into_inner();
+                let cause = inner.downcast_ref::<tungstenite::Error>();
+                let too_large = cause.is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+                if let Some(close) = cause.and_then(failed_by_client) {
+                    // RFC 6455 7.1.7: the client broke the protocol; fail the connection
+                    // with a close that says how, not a bare TCP drop.
+                    close
+                } else if too_large {
                     let limit = self.app.config.limits.max_message_bytes;
                     let message = format!("frames and messages are limited to {limit} bytes");
                     self.app.metrics.error(ErrorCode::TooLarge);
@@ -926,5 +941,29 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The close owed to a client whose frames broke RFC 6455: 1007 for a text message
+/// that is not UTF-8, 1002 for any other protocol violation (reserved bits or
+/// opcodes, a bad continuation, a fragmented or oversized control frame, an
+/// unmasked frame). `None`: not the client's fault, or the connection is gone.
+fn failed_by_client(e: &tungstenite::Error) -> Option<Received> {
+    use tungstenite::error::ProtocolError;
+    match e {
+        tungstenite::Error::Utf8(_) => Some(Received::Close(
+            CloseCode::InvalidData,
+            "a text message that is not UTF-8",
+        )),
+        tungstenite::Error::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake
+            | ProtocolError::SendAfterClosing
+            | ProtocolError::ReceivedAfterClosing,
+        ) => None,
+        tungstenite::Error::Protocol(_) => Some(Received::Close(
+            CloseCode::ProtocolError,
+            "WebSocket protocol violation",
+        )),
+        _ => None,
     }
 }

@@ -16,11 +16,13 @@ use crate::protocol::ErrorCode;
 pub const ROLES: [&str; 3] = ["customer", "agent", "media"];
 /// Why a connection ended: the client closed it, it was lost (no close frame), or
 /// the gateway closed it with one of its close codes.
-pub const CLOSE_REASONS: [&str; 12] = [
+pub const CLOSE_REASONS: [&str; 14] = [
     "client",
     "lost",
     "normal",
     "going_away",
+    "protocol_error",
+    "invalid_data",
     "policy",
     "too_large",
     "internal",

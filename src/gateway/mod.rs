@@ -2,6 +2,18 @@
 //! frames into core inputs (`customer`, `agent`), runs the hub task that owns the
 //! core (`hub`), and serves health, metrics and the embedded pages.
 
+/// `(method, path, handler)`, the method said once: it tags the route for the
+/// document's test and filters the requests the handler gets.
+macro_rules! route {
+    ($method:ident, $path:literal, $handler:expr) => {
+        (
+            axum::http::Method::$method,
+            $path,
+            axum::routing::on(axum::routing::MethodFilter::$method, $handler),
+        )
+    };
+}
+
 mod agent;
 pub(crate) mod api;
 pub(crate) mod assets;
@@ -32,7 +44,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -302,17 +314,62 @@ upgrade_handler!(customer_upgrade, Endpoint::Customer);
 upgrade_handler!(agent_upgrade, Endpoint::Agent);
 upgrade_handler!(media_upgrade, Endpoint::Media);
 
+/// Every plain HTTP route (not WebSocket, not the embedded pages): health, metrics
+/// and the operator API. The router takes them from here only, and a test compares
+/// this table with the OpenAPI document (`api::OPENAPI`) both ways.
+pub(crate) fn http_table() -> Vec<(axum::http::Method, &'static str, MethodRouter<Arc<App>>)> {
+    let mut table = vec![
+        route!(GET, "/healthz", healthz),
+        route!(GET, "/readyz", readyz),
+        route!(GET, "/metrics", metrics_text),
+    ];
+    table.extend(api::table());
+    table
+}
+
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/ws/customer", get(customer_upgrade))
         .route("/ws/agent", get(agent_upgrade))
-        .route("/ws/media", get(media_upgrade))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .merge(api::routes())
+        .route("/ws/media", get(media_upgrade));
+    http_table()
+        .into_iter()
+        .fold(router, |router, (_, path, handler)| {
+            router.route(path, handler)
+        })
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(assets::serve)
         .with_state(app)
+}
+
+/// `/api/v1/cluster` on a node that runs alone: nothing to describe (404), told only
+/// to those who bear the admin token, like the rest of the operator API. (A node of
+/// several serves the real one, `cluster.rs`.)
+async fn alone(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if !api::bears_admin_token(&headers, &app.admin_token) {
+        return http_error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            api::NEEDS_ADMIN_TOKEN,
+        );
+    }
+    http_error(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "this node runs alone (cluster.redis_url is not set): there is no cluster to describe",
+    )
+}
+
+/// A known path asked with a method it does not serve: 405 (with `Allow`, which the
+/// router adds) and a JSON body like every other error.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let path: String = uri.path().chars().take(200).collect();
+    let method: String = method.as_str().chars().take(16).collect();
+    http_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::InvalidField,
+        &format!("{path} does not take {method}; the Allow header says what it takes"),
+    )
 }
 
 /// What the listener serves: the router in force for each request (it changes when
@@ -329,7 +386,8 @@ pub struct Front {
 impl Front {
     /// One node: one router for the process's life.
     pub fn single(app: &Arc<App>, tls: Option<tokio_rustls::TlsAcceptor>) -> Front {
-        let router = router(app.clone());
+        let alone = get(alone).fallback(method_not_allowed);
+        let router = router(app.clone()).route("/api/v1/cluster", alone.with_state(app.clone()));
         Front {
             router: Box::new(move || router.clone()),
             shutdown: app.shutdown.clone(),

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# WebSocket protocol conformance: the Autobahn test-suite cases (kosoku, pinned in
+# tests/conformance/requirements.txt) against /ws/customer of a real warmline,
+# each case's outcome compared with tests/conformance/autobahn-baseline.json
+# (docs/reliability-conformance.md explains every category). Fails on any case
+# worse than its baseline; prints the server's log tail on failure.
+#
+#   cargo build --all-features --bin warmline && scripts/autobahn.sh [--update]
+set -euo pipefail
+source "$(dirname "$0")/conformance-lib.sh"
+
+conformance_venv
+
+# Autobahn's client sends no Origin. Defaults otherwise: limits.max_message_bytes
+# 65536, so the big-message cases end in 1009.
+warmline_start '
+[log]
+level = "warn"
+' WARMLINE_CUSTOMER__ALLOW_MISSING_ORIGIN=true
+
+"$VENV/bin/python" "$CONFORMANCE_ROOT/scripts/autobahn.py" \
+    "ws://$SERVER_ADDR/ws/customer" \
+    "$CONFORMANCE_ROOT/tests/conformance/autobahn-baseline.json" \
+    --results "$WORK/autobahn-results.json" "$@"
