@@ -263,11 +263,18 @@ impl Link {
                 Received::Gone
             }
             Err(e) => {
-                let too_large = e
-                    .into_inner()
-                    .downcast_ref::<tungstenite::Error>()
-                    .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-                if too_large {
+                let inner = e.into_inner();
+                let cause = inner.downcast_ref::<tungstenite::Error>();
+                let too_large = cause.is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+                if cause.is_some_and(|e| matches!(e, tungstenite::Error::Utf8(_))) {
+                    // RFC 6455 8.1: a text frame that is not UTF-8 fails the connection (1007).
+                    let message = "text frames must be UTF-8 (JSON)";
+                    self.app.metrics.error(ErrorCode::BadJson);
+                    let _ = self
+                        .send(encode::error(None, ErrorCode::BadJson, message).into())
+                        .await;
+                    Received::Close(CloseCode::InvalidData, "text frame not UTF-8")
+                } else if too_large {
                     let limit = self.app.config.limits.max_message_bytes;
                     let message = format!("frames and messages are limited to {limit} bytes");
                     self.app.metrics.error(ErrorCode::TooLarge);

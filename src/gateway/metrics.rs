@@ -16,11 +16,12 @@ use crate::protocol::ErrorCode;
 pub const ROLES: [&str; 3] = ["customer", "agent", "media"];
 /// Why a connection ended: the client closed it, it was lost (no close frame), or
 /// the gateway closed it with one of its close codes.
-pub const CLOSE_REASONS: [&str; 11] = [
+pub const CLOSE_REASONS: [&str; 12] = [
     "client",
     "lost",
     "normal",
     "going_away",
+    "invalid_data",
     "policy",
     "too_large",
     "internal",
@@ -61,6 +62,9 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub batch_records: Histogram,
     pub store_failures: IntCounterVec,
+    /// 1 from a failed commit until a commit (or write probe) succeeds; `/readyz`
+    /// answers 503 meanwhile.
+    pub store_commit_failing: IntGauge,
     pub waiting: IntGaugeVec,
     pub longest_wait: prometheus::GaugeVec,
     pub service_level_seconds: prometheus::GaugeVec,
@@ -420,6 +424,10 @@ impl Metrics {
                 "warmline_store_failures_total",
                 "Failed store operations, by operation.",
                 &["op"],
+            ),
+            store_commit_failing: make.gauge(
+                "warmline_store_commit_failing",
+                "1 while the store refuses commits (from a failed commit until a commit or write probe succeeds): nothing is acknowledged meanwhile and /readyz answers 503.",
             ),
             waiting: make.gauges(
                 "warmline_conversations_waiting",

@@ -72,6 +72,8 @@ pub enum CloseCode {
     Normal,
     /// 1001: the gateway is shutting down or restarting. Reconnect: yes, then resume.
     GoingAway,
+    /// 1007: a text frame that is not UTF-8. Reconnect: only after fixing the client.
+    InvalidData,
     /// 1008: policy: too many bad frames, or no `hello` in time. Reconnect: only after fixing the client.
     Policy,
     /// 1009: a frame or message over the size limit. Reconnect: yes, without resending it.
@@ -94,6 +96,7 @@ impl CloseCode {
         match self {
             CloseCode::Normal => 1000,
             CloseCode::GoingAway => 1001,
+            CloseCode::InvalidData => 1007,
             CloseCode::Policy => 1008,
             CloseCode::TooLarge => 1009,
             CloseCode::Internal => 1011,
@@ -109,6 +112,7 @@ impl CloseCode {
         match self {
             CloseCode::Normal => "normal",
             CloseCode::GoingAway => "going_away",
+            CloseCode::InvalidData => "invalid_data",
             CloseCode::Policy => "policy",
             CloseCode::TooLarge => "too_large",
             CloseCode::Internal => "internal",
