@@ -178,6 +178,17 @@ fn init_logs(config: &Config) {
     } else {
         builder.init();
     }
+    // A panic (in a spawned task too, which tokio catches and the process survives)
+    // goes to the log like any error, in the log's format.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let backtrace = std::backtrace::Backtrace::capture();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            %backtrace,
+            "{info}"
+        );
+    }));
 }
 
 async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {

@@ -150,6 +150,12 @@ pub struct Hub {
     /// Cancelled when the store refused a commit because another node took the
     /// routing ownership (several nodes): the hub stops.
     deposed: CancellationToken,
+    /// The last commit failed (disk full, say): `/readyz` is unready (through the
+    /// `store_commit_failing` gauge) until a commit or a write probe succeeds.
+    failing: bool,
+    /// The core may be ahead of the store (rebuilt after a failure, but what the
+    /// rebuild made could not be committed): rebuild again before the next batch.
+    stale: bool,
 }
 
 impl Hub {
@@ -178,6 +184,8 @@ impl Hub {
             agent_of: HashMap::new(),
             waiting_agents: std::collections::HashSet::new(),
             deposed: CancellationToken::new(),
+            failing: false,
+            stale: false,
         }
     }
 
@@ -210,6 +218,7 @@ impl Hub {
                 }
                 () = sleep_until(deadline) => {}
                 _ = follow_ups.tick(), if !stopping => {
+                    self.probe().await;
                     self.open_due_follow_ups(now_ms(), &mut effects).await;
                     self.refresh_ratings(now_ms(), &mut effects).await;
                 }
@@ -219,6 +228,9 @@ impl Hub {
                     rx.close();
                     continue;
                 }
+            }
+            if self.stale {
+                self.reload().await;
             }
             let now = now_ms();
             for command in commands.drain(..) {
@@ -526,6 +538,7 @@ impl Hub {
                     .store_failures
                     .with_label_values(&["commit"])
                     .inc();
+                self.set_failing(true);
                 self.refuse_all(rest);
                 if matches!(e, crate::store::StoreError::Fenced { .. }) {
                     // Another node owns routing now: stop; the node steps down.
@@ -535,6 +548,7 @@ impl Hub {
                 self.reload().await;
                 return;
             }
+            self.set_failing(false);
             for record in &records {
                 self.metrics.experience.record(record);
                 match record {
@@ -586,7 +600,43 @@ impl Hub {
         }
     }
 
+    fn set_failing(&mut self, failing: bool) {
+        if self.failing != failing {
+            self.failing = failing;
+            if failing {
+                tracing::warn!("the store refuses commits: unready until it takes one again");
+            } else {
+                tracing::info!("the store takes commits again: ready");
+            }
+        }
+        self.metrics.store_commit_failing.set(i64::from(failing));
+    }
+
+    /// While commits fail, once a second: a small write tells whether the store
+    /// takes commits again (space came back), so readiness returns without waiting
+    /// for a client to try. A stale core is rebuilt first.
+    async fn probe(&mut self) {
+        if !self.failing {
+            return;
+        }
+        if self.stale {
+            self.reload().await;
+            if self.stale {
+                return;
+            }
+        }
+        match self.store.writable().await {
+            Ok(()) => self.set_failing(false),
+            Err(e) => tracing::debug!(error = %e, "the store still refuses writes"),
+        }
+    }
+
+    /// After a failed commit: the core is rebuilt from the store (the truth), so it
+    /// forgets what was never made durable. If what the rebuild itself makes (offers
+    /// again, say) cannot be committed either, the core stays `stale` and is rebuilt
+    /// again before the next batch.
     async fn reload(&mut self) {
+        self.stale = true;
         match self.store.load_open().await {
             Ok(restored) => {
                 let mut effects = Vec::new();
@@ -618,6 +668,7 @@ impl Hub {
                 effects.retain(|e| !matches!(e, Effect::Reply { .. }));
                 match self.store.commit(&persisted(&effects)).await {
                     Ok(()) => {
+                        self.stale = false;
                         for effect in effects {
                             self.dispatch(effect);
                         }

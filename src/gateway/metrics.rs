@@ -66,6 +66,9 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub batch_records: Histogram,
     pub store_failures: IntCounterVec,
+    /// 1 from a failed commit until a commit (or write probe) succeeds; `/readyz`
+    /// answers 503 meanwhile.
+    pub store_commit_failing: IntGauge,
     pub waiting: IntGaugeVec,
     pub longest_wait: prometheus::GaugeVec,
     pub service_level_seconds: prometheus::GaugeVec,
@@ -430,6 +433,10 @@ impl Metrics {
                 "warmline_store_failures_total",
                 "Failed store operations, by operation.",
                 &["op"],
+            ),
+            store_commit_failing: make.gauge(
+                "warmline_store_commit_failing",
+                "1 while the store refuses commits (from a failed commit until a commit or write probe succeeds): nothing is acknowledged meanwhile and /readyz answers 503.",
             ),
             waiting: make.gauges(
                 "warmline_conversations_waiting",

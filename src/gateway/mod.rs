@@ -517,6 +517,13 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             "shutting down",
         );
     }
+    if app.metrics.store_commit_failing.get() > 0 {
+        return http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the store refuses commits (disk full, read-only or failing): nothing can be acknowledged until it takes one again",
+        );
+    }
     match app.store.ping().await {
         Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(e) => http_error(

@@ -247,6 +247,11 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Cheap liveness probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether a commit would go through now: a small durable write where the
+    /// backend can run out of room (the hub probes with it after a failed commit).
+    async fn writable(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
     /// Checkpoints and closes; later calls fail.
     async fn close(&self);
 }

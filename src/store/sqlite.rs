@@ -979,6 +979,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn writable(&self) -> Result<(), StoreError> {
+        // On the writer, as a commit would: a page written and synced.
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('write_probe', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(format!("{:?}", std::time::SystemTime::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.writer.close().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

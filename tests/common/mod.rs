@@ -79,6 +79,13 @@ pub fn config_with(agents: &[(&str, u32)], routing: &str) -> String {
     config
 }
 
+/// The gateway binary: cargo's, or `GATEWAY_TEST_BIN` (a copy of this worktree's
+/// build, when several worktrees share one target directory and overwrite its
+/// `warmline`).
+pub fn binary() -> String {
+    std::env::var("GATEWAY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_warmline").to_owned())
+}
+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub addr: String,
@@ -87,8 +94,18 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: &str) -> TestServer {
+        TestServer::start_prepared(config, |_| {}).await
+    }
+
+    /// Starts after `prepare` ran on the server's directory (before its data
+    /// directory `DIR/data` exists): to mount a small file system there, say.
+    pub async fn start_prepared(
+        config: &str,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("warmline.toml"), config).expect("write config");
+        prepare(dir.path());
         let mut server = TestServer {
             dir,
             addr: String::new(),
@@ -108,7 +125,7 @@ impl TestServer {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warmline"))
+        let mut child = Command::new(binary())
             .arg("serve")
             .arg("--config")
             .arg(self.dir.path().join("warmline.toml"))
@@ -149,6 +166,29 @@ impl TestServer {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().and_then(Child::id).expect("running")
+    }
+
+    /// The process's peak resident memory (VmHWM) in KiB, while it runs.
+    pub fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
+    /// Fails the test if the gateway's log shows a panic (a panic in a spawned task
+    /// does not stop the process, so it is looked for here). Called when the server
+    /// is dropped; call it earlier to fail sooner.
+    pub fn assert_no_panic(&self) {
+        let log = self.log();
+        if let Some(at) = log.find("panicked at") {
+            let from = log[..at].rfind('\n').map_or(0, |i| i + 1);
+            let excerpt: String = log[from..].chars().take(2000).collect();
+            panic!("the gateway panicked; its log from there:\n{excerpt}");
+        }
     }
 
     /// SIGKILL: no chance to flush or say goodbye.
@@ -309,6 +349,16 @@ impl TestServer {
             .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Any panic in the gateway fails the test that ran it (unless it is failing
+        // already: a second panic would abort and hide the first).
+        if !std::thread::panicking() {
+            self.assert_no_panic();
+        }
     }
 }
 
