@@ -232,7 +232,7 @@ fn print_figures(name: &str, f: &Figures) {
 }
 
 fn even(i: usize) -> bool {
-    i % 2 == 0
+    i.is_multiple_of(2)
 }
 fn odd(i: usize) -> bool {
     i % 2 == 1

@@ -718,18 +718,17 @@ impl Config {
                 "heartbeat_ms must be at least 50 and expiry_ms at least three heartbeats",
             );
         }
-        if let Some(id) = &c.node_id {
-            if id.is_empty()
+        if let Some(id) = &c.node_id
+            && (id.is_empty()
                 || id.len() > 64
                 || !id
                     .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch))
-            {
-                err(
-                    "cluster.node_id".into(),
-                    "must be 1 to 64 letters, digits, `_` or `-`",
-                );
-            }
+                    .all(|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch)))
+        {
+            err(
+                "cluster.node_id".into(),
+                "must be 1 to 64 letters, digits, `_` or `-`",
+            );
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             err("log.format".into(), "must be `text` or `json`");

@@ -1016,20 +1016,20 @@ impl Harness {
                     a.id
                 );
             }
-            if let Some(since) = a.offline_since.filter(|_| tick) {
-                if now >= since + GRACE_MS {
-                    let held: Vec<&Id> = self
-                        .convs
-                        .iter()
-                        .filter(|(_, c)| c.status == Status::Active(a.id.clone()))
-                        .map(|(id, _)| id)
-                        .collect();
-                    ensure!(
-                        state == AgentState::Offline && held.is_empty(),
-                        "{} gone since {since}, grace over at {now}, but {state:?} holding {held:?}",
-                        a.id
-                    );
-                }
+            if let Some(since) = a.offline_since.filter(|_| tick)
+                && now >= since + GRACE_MS
+            {
+                let held: Vec<&Id> = self
+                    .convs
+                    .iter()
+                    .filter(|(_, c)| c.status == Status::Active(a.id.clone()))
+                    .map(|(id, _)| id)
+                    .collect();
+                ensure!(
+                    state == AgentState::Offline && held.is_empty(),
+                    "{} gone since {since}, grace over at {now}, but {state:?} holding {held:?}",
+                    a.id
+                );
             }
             if state == AgentState::WrapUp {
                 let until = a

@@ -134,12 +134,12 @@ pub async fn serve(mut link: Link) {
         }),
         _ => None,
     };
-    if let Some(input) = first {
-        if link.app.hub.send(Command::Core(input)).await.is_err() {
-            let (code, reason) = link.app.farewell();
-            link.close(code, reason).await;
-            return;
-        }
+    if let Some(input) = first
+        && link.app.hub.send(Command::Core(input)).await.is_err()
+    {
+        let (code, reason) = link.app.farewell();
+        link.close(code, reason).await;
+        return;
     }
     if let Some(session) = Session::start(link, side).await {
         session.run().await;

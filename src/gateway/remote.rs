@@ -90,10 +90,10 @@ impl Remotes {
     }
 
     fn node(&mut self, node: &str) -> (Arc<str>, ToNode) {
-        if let Some((name, tx)) = self.to_node.get_key_value(node) {
-            if !tx.is_closed() {
-                return (name.clone(), tx.clone());
-            }
+        if let Some((name, tx)) = self.to_node.get_key_value(node)
+            && !tx.is_closed()
+        {
+            return (name.clone(), tx.clone());
         }
         let name: Arc<str> = node.into();
         let tx = (self.publishers)(node);

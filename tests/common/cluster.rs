@@ -960,10 +960,10 @@ impl Peer {
                 }
             }
             "error" => {
-                if let Some(client_msg_id) = self.pending_for(&v) {
-                    if v["code"] != "unavailable" {
-                        self.pending.remove(&client_msg_id);
-                    }
+                if let Some(client_msg_id) = self.pending_for(&v)
+                    && v["code"] != "unavailable"
+                {
+                    self.pending.remove(&client_msg_id);
                 }
                 self.errors.push(v.clone());
             }
