@@ -40,6 +40,8 @@ for target in "${targets[@]}"; do
         -max_len=65536 -timeout=10 -rss_limit_mb=2048 "${dict[@]}" >"$log" 2>&1
     status=$?
     set -e
+    # With -jobs the worker writes fuzz-0.log (echoed into $log at its end).
+    rm -f fuzz-0.log
     # The figures: the last status line (executions, coverage, features) and speed.
     grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 || true
     grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" || true
