@@ -188,6 +188,10 @@ pub fn decode(batch: &Bytes) -> Result<Decoded, &'static str> {
 }
 
 fn frame(kind: u8, body: Bytes) -> Result<Frame, &'static str> {
+    // No node writes a body on these; reading one would drop bytes without a word.
+    if matches!(kind, ACCEPT | PING | PONG | GONE) && !body.is_empty() {
+        return Err("a record of a kind without a body has one");
+    }
     Ok(match kind {
         OPEN => {
             let mut r = Reader { buf: &body, pos: 0 };
@@ -341,5 +345,26 @@ mod tests {
         let last = invalid_text.len() - 1;
         invalid_text[last] = 0xff;
         assert!(decode(&Bytes::from(invalid_text)).is_err());
+    }
+
+    /// Found by the `media_stream` fuzz target: a `pong` (or `ping`, `accept`,
+    /// `gone`) record with a body was read as a bare `pong`, its bytes dropped; a
+    /// batch must decode to frames that encode back to the same bytes.
+    #[test]
+    fn a_body_on_a_record_that_carries_none_is_refused() {
+        for kind in [ACCEPT, PING, PONG, GONE] {
+            let mut bytes = vec![1, b'n', kind];
+            bytes.extend_from_slice(&7u64.to_le_bytes());
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.push(0);
+            assert!(decode(&Bytes::from(bytes.clone())).is_err(), "kind {kind}");
+            // Without the body it is the frame a node writes.
+            bytes.pop();
+            bytes[11..15].copy_from_slice(&0u32.to_le_bytes());
+            let (_, frames) = decode(&Bytes::from(bytes)).expect("an empty record");
+            let mut batch = Batch::new("n");
+            batch.push(7, &frames[0].1);
+            assert_eq!(batch.bytes().len(), 1 + 1 + 13);
+        }
     }
 }

@@ -7,13 +7,21 @@ pub mod hours;
 pub mod io;
 pub mod model;
 pub mod pools;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 mod proptests;
 pub mod routing;
 #[cfg(test)]
 mod routing_props;
 pub mod signals;
 pub mod switchboard;
+
+/// The switchboard driven against the reference model of the property tests, for the
+/// `core_sequence` fuzz target (`fuzz/`). Feature `fuzzing`; not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod checked {
+    pub use super::proptests::{AgentSpec, CUSTOMERS, Harness, Op, World};
+}
 
 pub use io::*;
 pub use model::*;

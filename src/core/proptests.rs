@@ -24,12 +24,21 @@
 //!
 //! FIFO within a priority is checked by its own property, restore by a unit test, and
 //! the bugs these properties found by small regression tests at the end.
+//!
+//! The harness (not the strategies) is also built with the feature `fuzzing`: the
+//! `core_sequence` fuzz target (`fuzz/`) drives it with operations it builds from
+//! the fuzzer's bytes, through `core::checked`.
+
+// The fuzz build uses the harness through a few entry points; the rest serves the tests.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+#[cfg(test)]
 use proptest::prelude::*;
+#[cfg(test)]
 use proptest::test_runner::{Config, RngSeed};
 
 use super::io::{
@@ -41,6 +50,7 @@ use super::model::{
     Millis, Participant, Record, Resolution, Role, Skills,
 };
 use super::routing::{channel_index, qualified};
+use super::signals::coaching::Coaching;
 use super::switchboard::Switchboard;
 
 const T0: Millis = 1_000_000;
@@ -51,7 +61,7 @@ const WRAP_MS: u64 = 3_000;
 const DEDUPE_WINDOW: usize = 3;
 const QUEUED_INTERVAL_MS: u64 = 1_000;
 const SKILL_NAMES: [&str; 2] = ["billing", "spanish"];
-const CUSTOMERS: usize = 3;
+pub const CUSTOMERS: usize = 3;
 /// Longer than wrap-up and the re-offer delay, shorter than any offer timeout.
 const DRAIN_TICK_MS: u64 = 4_000;
 
@@ -116,17 +126,19 @@ fn other_customer(customer: &Id) -> Id {
         .expect("more than one customer")
 }
 
+/// An agent of the world: skill levels per `SKILL_NAMES` (0 = none), capacities.
 #[derive(Clone, Debug)]
-struct AgentSpec {
-    levels: [u8; 2],
-    chat: u32,
-    voice: u32,
+pub struct AgentSpec {
+    pub levels: [u8; 2],
+    pub chat: u32,
+    pub voice: u32,
 }
 
+/// The configured agents (queues are fixed: `general` and `billing`).
 #[derive(Clone, Debug)]
-struct World {
-    agents: Vec<AgentSpec>,
-    max_missed: u32,
+pub struct World {
+    pub agents: Vec<AgentSpec>,
+    pub max_missed: u32,
 }
 
 impl World {
@@ -152,10 +164,17 @@ impl World {
             queued_update_interval_ms: QUEUED_INTERVAL_MS,
             dedupe_window: DEDUPE_WINDOW,
             voice_excludes_chat: false,
-            coaching: Default::default(),
+            coaching: coaching(),
             prefer_satisfied: false,
         }
     }
+}
+
+/// One coaching matcher for every world: building its automaton was most of what a
+/// new switchboard cost (the fuzz target makes one per input).
+fn coaching() -> Arc<Coaching> {
+    static SHARED: OnceLock<Arc<Coaching>> = OnceLock::new();
+    SHARED.get_or_init(|| Arc::new(Coaching::default())).clone()
 }
 
 // ---------------------------------------------------------------------------------
@@ -244,7 +263,8 @@ enum Posted {
     New(u64),
 }
 
-struct Harness {
+/// The switchboard and the model kept from its effects.
+pub struct Harness {
     sb: Switchboard,
     now: Millis,
     queues: Vec<QueueSettings>,
@@ -267,7 +287,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(world: &World, fifo: bool) -> Self {
+    pub fn new(world: &World, fifo: bool) -> Self {
         let settings = world.settings();
         let agents = settings
             .agents
@@ -396,6 +416,25 @@ impl Harness {
             .collect();
         out.sort_by_key(|r| Reverse(r.record.ticket));
         out
+    }
+
+    /// A crash, and a restart `dt` ms later: a new switchboard restored from what the
+    /// store holds, every connection gone, the model rebuilt from the same records.
+    /// Events and id counters carry over (ids are never reused; a later restart must
+    /// see the events from before this one).
+    pub fn restart(&mut self, world: &World, dt: u64, epoch: u64) -> Result<(), String> {
+        let restored = self.restored_conversations();
+        let mut next = Harness::restored(world, restored, self.now + dt, epoch)?;
+        let mut events = std::mem::take(&mut self.events);
+        for (id, list) in next.events.drain() {
+            events.entry(id).or_default().extend(list);
+        }
+        next.events = events;
+        next.next_req = self.next_req;
+        next.next_conv = self.next_conv;
+        next.fifo = self.fifo;
+        *self = next;
+        Ok(())
     }
 
     fn req(&mut self) -> ReqId {
@@ -1367,7 +1406,7 @@ impl Harness {
         Ok(())
     }
 
-    fn connect(&mut self, i: usize) -> Result<(), String> {
+    pub fn connect(&mut self, i: usize) -> Result<(), String> {
         if self.agents[i].connected {
             return Ok(());
         }
@@ -1426,7 +1465,7 @@ impl Harness {
         Ok(())
     }
 
-    fn set_status(&mut self, i: usize, available: bool) -> Result<(), String> {
+    pub fn set_status(&mut self, i: usize, available: bool) -> Result<(), String> {
         if !self.agents[i].connected {
             return Ok(());
         }
@@ -1590,7 +1629,7 @@ impl Harness {
     // -----------------------------------------------------------------------------
     // Random operations and policies.
 
-    fn apply(&mut self, op: &Op) -> Result<(), String> {
+    pub fn apply(&mut self, op: &Op) -> Result<(), String> {
         let n = self.agents.len();
         match *op {
             Op::Start {
@@ -1825,7 +1864,7 @@ impl Harness {
     /// Everyone comes online and available (those in wrap-up are left to end it) and
     /// takes everything offered; time passes until nothing waits that someone could
     /// take. Then every conversation some agent is qualified for has been offered.
-    fn drain(&mut self) -> Result<(), String> {
+    pub fn drain(&mut self) -> Result<(), String> {
         for i in 0..self.agents.len() {
             self.connect(i)?;
             if !matches!(self.state_of(i), AgentState::Available | AgentState::WrapUp) {
@@ -1906,8 +1945,9 @@ fn expect_refused(reply: &Reply, kind: RefusalKind) -> Result<(), String> {
 // ---------------------------------------------------------------------------------
 // Strategies.
 
+/// One random operation; indices are taken modulo what exists.
 #[derive(Clone, Debug)]
-enum Op {
+pub enum Op {
     Start {
         customer: usize,
         /// 2 = a queue that does not exist.
@@ -1985,6 +2025,7 @@ enum Op {
     },
 }
 
+#[cfg(test)]
 fn config(cases: u32) -> Config {
     Config {
         cases,
@@ -1995,6 +2036,7 @@ fn config(cases: u32) -> Config {
     }
 }
 
+#[cfg(test)]
 fn world() -> impl Strategy<Value = World> {
     let agent =
         (prop::array::uniform2(0u8..=5), 0u32..=3, 0u32..=1).prop_map(|(levels, chat, voice)| {
@@ -2008,18 +2050,22 @@ fn world() -> impl Strategy<Value = World> {
         .prop_map(|(agents, max_missed)| World { agents, max_missed })
 }
 
+#[cfg(test)]
 fn required_levels() -> impl Strategy<Value = [u8; 2]> {
     prop_oneof![2 => Just([0, 0]), 1 => prop::array::uniform2(0u8..=5)]
 }
 
+#[cfg(test)]
 fn tick() -> impl Strategy<Value = Op> {
     prop_oneof![0u64..500, 500u64..4_000, 4_000u64..12_000].prop_map(|dt| Op::Tick { dt })
 }
 
+#[cfg(test)]
 fn cmid() -> impl Strategy<Value = Option<u8>> {
     prop::option::weighted(0.6, 0u8..4)
 }
 
+#[cfg(test)]
 fn op() -> impl Strategy<Value = Op> {
     let agent = 0usize..4;
     let pick = 0usize..64;
@@ -2094,6 +2140,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// For FIFO: chat conversations of the one queue, customers leaving and talking, the
 /// agent stepping away and back, time passing.
+#[cfg(test)]
 fn fifo_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..CUSTOMERS, any::<bool>()).prop_map(|(customer, text)| Op::Start {
@@ -2124,6 +2171,7 @@ fn fifo_op() -> impl Strategy<Value = Op> {
     ]
 }
 
+#[cfg(test)]
 proptest! {
     #![proptest_config(config(512))]
 
@@ -2151,6 +2199,7 @@ proptest! {
     }
 }
 
+#[cfg(test)]
 proptest! {
     #![proptest_config(config(256))]
 
@@ -2303,6 +2352,7 @@ fn restore_keeps_queue_order_and_assignments() -> Result<(), String> {
 
 // Regressions, found by the properties above (the harness checks every step).
 
+#[cfg(test)]
 fn one_agent(chat: u32) -> World {
     World {
         agents: vec![AgentSpec {
@@ -2384,4 +2434,29 @@ fn grace_period_ends_even_if_a_conversation_closes_meanwhile() -> Result<(), Str
         "{c2} not queued again"
     );
     Ok(())
+}
+
+/// Two crashes in a row: the second restore still knows the seq and the client ids
+/// from before the first, and new conversations get new ids (what `restart`, used by
+/// the `core_sequence` fuzz target, carries over).
+#[test]
+fn a_second_restart_remembers_what_came_before_the_first() -> Result<(), String> {
+    let world = one_agent(1);
+    let mut h = Harness::new(&world, false);
+    let c1 = h.start_new(0, 0, Channel::Chat, [0, 0], true)?;
+    let customer = Participant::Customer(h.convs[&c1].customer.clone());
+    let first = h.post(customer.clone(), c1.clone(), Some(1))?;
+    ensure!(first == Posted::New(2), "first post: {first:?}");
+    h.restart(&world, 1_000, 2)?;
+    h.restart(&world, 1_000, 3)?;
+    let repeat = h.post(customer.clone(), c1.clone(), Some(1))?;
+    ensure!(
+        repeat == Posted::Repeat(2),
+        "client id forgotten: {repeat:?}"
+    );
+    let next = h.post(customer, c1.clone(), None)?;
+    ensure!(next == Posted::New(3), "seq after two restarts: {next:?}");
+    let c2 = h.start_new(1, 0, Channel::Chat, [0, 0], false)?;
+    ensure!(c2 != c1, "{c1} started again");
+    h.drain()
 }

@@ -4,6 +4,8 @@
 
 pub mod client;
 pub mod codes;
+#[cfg(test)]
+mod decode_props;
 pub mod media;
 pub mod server;
 pub mod tokens;
