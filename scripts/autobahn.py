@@ -38,7 +38,7 @@ def outcome(result) -> dict:
 
 
 def category(case_id: str, o: dict) -> str:
-    """Why a case ends as it does (docs/reliability-conformance.md explains each)."""
+    """Why a case ends as it does (docs/conformance.md explains each)."""
     group = ".".join(case_id.split(".")[:2])
     code = o["close_code"]
     if case_id.split(".")[0] in ("12", "13"):

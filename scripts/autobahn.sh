@@ -2,7 +2,7 @@
 # WebSocket protocol conformance: the Autobahn test-suite cases (kosoku, pinned in
 # tests/conformance/requirements.txt) against /ws/customer of a real warmline,
 # each case's outcome compared with tests/conformance/autobahn-baseline.json
-# (docs/reliability-conformance.md explains every category). Fails on any case
+# (docs/conformance.md explains every category). Fails on any case
 # worse than its baseline; prints the server's log tail on failure.
 #
 #   cargo build --all-features --bin warmline && scripts/autobahn.sh [--update]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every target of fuzz/ for SECONDS_PER_TARGET (default 20: the CI run; the
-# long run of docs/reliability-fuzzing.md is 600). One job, one worker: the machine
+# long run of docs/fuzzing.md is 600). One job, one worker: the machine
 # is shared. Exit status nonzero on any crash, with where its input was saved.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]

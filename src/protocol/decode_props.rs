@@ -8,7 +8,7 @@
 //! Inputs: arbitrary strings and bytes, and near-valid JSON: the right `type` or
 //! `event`, with known fields missing, mistyped, huge, empty, out of range, holding
 //! U+0000, or nested deeper than any parser should follow. The fuzz targets
-//! (`fuzz/`, docs/reliability-fuzzing.md) do the same for much longer.
+//! (`fuzz/`, docs/fuzzing.md) do the same for much longer.
 
 use bytes::Bytes;
 use proptest::prelude::*;
