@@ -607,6 +607,12 @@
     if (kind === 'past') return pastRefused(r.past, f);
     if (kind === 'rtc') return rtcRefused(r, f);
     if (kind === 'switch' && r.call && r.call === call) { teardown(); notice('The call could not start: ' + (f.message || f.code) + '.'); return; }
+    if (kind === 'message' && f.code === 'rate_limited' && f.retry_after_ms > 0) {
+      // Too fast: the gateway did not take it; send it again (same client_msg_id) when it says.
+      const { conv: t, item } = r;
+      setTimeout(() => { if (!t.closed && item.state === 'sending') t.transmit(item); }, f.retry_after_ms);
+      return;
+    }
     if (kind === 'message') r.conv.setState(r.item, 'failed');
     if (kind === 'start') notice('The chat could not start: ' + (f.message || f.code) + '.');
     else if (!r && conv && !conv.live && (f.code === 'not_found' || f.code === 'forbidden')) { conv = null; } // a resumed one is gone
