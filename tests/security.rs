@@ -549,3 +549,31 @@ async fn tls_in_the_process_serves_websockets_and_refuses_plain_text() {
         "no plain-text service"
     );
 }
+
+#[tokio::test]
+async fn an_agent_token_that_expires_mid_session_closes_4003_asking_for_a_fresh_one() {
+    let server = TestServer::start(&config(&[("alice", 1)], "")).await;
+    let now = warmline::gateway::auth::unix_now();
+    let claims = warmline::protocol::tokens::AgentClaims {
+        sub: "alice".into(),
+        exp: now + 2,
+        iat: now,
+        aud: warmline::protocol::tokens::AGENT_AUDIENCE.into(),
+        iss: None,
+    };
+    let short = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut alice = agent_connect(&server, &short).await.expect("valid for now");
+    alice.expect("welcome").await;
+    let (code, reason) = alice.closed().await.expect("a close frame at expiry");
+    assert_eq!(code, 4003, "{reason}");
+    assert!(reason.contains("fresh"), "{reason}");
+    // A fresh token gets back in.
+    let fresh = warmline::gateway::auth::mint_agent(SECRET, "alice", 3600).unwrap();
+    let mut again = agent_connect(&server, &fresh).await.expect("a fresh token");
+    again.expect("welcome").await;
+}
