@@ -122,11 +122,12 @@ pub struct LimitsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitsConfig {
-    /// Text frames a customer connection may send per minute, and its burst.
+    /// Text frames a customer may send per minute, all of their connections together
+    /// (a reconnect does not refill it), and the burst.
     pub customer_frames_per_minute: u32,
     pub customer_frame_burst: u32,
-    /// Text frames an agent connection may send per minute (call audio is not
-    /// counted), and its burst.
+    /// Text frames an agent may send per minute, all of their connections together
+    /// (call audio is not counted), and the burst.
     pub agent_frames_per_minute: u32,
     pub agent_frame_burst: u32,
     /// Over-limit frames per minute after which the connection is closed (1008).

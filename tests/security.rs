@@ -146,6 +146,35 @@ async fn a_flooding_customer_gets_rate_limited_with_a_retry_hint_then_1008() {
 }
 
 #[tokio::test]
+async fn reconnecting_does_not_refill_a_customers_frame_budget() {
+    // Six a minute, all at once: nothing comes back during the test.
+    let server = TestServer::start(&config(
+        &[("alice", 1)],
+        "customer_frames_per_minute = 6\ncustomer_frame_burst = 6\nstrikes_before_close = 3",
+    ))
+    .await;
+    let (mut customer, welcome) = server.customer_hello(None).await; // frame 1
+    let token = welcome["visitor_token"].as_str().unwrap().to_owned();
+    let conversation = customer.start().await; // frame 2
+    for i in 0..4 {
+        customer.say(&conversation, &format!("within {i}")).await; // frames 3-6
+    }
+    customer.close().await;
+    // The same visitor on a new connection: hello is answered, but the budget is the
+    // customer's, and it is spent.
+    let (mut again, _) = server.customer_hello(Some(&token)).await;
+    again
+        .send(json!({"type":"message","id":"more","conversation_id":conversation,"text":"more"}))
+        .await;
+    let e = again.take("error").await;
+    assert_eq!(e["code"], "rate_limited", "{e}");
+    assert_eq!(e["id"], "more", "{e}");
+    // Another customer has a budget of their own.
+    let (mut other, _) = server.customer_hello(None).await;
+    other.start().await;
+}
+
+#[tokio::test]
 async fn new_connections_per_address_over_the_rate_get_429_with_retry_after() {
     let server = TestServer::start(&config(
         &[("alice", 1)],

@@ -10,6 +10,7 @@
 mod chat;
 mod common;
 mod compare;
+mod flood;
 mod idle;
 mod proto;
 mod relay;
@@ -52,6 +53,9 @@ enum Cmd {
     Voice(voice::VoiceArgs),
     /// Some agents stop reading: server memory stays bounded, others unaffected.
     Slow(smoke::SlowArgs),
+    /// One customer floods frames (reconnecting when closed) while others chat:
+    /// their latency against normal, and what the flooder got through.
+    Flood(flood::FloodArgs),
     /// A contact-centre hour, compressed: arrivals, chats, calls, idle visitors.
     Mixed(smoke::MixedArgs),
     /// Run the bare tokio + tungstenite relay baseline server.
@@ -74,6 +78,9 @@ enum Cmd {
         voice_agents: usize,
         #[arg(long, default_value_t = 10)]
         voice_capacity: u32,
+        /// Keep the default abuse limits but the per-address one (as `flood` does).
+        #[arg(long)]
+        abuse_limits: bool,
     },
     /// (internal) hold idle connections for `idle`, driven over stdin.
     #[command(hide = true)]
@@ -112,12 +119,14 @@ fn main() -> ExitCode {
                 chat_capacity,
                 voice_agents,
                 voice_capacity,
+                abuse_limits,
             } => {
                 let plan = target::Plan {
                     chat_agents,
                     chat_capacity,
                     voice_agents,
                     voice_capacity,
+                    abuse_limits,
                 };
                 print!(
                     "{}",
@@ -133,6 +142,7 @@ fn main() -> ExitCode {
             Cmd::Setup(args) => (setup::run(&args).await, args.common.json),
             Cmd::Voice(args) => (voice::run(&args).await, args.common.json),
             Cmd::Slow(args) => (smoke::run_slow(&args).await, args.chat.common.json),
+            Cmd::Flood(args) => (flood::run(&args).await, args.common.json),
             Cmd::Mixed(args) => (smoke::run_mixed(&args).await, args.common.json),
         };
         finish(result.0, result.1)

@@ -25,6 +25,11 @@ pub struct In<'a> {
     pub conversation_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub offer_id: Option<Cow<'a, str>>,
+    /// An `error`'s code, and its retry hint (`rate_limited`).
+    #[serde(borrow, default)]
+    pub code: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl In<'_> {

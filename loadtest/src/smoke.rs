@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::chat::{self, ChatArgs, Session};
 use crate::common::{Outcome, note, r1};
+use crate::flood::{self, FloodArgs};
 use crate::idle::{self, IdleArgs};
 use crate::routing::{self, RoutingArgs};
 use crate::setup::{self, SetupArgs};
@@ -159,6 +160,7 @@ pub async fn run_mixed(args: &MixedArgs) -> Result<Outcome> {
         chat_capacity: args.per_agent,
         voice_agents: args.calls.div_ceil(args.calls.clamp(1, 10)),
         voice_capacity: args.calls.clamp(1, 10) as u32,
+        abuse_limits: false,
     };
     target::around(&args.common, &plan, async |target| {
         mixed_on(target, args).await
@@ -387,6 +389,7 @@ pub async fn run(args: SmokeArgs) -> ExitCode {
         })
     );
     scenario!("mixed", run_mixed(&MixedArgs::small(common.clone())));
+    scenario!("flood", flood::run(&FloodArgs::small(common.clone())));
     let mut failed = !errors.is_empty();
     for o in &outcomes {
         if !o.failures.is_empty() {

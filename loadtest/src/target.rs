@@ -100,6 +100,30 @@ pub struct Plan {
     pub chat_capacity: u32,
     pub voice_agents: usize,
     pub voice_capacity: u32,
+    /// Keep the gateway's default abuse limits (frames per connection, strikes,
+    /// connections and starts per customer or agent), all but new connections per
+    /// address, since every connection comes from loopback. Off: every limit off.
+    pub abuse_limits: bool,
+}
+
+/// The `[rate_limits]` of a started Warmline.
+fn rate_limits(plan: &Plan) -> &'static str {
+    if plan.abuse_limits {
+        r#"[rate_limits]
+# The defaults, except new connections per address: all load comes from loopback.
+connections_per_ip_per_second = 0
+"#
+    } else {
+        r#"[rate_limits]
+# A benchmark sends at machine speed from a few addresses: abuse limits off.
+customer_frames_per_minute = 0
+agent_frames_per_minute = 0
+connections_per_ip_per_second = 0
+starts_per_customer_per_hour = 0
+connections_per_customer = 0
+connections_per_agent = 0
+"#
+    }
 }
 
 pub fn warmline_config(plan: &Plan, common: &Common) -> String {
@@ -110,15 +134,7 @@ shutdown_grace_ms = 1000
 synchronous = "{sync}"
 [limits]
 handshake_timeout_ms = 60000
-[rate_limits]
-# A benchmark sends at machine speed from a few addresses: abuse limits off.
-customer_frames_per_minute = 0
-agent_frames_per_minute = 0
-connections_per_ip_per_second = 0
-starts_per_customer_per_hour = 0
-connections_per_customer = 0
-connections_per_agent = 0
-[customer]
+{rate_limits}[customer]
 allowed_origins = ["*"]
 allow_missing_origin = true
 [auth]
@@ -134,6 +150,7 @@ name = "load"
 wrap_up_ms = 0
 "#,
         sync = common.synchronous,
+        rate_limits = rate_limits(plan),
         agent = common.agent_secret,
         media = common.media_secret,
     );

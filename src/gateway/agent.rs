@@ -100,7 +100,7 @@ pub fn admit(
 
 pub async fn serve(mut link: Link, agent_id: Id, expires_at: tokio::time::Instant, place: Place) {
     link.who = agent_id.clone();
-    link.place = Some(place);
+    link.hold(place, 0);
     let side = Side::Agent {
         agent_id,
         expires_at,

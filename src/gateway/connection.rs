@@ -315,6 +315,19 @@ impl Link {
         }
     }
 
+    /// The connection is `place`'s owner's from now on: its frames, the `already`
+    /// it sent to say who it is included, count against the budget all their
+    /// connections share (so reconnecting does not refill it).
+    pub fn hold(&mut self, place: Place, already: u32) {
+        if let Some(frames) = &mut self.frames {
+            frames.share(&place);
+            for _ in 0..already {
+                let _ = self.app.limits.frame(frames);
+            }
+        }
+        self.place = Some(place);
+    }
+
     pub async fn close(&mut self, code: CloseCode, reason: &str) {
         self.ended.get_or_insert(code.label());
         let drain = !self.stalled;

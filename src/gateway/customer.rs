@@ -82,7 +82,7 @@ pub async fn serve(mut link: Link) {
         .limits
         .open(Principal::Customer(customer_id.clone()))
     {
-        Ok(place) => link.place = Some(place),
+        Ok(place) => link.hold(place, 1), // the hello
         Err(limit) => {
             let message = format!(
                 "this customer already has {limit} connections open (the most allowed); close one and connect again"

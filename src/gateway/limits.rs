@@ -83,6 +83,10 @@ pub struct Limits {
     starts: Option<DefaultKeyedRateLimiter<Id>>,
     customer_frames: Option<Quota>,
     agent_frames: Option<Quota>,
+    /// Frames per customer and per agent, all their connections together (a
+    /// reconnect does not refill the budget).
+    customer_budget: Option<DefaultKeyedRateLimiter<Id>>,
+    agent_budget: Option<DefaultKeyedRateLimiter<Id>>,
     trusted_proxies: Vec<IpAddr>,
     open: Mutex<HashMap<Principal, Held>>,
     generations: AtomicU64,
@@ -103,6 +107,16 @@ fn quota(count: u32, period: Duration, burst: u32) -> Option<Quota> {
 impl Limits {
     pub fn new(config: &RateLimitsConfig) -> Limits {
         let minute = Duration::from_secs(60);
+        let customer_frames = quota(
+            config.customer_frames_per_minute,
+            minute,
+            config.customer_frame_burst,
+        );
+        let agent_frames = quota(
+            config.agent_frames_per_minute,
+            minute,
+            config.agent_frame_burst,
+        );
         Limits {
             clock: DefaultClock::default(),
             per_ip: quota(
@@ -117,16 +131,10 @@ impl Limits {
                 config.starts_per_customer_per_hour,
             )
             .map(RateLimiter::keyed),
-            customer_frames: quota(
-                config.customer_frames_per_minute,
-                minute,
-                config.customer_frame_burst,
-            ),
-            agent_frames: quota(
-                config.agent_frames_per_minute,
-                minute,
-                config.agent_frame_burst,
-            ),
+            customer_frames,
+            agent_frames,
+            customer_budget: customer_frames.map(RateLimiter::keyed),
+            agent_budget: agent_frames.map(RateLimiter::keyed),
             trusted_proxies: config
                 .trusted_proxies
                 .iter()
@@ -201,6 +209,7 @@ impl Limits {
         };
         Some(FrameLimiter {
             limiter: RateLimiter::direct(quota),
+            principal: None,
         })
     }
 
@@ -267,7 +276,10 @@ impl Limits {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        if let Some(l) = &self.starts {
+        for l in [&self.starts, &self.customer_budget, &self.agent_budget]
+            .into_iter()
+            .flatten()
+        {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -275,13 +287,32 @@ impl Limits {
 
     /// The frame limiter's answer turned into a retry hint.
     pub fn frame(&self, limiter: &FrameLimiter) -> Result<(), RetryAfter> {
-        limiter.limiter.check().map_err(|n| self.wait(&n))
+        let shared = match &limiter.principal {
+            Some(Principal::Customer(id)) => self.customer_budget.as_ref().zip(Some(id)),
+            Some(Principal::Agent(id)) => self.agent_budget.as_ref().zip(Some(id)),
+            None => None,
+        };
+        match shared {
+            Some((budget, id)) => budget.check_key(id),
+            None => limiter.limiter.check(),
+        }
+        .map_err(|n| self.wait(&n))
     }
 }
 
-/// One connection's frame rate.
+/// A connection's frame rate: its own until it is known whose it is (a customer's
+/// `hello`, an agent's token), then the budget all connections of that customer or
+/// agent share, so that reconnecting does not refill it.
 pub struct FrameLimiter {
     limiter: DefaultDirectRateLimiter,
+    principal: Option<Principal>,
+}
+
+impl FrameLimiter {
+    /// From now on this connection's frames count against `place`'s owner's budget.
+    pub fn share(&mut self, place: &Place) {
+        self.principal = Some(place.principal.clone());
+    }
 }
 
 /// Over-limit frames a connection sent within the last minute; past the configured
@@ -342,6 +373,39 @@ mod tests {
             limits.frames("media").is_none(),
             "media streams are not limited"
         );
+    }
+
+    #[test]
+    fn a_reconnect_does_not_refill_the_frame_budget() {
+        let limits = Arc::new(Limits::new(&RateLimitsConfig {
+            customer_frames_per_minute: 100,
+            customer_frame_burst: 20,
+            ..config()
+        }));
+        let customer: Id = "c1".into();
+        let first_place = limits.open(Principal::Customer(customer.clone())).unwrap();
+        let mut first = limits.frames("customer").unwrap();
+        first.share(&first_place);
+        for _ in 0..20 {
+            assert_eq!(limits.frame(&first), Ok(()));
+        }
+        assert!(limits.frame(&first).is_err());
+        drop(first_place);
+        // The same customer again: a fresh connection's frame before `hello` passes,
+        // but once it is theirs the burst is still spent.
+        let mut again = limits.frames("customer").unwrap();
+        assert_eq!(limits.frame(&again), Ok(()));
+        let place = limits.open(Principal::Customer(customer)).unwrap();
+        again.share(&place);
+        assert!(
+            limits.frame(&again).is_err(),
+            "reconnecting refilled the burst"
+        );
+        // Another customer has a budget of their own.
+        let other_place = limits.open(Principal::Customer("c2".into())).unwrap();
+        let mut other = limits.frames("customer").unwrap();
+        other.share(&other_place);
+        assert_eq!(limits.frame(&other), Ok(()));
     }
 
     #[test]
