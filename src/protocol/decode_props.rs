@@ -383,7 +383,7 @@ fn media_message() -> impl Strategy<Value = String> {
 
 /// One case in eight, the text cut short (on a char boundary): truncated frames.
 fn cut_sometimes(mut text: String, cut: u16) -> String {
-    if cut % 8 == 0 {
+    if cut.is_multiple_of(8) {
         let mut at = usize::from(cut / 8) % (text.len() + 1);
         while !text.is_char_boundary(at) {
             at -= 1;
