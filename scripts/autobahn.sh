@@ -11,11 +11,15 @@ source "$(dirname "$0")/conformance-lib.sh"
 
 conformance_venv
 
-# Autobahn's client sends no Origin. Defaults otherwise: limits.max_message_bytes
-# 65536, so the big-message cases end in 1009.
+# Autobahn's client sends no Origin, and opens its 517 connections one after another
+# from one address, faster than the per-address limit allows (20 a second, bursts of
+# 200): that limit is off here, every other one at its default. Defaults otherwise:
+# limits.max_message_bytes 65536, so the big-message cases end in 1009.
 warmline_start '
 [log]
 level = "warn"
+[rate_limits]
+connections_per_ip_per_second = 0
 ' WARMLINE_CUSTOMER__ALLOW_MISSING_ORIGIN=true
 
 "$VENV/bin/python" "$CONFORMANCE_ROOT/scripts/autobahn.py" \
