@@ -132,6 +132,15 @@ pub struct RateLimitsConfig {
     pub agent_frame_burst: u32,
     /// Over-limit frames per minute after which the connection is closed (1008).
     pub strikes_before_close: u32,
+    /// After a close for abuse (1008 for the frame rate or for bad frames), seconds
+    /// the customer or agent is refused before they may connect again (a customer at
+    /// `hello`, an agent at the upgrade, each told when to retry).
+    pub cooldown_seconds: u32,
+    /// Abuse closes (and refusals of a cooling-off customer) from one client address
+    /// within `cooldown_seconds` after which that address may open no customer
+    /// connection for `cooldown_seconds` (429). Catches a flooder who comes back as a
+    /// new anonymous visitor each time.
+    pub abuse_closes_per_ip: u32,
     /// New customer and agent connections per client address per second, and the
     /// burst (an office of agents behind one address reconnecting at once).
     pub connections_per_ip_per_second: u32,
@@ -153,6 +162,8 @@ impl Default for RateLimitsConfig {
             agent_frames_per_minute: 600,
             agent_frame_burst: 100,
             strikes_before_close: 20,
+            cooldown_seconds: 60,
+            abuse_closes_per_ip: 3,
             connections_per_ip_per_second: 20,
             connections_per_ip_burst: 200,
             connections_per_customer: 5,

@@ -131,7 +131,8 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(errors) => return report(&errors),
     };
-    init_logs(&config);
+    // Held to the end of `main`: dropping it flushes the lines still queued.
+    let _log = init_logs(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,7 +160,7 @@ fn report(errors: &[ConfigError]) -> ExitCode {
     ExitCode::from(EX_CONFIG)
 }
 
-fn init_logs(config: &Config) {
+fn init_logs(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
     // The WebSocket library traces whole frames (message text, visitor tokens) at
@@ -169,9 +170,22 @@ fn init_logs(config: &Config) {
             filter = filter.add_directive(directive);
         }
     }
+    // Lines go to stderr from a thread of their own, through a bounded queue: a write
+    // that blocks (a pipe nobody drains fast enough, a file behind a journal commit)
+    // must not stall a worker thread and every connection on it. Under a flood of
+    // refusals the audit log would otherwise slow down everyone else. When the queue
+    // is full, lines are dropped and counted (`warmline_log_lines_dropped_total`).
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("warmline-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    warmline::gateway::metrics::count_log_lines_dropped_with(move || {
+        dropped.dropped_lines() as u64
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if config.log.format == "json" {
         builder.json().init();
@@ -189,6 +203,7 @@ fn init_logs(config: &Config) {
             "{info}"
         );
     }));
+    guard
 }
 
 async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {

@@ -167,6 +167,7 @@ async fn the_scrape_passes_promtool_and_stays_within_its_label_sets() {
         ("warmline_store_batch_records", 10 + 3),
         ("warmline_store_failures_total", 2),
         ("warmline_store_commit_failing", 1),
+        ("warmline_log_lines_dropped_total", 1),
         ("warmline_conversations_waiting", queues * 2),
         ("warmline_queue_longest_wait_seconds", queues * 2),
         ("warmline_queue_service_level_seconds", queues),

@@ -68,6 +68,23 @@ fn audit_lines(server: &TestServer) -> Vec<String> {
         .collect()
 }
 
+/// The audit lines once `enough` holds for them (the log is written by a thread of
+/// its own, so a line may land a moment after the refusal it records).
+async fn audit_until(server: &TestServer, enough: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let lines = audit_lines(server);
+        if enough(&lines) {
+            return lines;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the audit log never had what was expected: {lines:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits until `warmline_connections{role}` reads `n` (a closed socket frees its
 /// place when the server notices it).
 async fn connections_settle(server: &TestServer, role: &str, n: f64) {
@@ -133,9 +150,10 @@ async fn a_flooding_customer_gets_rate_limited_with_a_retry_hint_then_1008() {
     assert!(texts.iter().all(|t| t.starts_with("within")), "{texts:?}");
     assert_eq!(acked, vec![1, 2, 3, 4]);
 
-    let audit = audit_lines(&server);
+    let rate_limited = |a: &[String]| a.iter().filter(|l| l.contains("rate_limited")).count();
+    let audit = audit_until(&server, |a| rate_limited(a) >= 2).await;
     assert_eq!(
-        audit.iter().filter(|l| l.contains("rate_limited")).count(),
+        rate_limited(&audit),
         2,
         "the first refusal of the minute and the close: {audit:#?}"
     );
@@ -174,6 +192,119 @@ async fn reconnecting_does_not_refill_a_customers_frame_budget() {
     other.start().await;
 }
 
+/// Floods `conversation` until the gateway closes the connection for it (1008): after
+/// `hello` and `start`, 4 frames are within the burst of 6 and the 4th strike over it
+/// closes (a few more in case the budget refills meanwhile).
+async fn flood_until_closed(customer: &mut Client, conversation: &str) {
+    for i in 0..12 {
+        customer
+            .send(json!({"type":"message","id":format!("f{i}"),"conversation_id":conversation,"text":"flood"}))
+            .await;
+    }
+    let (code, reason) = customer.closed().await.expect("a close frame");
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("rate limit"), "{reason}");
+}
+
+/// Checks a 429 refusal for cooling off: JSON body, a retry hint of about a minute.
+fn assert_cooling_429(result: Result<Client, WsError>) {
+    let (status, headers, body) = refusal(result);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("abuse"),
+        "{body}"
+    );
+    let ms = body["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!((50_000..=60_000).contains(&ms), "{body}");
+    let secs: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((50..=60).contains(&secs), "{secs}");
+}
+
+const COOLDOWN: &str = "customer_frames_per_minute = 60\ncustomer_frame_burst = 6\n\
+    agent_frames_per_minute = 60\nagent_frame_burst = 6\nstrikes_before_close = 3\n\
+    cooldown_seconds = 60\nabuse_closes_per_ip = 3";
+
+#[tokio::test]
+async fn a_customer_closed_for_flooding_cools_off_then_their_address_is_shut_out() {
+    let server = TestServer::start(&config(&[("alice", 1)], COOLDOWN)).await;
+    let (mut flooder, welcome) = server.customer_hello(None).await;
+    let token = welcome["visitor_token"].as_str().unwrap().to_owned();
+    let conversation = flooder.start().await;
+    flood_until_closed(&mut flooder, &conversation).await; // abuse close 1 from 127.0.0.1
+
+    // Back at once with the same visitor token: refused at hello, told when to retry.
+    let mut back = server.customer().await;
+    back.send(json!({"type":"hello","visitor_token":token}))
+        .await;
+    let e = back.expect("error").await;
+    assert_eq!(e["code"], "rate_limited", "{e}");
+    let retry = e["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!((50_000..=60_000).contains(&retry), "about a minute: {e}");
+    let (code, _) = back.closed().await.expect("a close frame");
+    assert_eq!(code, 1008);
+    audit_until(&server, |a| {
+        a.iter()
+            .any(|l| l.contains("cooling off") && l.contains("hello"))
+    })
+    .await;
+
+    // Another customer from the same address is still welcome (two abuse closes so far).
+    let (mut other, _) = server.customer_hello(None).await;
+    let others = other.start().await;
+
+    // The flooder keeps coming back: the third abuse close shuts out the address for
+    // new customer connections (429 before the upgrade)...
+    let mut again = server.customer().await;
+    again
+        .send(json!({"type":"hello","visitor_token":token}))
+        .await;
+    assert_eq!(again.expect("error").await["code"], "rate_limited");
+    assert_cooling_429(customer_connect(&server).await);
+    // ...only those: the open one goes on, and agents connect.
+    assert_eq!(other.say(&others, "still here").await, 1);
+    let token = warmline::gateway::auth::mint_agent(SECRET, "alice", 60).unwrap();
+    agent_connect(&server, &token)
+        .await
+        .expect("an agent from the shut-out address connects");
+}
+
+#[tokio::test]
+async fn a_flooder_who_comes_back_as_a_new_visitor_each_time_is_shut_out_by_address() {
+    let server = TestServer::start(&config(&[("alice", 1)], COOLDOWN)).await;
+    for _ in 0..3 {
+        // A new anonymous visitor each time: fresh budgets, no cooldown of its own.
+        let (mut flooder, _) = server.customer_hello(None).await;
+        let conversation = flooder.start().await;
+        flood_until_closed(&mut flooder, &conversation).await;
+    }
+    assert_cooling_429(customer_connect(&server).await);
+    let closes = server
+        .metric("warmline_denials_total{reason=\"rate_limited\",role=\"customer\"}")
+        .await;
+    assert!(closes >= 3.0, "{closes}");
+}
+
+#[tokio::test]
+async fn an_agent_closed_for_flooding_cools_off_and_customers_at_that_address_do_not() {
+    let server = TestServer::start(&config(&[("alice", 1), ("bob", 1)], COOLDOWN)).await;
+    let (mut alice, _) = server.agent("alice").await;
+    // 6 within the burst, the 4th strike over it closes (and a few more).
+    for i in 0..14 {
+        alice
+            .send(json!({"type":"status","id":format!("s{i}"),"state":"available"}))
+            .await;
+    }
+    let (code, reason) = alice.closed().await.expect("a close frame");
+    assert_eq!(code, 1008, "{reason}");
+    let token = warmline::gateway::auth::mint_agent(SECRET, "alice", 60).unwrap();
+    assert_cooling_429(agent_connect(&server, &token).await);
+    // Another agent, and customers, from the same address are not shut out.
+    server.agent("bob").await;
+    let (mut customer, _) = server.customer_hello(None).await;
+    customer.start().await;
+}
+
 #[tokio::test]
 async fn new_connections_per_address_over_the_rate_get_429_with_retry_after() {
     let server = TestServer::start(&config(
@@ -199,11 +330,11 @@ async fn new_connections_per_address_over_the_rate_get_429_with_retry_after() {
     let mut first = held.remove(0);
     first.send(json!({"type":"hello"})).await;
     first.expect("welcome").await;
-    assert!(
-        audit_lines(&server).iter().any(|l| l.contains("connect")
-            && l.contains("rate_limited")
-            && l.contains("127.0.0.1"))
-    );
+    audit_until(&server, |a| {
+        a.iter()
+            .any(|l| l.contains("connect") && l.contains("rate_limited") && l.contains("127.0.0.1"))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -311,8 +442,7 @@ async fn revoking_an_agent_closes_every_socket_at_once_and_refuses_their_tokens(
     agent_connect(&server, &fresh)
         .await
         .expect("the newer token still works");
-    let audit = audit_lines(&server);
-    assert!(audit.iter().any(|l| l.contains("revoked")), "{audit:#?}");
+    audit_until(&server, |a| a.iter().any(|l| l.contains("revoked"))).await;
 }
 
 /// An agent token issued at `iat` (seconds), valid for an hour.
@@ -393,7 +523,11 @@ async fn every_action_on_another_customers_conversation_is_denied_and_audited() 
     );
 
     // One audit line per denial, naming who and why (never the text they sent).
-    let audit = audit_lines(&server);
+    let expected = customer_cases.len() + agent_cases.len();
+    let audit = audit_until(&server, |a| {
+        a.iter().filter(|l| l.contains("forbidden")).count() >= expected
+    })
+    .await;
     let forbidden: Vec<_> = audit.iter().filter(|l| l.contains("forbidden")).collect();
     assert_eq!(
         forbidden.len(),

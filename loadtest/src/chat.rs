@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt, stream};
+use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -178,6 +179,9 @@ pub struct PhaseResult {
     pub deliver_p999: f64,
     pub ack_p99: f64,
     pub report: Value,
+    /// The latency histograms (microseconds), to pool phases.
+    pub deliver_hist: Histogram<u64>,
+    pub ack_hist: Histogram<u64>,
 }
 
 impl Session {
@@ -366,6 +370,8 @@ impl Session {
             deliver_p999: g.deliver.quantile_ms(0.999),
             ack_p99: g.ack.quantile_ms(0.99),
             report: Value::Null,
+            deliver_hist: g.deliver.snapshot(),
+            ack_hist: g.ack.snapshot(),
         };
         let mut report = json!({
             "offered_per_s": rate,

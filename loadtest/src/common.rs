@@ -72,13 +72,14 @@ pub fn check_loopback(addr: &SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// A TCP connection to `addr` from the next source address (bound before connect).
-pub async fn tcp_connect(addr: SocketAddr) -> Result<TcpStream> {
+/// A TCP connection to `addr` from `source` (an IPv4 loopback address; bound before
+/// connect).
+pub async fn tcp_connect_from(addr: SocketAddr, source: Ipv4Addr) -> Result<TcpStream> {
     check_loopback(&addr)?;
     let stream = match addr {
         SocketAddr::V4(_) => {
             let socket = TcpSocket::new_v4()?;
-            socket.bind(SocketAddr::V4(SocketAddrV4::new(source_ip(), 0)))?;
+            socket.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
             socket.connect(addr).await?
         }
         SocketAddr::V6(_) => TcpStream::connect(addr).await?,
@@ -96,7 +97,12 @@ pub fn ws_config() -> WebSocketConfig {
 
 /// A WebSocket client connection (with an `Origin` for customer endpoints).
 pub async fn ws_connect(addr: SocketAddr, path: &str) -> Result<Ws> {
-    let stream = tcp_connect(addr).await?;
+    ws_connect_from(addr, path, source_ip()).await
+}
+
+/// A WebSocket client connection from `source`.
+pub async fn ws_connect_from(addr: SocketAddr, path: &str, source: Ipv4Addr) -> Result<Ws> {
+    let stream = tcp_connect_from(addr, source).await?;
     let mut request = format!("ws://{addr}{path}").into_client_request()?;
     request.headers_mut().insert(
         "Origin",
@@ -128,6 +134,11 @@ impl Hist {
     /// Records the time from `sched_ns` (the scheduled send) to now.
     pub fn since(&self, sched_ns: u64) {
         self.record_ns(now_ns().saturating_sub(sched_ns));
+    }
+
+    /// A copy of the histogram as it is now (to pool phases).
+    pub fn snapshot(&self) -> Histogram<u64> {
+        self.0.lock().unwrap().clone()
     }
 
     pub fn quantile_ms(&self, q: f64) -> f64 {

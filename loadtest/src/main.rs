@@ -127,6 +127,7 @@ fn main() -> ExitCode {
                     voice_agents,
                     voice_capacity,
                     abuse_limits,
+                    ..target::Plan::default()
                 };
                 print!(
                     "{}",

@@ -160,7 +160,7 @@ pub async fn run_mixed(args: &MixedArgs) -> Result<Outcome> {
         chat_capacity: args.per_agent,
         voice_agents: args.calls.div_ceil(args.calls.clamp(1, 10)),
         voice_capacity: args.calls.clamp(1, 10) as u32,
-        abuse_limits: false,
+        ..Plan::default()
     };
     target::around(&args.common, &plan, async |target| {
         mixed_on(target, args).await

@@ -104,15 +104,25 @@ pub struct Plan {
     /// connections and starts per customer or agent), all but new connections per
     /// address, since every connection comes from loopback. Off: every limit off.
     pub abuse_limits: bool,
+    /// With `abuse_limits`: the per-address limit on new connections at its default
+    /// too (the load must then come from enough source addresses).
+    pub address_limit: bool,
+    /// With `abuse_limits`: no cooldown after an abuse close (`cooldown_seconds = 0`),
+    /// to measure what the cooldown is worth.
+    pub no_cooldown: bool,
 }
 
 /// The `[rate_limits]` of a started Warmline.
-fn rate_limits(plan: &Plan) -> &'static str {
+fn rate_limits(plan: &Plan) -> String {
     if plan.abuse_limits {
-        r#"[rate_limits]
-# The defaults, except new connections per address: all load comes from loopback.
-connections_per_ip_per_second = 0
-"#
+        let mut c = "[rate_limits]\n# The defaults, except as below.\n".to_owned();
+        if !plan.address_limit {
+            c.push_str("# All load comes from loopback.\nconnections_per_ip_per_second = 0\n");
+        }
+        if plan.no_cooldown {
+            c.push_str("cooldown_seconds = 0\n");
+        }
+        c
     } else {
         r#"[rate_limits]
 # A benchmark sends at machine speed from a few addresses: abuse limits off.
@@ -122,7 +132,9 @@ connections_per_ip_per_second = 0
 starts_per_customer_per_hour = 0
 connections_per_customer = 0
 connections_per_agent = 0
+cooldown_seconds = 0
 "#
+        .to_owned()
     }
 }
 
@@ -186,6 +198,13 @@ pub struct Target {
 impl Target {
     pub fn is_warmline(&self) -> bool {
         self.against == Against::Warmline
+    }
+
+    /// The SQLite file of a Warmline this tool started (`None` for `--target`).
+    pub fn store_file(&self) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        self.is_warmline()
+            .then(|| dir.path().join("data").join("warmline.db"))
     }
 
     pub fn agent_path(&self, id: &str) -> String {

@@ -84,6 +84,22 @@ pub fn admit(
         ));
     }
     let agent_id: Id = claims.sub.into();
+    if let Err(retry) = app.limits.cooling(&Principal::Agent(agent_id.clone())) {
+        let message = format!(
+            "this agent's last connection was closed for abuse (over the frame rate or too many bad frames); connect again in {} ms",
+            retry.ms()
+        );
+        audit::denied(
+            &app.metrics,
+            "agent",
+            &agent_id,
+            "connect",
+            Denial::RateLimited,
+            "cooling off after an abuse close",
+        );
+        app.metrics.error(ErrorCode::RateLimited);
+        return Err(super::rate_limited_response(retry, &message));
+    }
     let place = match app.limits.open(Principal::Agent(agent_id.clone())) {
         Ok(place) => place,
         Err(limit) => {

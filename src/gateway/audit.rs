@@ -1,6 +1,8 @@
 //! The audit trail of refusals: one log line (target `warmline::audit`, level warn)
 //! for every request the gateway denied, whoever made it, and a counter by role and
-//! reason. A line names the role, who (agent or customer id, or the client address
+//! reason. Floods are sampled so that they cannot become log floods: frames over a
+//! rate log the first refusal of a minute and the close, refused connections the
+//! first of each minute per address; every one is counted. A line names the role, who (agent or customer id, or the client address
 //! before anyone is known), the action and why; never a token or message text.
 
 use super::metrics::Metrics;

@@ -4,6 +4,7 @@
 //! translate their frames.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -159,6 +160,8 @@ pub struct Link {
     /// The customer's or agent's counted connection place (held until the drop);
     /// its token is cancelled when the agent is revoked.
     pub place: Option<Place>,
+    /// The client's address (`None` for a connection relayed from an edge node).
+    pub ip: Option<IpAddr>,
 }
 
 pub enum Received {
@@ -189,6 +192,7 @@ impl Link {
             strikes: Strikes::default(),
             who: "unknown".into(),
             place: None,
+            ip: None,
             app,
         }
     }
@@ -258,6 +262,7 @@ impl Link {
         }
         self.bad_count += 1;
         if self.bad_count > self.app.config.limits.bad_frames_per_minute {
+            self.abused();
             Flow::Close(CloseCode::Policy, "too many bad frames")
         } else {
             Flow::Continue
@@ -307,12 +312,23 @@ impl Link {
             .send(encode::rate_limited(id.as_deref(), &message, retry.ms()).into())
             .await;
         if close {
+            self.abused();
             Received::Close(CloseCode::Policy, "rate limit exceeded repeatedly")
         } else if sent {
             Received::Nothing
         } else {
             Received::Gone
         }
+    }
+
+    /// This connection is being closed for abuse: its customer or agent cools off,
+    /// and (a customer connection's) its address counts one more such close. Agents
+    /// are named by their tokens; one agent's client does not shut out an office.
+    pub fn abused(&self) {
+        let ip = self.ip.filter(|_| self.role == "customer");
+        self.app
+            .limits
+            .abused(self.place.as_ref().map(Place::principal), ip);
     }
 
     /// The connection is `place`'s owner's from now on: its frames, the `already`

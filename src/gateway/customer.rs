@@ -77,6 +77,11 @@ pub async fn serve(mut link: Link) {
     let Side::Customer { customer_id, .. } = &side else {
         return;
     };
+    let principal = Principal::Customer(customer_id.clone());
+    if let Err(retry) = link.app.limits.cooling(&principal) {
+        cooling_off(&mut link, customer_id, retry).await;
+        return;
+    }
     match link
         .app
         .limits
@@ -143,6 +148,30 @@ pub async fn serve(mut link: Link) {
     }
     if let Some(session) = Session::start(link, side).await {
         session.run().await;
+    }
+}
+
+/// A customer closed for abuse came back before the cooldown ended: told when to try
+/// again, then closed (which counts against their address too).
+async fn cooling_off(link: &mut Link, customer_id: &Id, retry: RetryAfter) {
+    let message = format!(
+        "this customer's last connection was closed for abuse; connect again in {} ms",
+        retry.ms()
+    );
+    audit::denied(
+        &link.app.metrics,
+        "customer",
+        customer_id,
+        "hello",
+        Denial::RateLimited,
+        "cooling off after an abuse close",
+    );
+    link.app.metrics.error(ErrorCode::RateLimited);
+    link.app.limits.abused(None, link.ip);
+    let frame = encode::rate_limited(None, &message, retry.ms());
+    if link.send(frame.into()).await {
+        link.close(CloseCode::Policy, "cooling off after abuse")
+            .await;
     }
 }
 

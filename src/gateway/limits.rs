@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use governor::clock::{Clock, DefaultClock};
@@ -61,6 +61,12 @@ pub struct Place {
     pub revoked: CancellationToken,
 }
 
+impl Place {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}
+
 impl Drop for Place {
     fn drop(&mut self) {
         let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,6 +100,24 @@ pub struct Limits {
     checks: AtomicU64,
     /// Agent -> tokens issued at or before this second are refused.
     revoked: RwLock<HashMap<Id, u64>>,
+    /// Who was closed for abuse and is refused until when.
+    cooling: Mutex<Cooling>,
+    /// One audit line a minute per address for refused connections (all are counted).
+    address_audits: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// Customers, agents and addresses cooling off after abuse closes.
+#[derive(Default)]
+struct Cooling {
+    principals: HashMap<Principal, Instant>,
+    addresses: HashMap<IpAddr, AddressAbuse>,
+}
+
+/// An address's recent abuse closes, and the end of its cooldown once it has one.
+struct AddressAbuse {
+    closes: u32,
+    since: Instant,
+    until: Option<Instant>,
 }
 
 /// A sustained rate of `count` per `period` with a burst of `burst` (0: no limit).
@@ -145,6 +169,70 @@ impl Limits {
             generations: AtomicU64::new(0),
             checks: AtomicU64::new(0),
             revoked: RwLock::new(HashMap::new()),
+            cooling: Mutex::new(Cooling::default()),
+            address_audits: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
+        }
+    }
+
+    fn cooldown(&self) -> Option<Duration> {
+        match self.config.cooldown_seconds {
+            0 => None,
+            s => Some(Duration::from_secs(u64::from(s))),
+        }
+    }
+
+    /// A connection of `principal` (when known) from `ip` was closed for abuse, or a
+    /// cooling-off customer came back anyway: the principal cools off, and the
+    /// address counts one more close.
+    pub fn abused(&self, principal: Option<&Principal>, ip: Option<IpAddr>) {
+        let Some(cooldown) = self.cooldown() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut cooling = self.cooling.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = principal {
+            let until = cooling.principals.entry(p.clone()).or_insert(now);
+            *until = (*until).max(now + cooldown);
+        }
+        let allowed = self.config.abuse_closes_per_ip;
+        if let Some(ip) = ip
+            && allowed != 0
+        {
+            let abuse = cooling.addresses.entry(ip).or_insert(AddressAbuse {
+                closes: 0,
+                since: now,
+                until: None,
+            });
+            if now.duration_since(abuse.since) > cooldown {
+                abuse.closes = 0;
+                abuse.since = now;
+            }
+            abuse.closes += 1;
+            if abuse.closes >= allowed {
+                abuse.until = Some(now + cooldown);
+            }
+        }
+    }
+
+    /// `Err(wait)` while `principal` is cooling off after an abuse close.
+    pub fn cooling(&self, principal: &Principal) -> Result<(), RetryAfter> {
+        let cooling = self.cooling.lock().unwrap_or_else(|e| e.into_inner());
+        match cooling.principals.get(principal) {
+            Some(&until) => left(until),
+            None => Ok(()),
+        }
+    }
+
+    /// `Err(wait)` while customer connections from `ip` are refused after repeated
+    /// abuse closes.
+    pub fn address_cooling(&self, ip: Option<IpAddr>) -> Result<(), RetryAfter> {
+        let Some(ip) = ip else {
+            return Ok(());
+        };
+        let cooling = self.cooling.lock().unwrap_or_else(|e| e.into_inner());
+        match cooling.addresses.get(&ip).and_then(|a| a.until) {
+            Some(until) => left(until),
+            None => Ok(()),
         }
     }
 
@@ -190,6 +278,13 @@ impl Limits {
             (Some(limiter), Some(ip)) => limiter.check_key(&ip).map_err(|n| self.wait(&n)),
             _ => Ok(()),
         }
+    }
+
+    /// Whether a refused connection from `ip` gets an audit line: the first of each
+    /// minute does; the rest are only counted, so a connection flood cannot turn into
+    /// a log flood.
+    pub fn audit_address(&self, ip: Option<IpAddr>) -> bool {
+        ip.is_none_or(|ip| self.address_audits.check_key(&ip).is_ok())
     }
 
     /// A `start` by `customer`.
@@ -272,10 +367,20 @@ impl Limits {
 
     /// Forgets rate state that has fully recovered (run every minute).
     pub fn prune(&self) {
+        if let Some(cooldown) = self.cooldown() {
+            let now = Instant::now();
+            let mut cooling = self.cooling.lock().unwrap_or_else(|e| e.into_inner());
+            cooling.principals.retain(|_, until| *until > now);
+            cooling.addresses.retain(|_, a| {
+                a.until.is_some_and(|until| until > now) || now.duration_since(a.since) <= cooldown
+            });
+        }
         if let Some(l) = &self.per_ip {
             l.retain_recent();
             l.shrink_to_fit();
         }
+        self.address_audits.retain_recent();
+        self.address_audits.shrink_to_fit();
         for l in [&self.starts, &self.customer_budget, &self.agent_budget]
             .into_iter()
             .flatten()
@@ -300,6 +405,14 @@ impl Limits {
     }
 }
 
+/// The time left until `until`; `Ok` once it has passed.
+fn left(until: Instant) -> Result<(), RetryAfter> {
+    match until.checked_duration_since(Instant::now()) {
+        Some(wait) if !wait.is_zero() => Err(RetryAfter(wait)),
+        _ => Ok(()),
+    }
+}
+
 /// A connection's frame rate: its own until it is known whose it is (a customer's
 /// `hello`, an agent's token), then the budget all connections of that customer or
 /// agent share, so that reconnecting does not refill it.
@@ -320,7 +433,7 @@ impl FrameLimiter {
 #[derive(Default)]
 pub struct Strikes {
     count: u32,
-    since: Option<std::time::Instant>,
+    since: Option<Instant>,
 }
 
 impl Strikes {
@@ -332,7 +445,7 @@ impl Strikes {
 
     /// Counts one more; `true` when the connection should now be closed.
     pub fn strike(&mut self, allowed: u32) -> bool {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         match self.since {
             Some(since) if now.duration_since(since) <= Duration::from_secs(60) => {}
             _ => {
@@ -428,6 +541,64 @@ mod tests {
             .map(|_| limits.open(Principal::Customer(customer.clone())).unwrap())
             .collect();
         assert_eq!(places.len(), 100);
+    }
+
+    #[test]
+    fn an_abuse_close_cools_off_its_customer_or_agent_with_a_retry_hint() {
+        let limits = Limits::new(&config());
+        let flooder = Principal::Customer("c1".into());
+        let other = Principal::Customer("c2".into());
+        assert_eq!(limits.cooling(&flooder), Ok(()));
+        limits.abused(Some(&flooder), None);
+        let retry = limits.cooling(&flooder).expect_err("cooling off");
+        assert!(
+            (59_000..=60_000).contains(&retry.ms()),
+            "the default cooldown is a minute: {retry:?}"
+        );
+        assert_eq!(limits.cooling(&other), Ok(()), "only the one who abused");
+        // A later close restarts the cooldown; pruning keeps what has not ended.
+        limits.abused(Some(&flooder), None);
+        limits.prune();
+        assert!(limits.cooling(&flooder).is_err());
+    }
+
+    #[test]
+    fn the_third_abuse_close_from_an_address_shuts_it_out_for_the_cooldown() {
+        let limits = Limits::new(&config());
+        let ip = Some("192.0.2.1".parse().unwrap());
+        let elsewhere = Some("192.0.2.2".parse().unwrap());
+        limits.abused(None, ip);
+        limits.abused(None, ip);
+        assert_eq!(limits.address_cooling(ip), Ok(()), "two are tolerated");
+        limits.abused(None, ip);
+        let retry = limits.address_cooling(ip).expect_err("shut out");
+        assert!((59_000..=60_000).contains(&retry.ms()), "{retry:?}");
+        assert_eq!(limits.address_cooling(elsewhere), Ok(()));
+        assert_eq!(limits.address_cooling(None), Ok(()));
+    }
+
+    #[test]
+    fn a_cooldown_of_zero_turns_cooling_off_off() {
+        let limits = Limits::new(&RateLimitsConfig {
+            cooldown_seconds: 0,
+            ..config()
+        });
+        let ip = Some("192.0.2.1".parse().unwrap());
+        let flooder = Principal::Customer("c1".into());
+        for _ in 0..10 {
+            limits.abused(Some(&flooder), ip);
+        }
+        assert_eq!(limits.cooling(&flooder), Ok(()));
+        assert_eq!(limits.address_cooling(ip), Ok(()));
+        let by_address_only = Limits::new(&RateLimitsConfig {
+            abuse_closes_per_ip: 0,
+            ..config()
+        });
+        for _ in 0..10 {
+            by_address_only.abused(Some(&flooder), ip);
+        }
+        assert!(by_address_only.cooling(&flooder).is_err());
+        assert_eq!(by_address_only.address_cooling(ip), Ok(()));
     }
 
     #[test]

@@ -12,6 +12,16 @@ use prometheus::{
 use crate::core::{Channel, Record, WaitingLine};
 use crate::protocol::ErrorCode;
 
+/// How many log lines the process's log writer has dropped (set once by the binary,
+/// which owns the writer; unset, nothing is counted).
+static LOG_LINES_DROPPED: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>> =
+    std::sync::OnceLock::new();
+
+/// Tells `warmline_log_lines_dropped_total` where to read its count.
+pub fn count_log_lines_dropped_with(dropped: impl Fn() -> u64 + Send + Sync + 'static) {
+    let _ = LOG_LINES_DROPPED.set(Box::new(dropped));
+}
+
 /// Connection roles (`warmline_connections{role}` and friends).
 pub const ROLES: [&str; 3] = ["customer", "agent", "media"];
 /// Why a connection ended: the client closed it, it was lost (no close frame), or
@@ -69,6 +79,8 @@ pub struct Metrics {
     /// 1 from a failed commit until a commit (or write probe) succeeds; `/readyz`
     /// answers 503 meanwhile.
     pub store_commit_failing: IntGauge,
+    /// Log lines dropped because the log writer fell behind (read at each scrape).
+    log_lines_dropped: IntCounter,
     pub waiting: IntGaugeVec,
     pub longest_wait: prometheus::GaugeVec,
     pub service_level_seconds: prometheus::GaugeVec,
@@ -438,6 +450,10 @@ impl Metrics {
                 "warmline_store_commit_failing",
                 "1 while the store refuses commits (from a failed commit until a commit or write probe succeeds): nothing is acknowledged meanwhile and /readyz answers 503.",
             ),
+            log_lines_dropped: make.counter(
+                "warmline_log_lines_dropped_total",
+                "Log lines dropped because the log writer fell behind (the log is written off the request path, by a thread of its own, through a bounded queue).",
+            ),
             waiting: make.gauges(
                 "warmline_conversations_waiting",
                 "Conversations waiting for an agent (not on offer), by queue and channel.",
@@ -597,6 +613,12 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        if let Some(dropped) = LOG_LINES_DROPPED.get() {
+            let (now, seen) = (dropped(), self.log_lines_dropped.get());
+            if now > seen {
+                self.log_lines_dropped.inc_by(now - seen);
+            }
+        }
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {

@@ -229,22 +229,43 @@ pub(crate) fn check_address(
         return Ok(());
     }
     let ip = limits.client_ip(peer.map(|p| p.0), headers);
+    let refuse = |retry: limits::RetryAfter, message: String, detail: &str| {
+        let role = role_of(endpoint);
+        if limits.audit_address(ip) {
+            let who = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+            audit::denied(
+                metrics,
+                role,
+                &who,
+                "connect",
+                audit::Denial::RateLimited,
+                detail,
+            );
+        } else {
+            metrics.denied(role, audit::Denial::RateLimited);
+        }
+        metrics.error(ErrorCode::RateLimited);
+        rate_limited_response(retry, &message)
+    };
+    if endpoint == Endpoint::Customer
+        && let Err(retry) = limits.address_cooling(ip)
+    {
+        let message = format!(
+            "connections from this address were closed for abuse repeatedly; no new customer connection from it for {} ms",
+            retry.ms()
+        );
+        return Err(refuse(
+            retry,
+            message,
+            "address cooling off after abuse closes",
+        ));
+    }
     limits.connection_from(ip).map_err(|retry| {
-        let who = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let message = format!(
             "too many new connections from this address; try again in {} ms",
             retry.ms()
         );
-        audit::denied(
-            metrics,
-            role_of(endpoint),
-            &who,
-            "connect",
-            audit::Denial::RateLimited,
-            "new connections per address",
-        );
-        metrics.error(ErrorCode::RateLimited);
-        rate_limited_response(retry, &message)
+        refuse(retry, message, "new connections per address")
     })
 }
 
@@ -291,6 +312,7 @@ async fn upgrade(
             if let Some(ip) = address {
                 link.who = ip.to_string().into();
             }
+            link.ip = address;
             run(link, admission).await;
         })
         .into_response()

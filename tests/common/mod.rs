@@ -54,6 +54,8 @@ customer_frames_per_minute = 0
 agent_frames_per_minute = 0
 connections_per_ip_per_second = 0
 starts_per_customer_per_hour = 0
+# Tests close clients for bad frames and then reconnect from the same address.
+cooldown_seconds = 0
 [customer]
 allowed_origins = ["{ORIGIN}"]
 allow_missing_origin = false
