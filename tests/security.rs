@@ -488,6 +488,10 @@ async fn every_action_on_another_customers_conversation_is_denied_and_audited() 
         assert_eq!(e["code"], "forbidden", "{frame} -> {e}");
         assert_eq!(e["id"], frame["id"]);
     }
+    // Typing has no answer: dropped, and audited.
+    intruder
+        .send(json!({"type":"typing","conversation_id":theirs,"on":true}))
+        .await;
 
     // An agent who does not hold the conversation.
     let (mut bob, _) = server.agent("bob").await;
@@ -504,12 +508,21 @@ async fn every_action_on_another_customers_conversation_is_denied_and_audited() 
         let e = bob.take("error").await;
         assert_eq!(e["code"], "forbidden", "{frame} -> {e}");
     }
+    bob.send(json!({"type":"typing","conversation_id":theirs,"on":true}))
+        .await;
 
     // Nothing leaked: the owner saw no frame from anyone else and still talks to alice.
     let seq = owner.say(&theirs, "still just us?").await;
     let mut seen = Vec::new();
     while seen.last() != Some(&seq) {
-        let m = alice.until("message").await;
+        let m = alice.json().await;
+        assert_ne!(
+            m["type"], "typing",
+            "the intruder's typing reached the agent"
+        );
+        if m["type"] != "message" {
+            continue;
+        }
         assert_eq!(
             m["sender"]["role"], "customer",
             "only the customer wrote: {m}"
@@ -523,20 +536,21 @@ async fn every_action_on_another_customers_conversation_is_denied_and_audited() 
     );
 
     // One audit line per denial, naming who and why (never the text they sent).
-    let expected = customer_cases.len() + agent_cases.len();
+    let expected = customer_cases.len() + agent_cases.len() + 2; // and the two typings
     let audit = audit_until(&server, |a| {
         a.iter().filter(|l| l.contains("forbidden")).count() >= expected
     })
     .await;
     let forbidden: Vec<_> = audit.iter().filter(|l| l.contains("forbidden")).collect();
-    assert_eq!(
-        forbidden.len(),
-        customer_cases.len() + agent_cases.len(),
-        "{audit:#?}"
-    );
+    assert_eq!(forbidden.len(), expected, "{audit:#?}");
     assert_eq!(
         forbidden.iter().filter(|l| l.contains("bob")).count(),
-        agent_cases.len()
+        agent_cases.len() + 1
+    );
+    assert_eq!(
+        forbidden.iter().filter(|l| l.contains("typing")).count(),
+        2,
+        "{audit:#?}"
     );
     assert!(
         !audit

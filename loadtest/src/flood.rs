@@ -296,15 +296,15 @@ impl Flooder {
             };
             let (ws, conversation) = match connected {
                 Ok(c) => c,
-                Err(Refusal::AtHello) => {
-                    inc(&counts.refused_at_hello);
-                    continue;
-                }
                 Err(refusal) => {
                     match refusal {
+                        // Closed at once after its hello: back at once.
+                        Refusal::AtHello => {
+                            inc(&counts.refused_at_hello);
+                            continue;
+                        }
                         Refusal::Status429 => inc(&counts.refused_429),
                         Refusal::Other(e) => counts.note(&counts.refused, e),
-                        Refusal::AtHello => {}
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;

@@ -214,6 +214,9 @@ pub enum Effect {
         req: ReqId,
         reply: Reply,
     },
+    /// Something refused that has no answer to carry the refusal (a `typing` about a
+    /// conversation that is not the sender's): the shell audits it.
+    Denied { by: Participant, message: String },
 }
 
 #[derive(Clone, Debug)]

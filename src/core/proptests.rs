@@ -678,6 +678,13 @@ impl Harness {
                     notice: Notice::Event(ev),
                 } => told.push((to.clone(), ev.clone())),
                 Effect::Notify { to, notice } => self.absorb_notice(to, notice, kind, &mut step)?,
+                // Checked by `typing`, the only input that is refused without a reply.
+                Effect::Denied { .. } => {
+                    ensure!(
+                        matches!(kind, Kind::Typing),
+                        "a denial outside typing: {effect:?}"
+                    );
+                }
                 Effect::Reply { conn, req, reply } => {
                     if let (Kind::Reject(offer_id), Reply::Ack { .. }) = (kind, reply) {
                         let offer = self
@@ -1391,8 +1398,22 @@ impl Harness {
             conversation_id: id.clone(),
             on,
         };
+        // An agent-side typing with nobody holding the conversation comes from agent 0:
+        // refused and audited unless agent 0 is its agent on record (or the conversation
+        // is closed: the core no longer knows it, and says nothing).
+        let denied = agent_side
+            && want.is_none()
+            && self.convs[&id].status != Status::Closed
+            && self.store.get(&id).and_then(|r| r.agent_id.clone()) != Some(agent_id(0));
         let step = self.step(input, Kind::Typing)?;
         let ok = match &want {
+            None if denied => {
+                step.effects.len() == 1
+                    && matches!(&step.effects[0], Effect::Denied {
+                        by: Participant::Agent(a),
+                        ..
+                    } if *a == agent_id(0))
+            }
             None => step.effects.is_empty(),
             Some((to, role)) => {
                 step.effects.len() == 1

@@ -861,6 +861,9 @@ impl Harness {
                 }
                 Effect::Persist(_) => {}
                 Effect::Notify { to, notice } => self.on_notice(to, notice)?,
+                Effect::Denied { .. } => {
+                    return Err(format!("a denial without a typing: {effect:?}"));
+                }
             }
         }
         ensure!(

@@ -754,6 +754,20 @@ impl Hub {
                 };
                 self.send(conn, item);
             }
+            Effect::Denied { by, message } => {
+                let (role, who) = match &by {
+                    Participant::Agent(id) => ("agent", id),
+                    Participant::Customer(id) => ("customer", id),
+                };
+                audit::denied(
+                    &self.metrics,
+                    role,
+                    who,
+                    "frame",
+                    Denial::Forbidden,
+                    &message,
+                );
+            }
             Effect::Notify { to, notice } => {
                 let Some(conns) = self.by_participant.get(&to) else {
                     return;

@@ -1123,7 +1123,19 @@ impl Switchboard {
                     Participant::Customer(conv.rec.customer_id.clone()),
                 )
             }
-            _ => return,
+            // A member while nobody is there to tell: nothing to do.
+            Participant::Customer(c) if *c == conv.rec.customer_id => return,
+            Participant::Agent(a) if conv.rec.agent_id.as_ref() == Some(a) => return,
+            // Not theirs: dropped (typing has no answer), and audited.
+            _ => {
+                out.push(Effect::Denied {
+                    by: from,
+                    message: format!(
+                        "typing about conversation {conversation_id}, which is not theirs"
+                    ),
+                });
+                return;
+            }
         };
         out.push(Effect::Notify {
             to,
