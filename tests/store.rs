@@ -1687,3 +1687,36 @@ async fn postgres_refuses_every_write_of_a_fenced_off_owner() {
     new.close().await;
     old.close().await;
 }
+
+/// The writer connection never checkpoints (no commit may pay for copying the WAL into
+/// the database file and syncing it: a stall of 100-250 ms for every message waiting
+/// on that commit); a background task does, every second. Without it nothing here
+/// would ever reach the database file: 200 messages are far below SQLite's automatic
+/// checkpoint of 1,000 WAL pages.
+#[tokio::test]
+async fn sqlite_copies_the_wal_into_the_database_file_in_the_background() {
+    let backend = Backend::sqlite().await;
+    let Place::Sqlite(dir) = &backend.place else {
+        unreachable!("an SQLite backend")
+    };
+    let file = dir.path().join("warmline.db");
+    let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+    let before = size();
+    let mut records = vec![
+        customer("cu-wal", 1_000),
+        put(conv("c-wal", "cu-wal", "support", 1_000)),
+    ];
+    let text = "x".repeat(3_000); // one row a page: ~800 KB in all
+    records
+        .extend((1..=200).map(|seq| event(message("c-wal", seq, Role::Customer, "cu-wal", &text))));
+    commit(&backend.store, &records).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while size() < before + 100 * 4096 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes (from {before}): the WAL was never checkpointed",
+            size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
