@@ -1695,10 +1695,12 @@ async fn postgres_refuses_every_write_of_a_fenced_off_owner() {
 /// checkpoint of 1,000 WAL pages.
 #[tokio::test]
 async fn sqlite_copies_the_wal_into_the_database_file_in_the_background() {
-    let backend = Backend::sqlite().await;
-    let Place::Sqlite(dir) = &backend.place else {
-        unreachable!("an SQLite backend")
-    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(dir.path(), Synchronous::Full, DEDUPE_WINDOW)
+            .await
+            .expect("open SQLite"),
+    );
     let file = dir.path().join("warmline.db");
     let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
     let before = size();
@@ -1709,7 +1711,7 @@ async fn sqlite_copies_the_wal_into_the_database_file_in_the_background() {
     let text = "x".repeat(3_000); // one row a page: ~800 KB in all
     records
         .extend((1..=200).map(|seq| event(message("c-wal", seq, Role::Customer, "cu-wal", &text))));
-    commit(&backend.store, &records).await;
+    commit(&store, &records).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while size() < before + 100 * 4096 {
         assert!(
