@@ -1,12 +1,14 @@
 //! The `warmline` command: parses arguments, validates config before binding, and
 //! hands over to the library. Exit 64 on a bad config.
 
+mod command_line;
 mod score;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use command_line::Invocation;
 use tokio_util::sync::CancellationToken;
 use warmline::Gateway;
 use warmline::config::{Config, ConfigError, Overrides};
@@ -143,7 +145,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command, config)) {
+    let shown = Invocation::current(common.config.as_deref(), common.data_dir.as_deref());
+    match runtime.block_on(run(command, config, shown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("warmline: {e:#}");
@@ -206,7 +209,7 @@ fn init_logs(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
-async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {
+async fn run(command: Cmd, config: Config, shown: Invocation) -> anyhow::Result<()> {
     match command {
         Cmd::Migrate { .. } => {
             Gateway::open(config).await?;
@@ -217,7 +220,11 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {
             kind: TokenKind::Agent { id, ttl_hours, .. },
         } => {
             if !config.agents.iter().any(|a| a.id == id) {
-                anyhow::bail!("no agent `{id}` in the configuration");
+                let known: Vec<&str> = config.agents.iter().map(|a| a.id.as_str()).collect();
+                anyhow::bail!(
+                    "no agent `{id}` in the configuration; agents are: {}",
+                    known.join(", ")
+                );
             }
             let issuer = config.auth.agent_issuer.clone();
             let gateway = Gateway::open(config).await?;
@@ -240,12 +247,12 @@ async fn run(command: Cmd, config: Config) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Cmd::Serve { .. } => serve(config).await,
+        Cmd::Serve { .. } => serve(config, shown).await,
         Cmd::CheckConfig { .. } | Cmd::Score { .. } => Ok(()),
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, shown: Invocation) -> anyhow::Result<()> {
     let listen = config.listen_addr();
     let tls = warmline::gateway::tls::acceptor(&config.server).map_err(anyhow::Error::msg)?;
     let gateway = Gateway::open(config).await?.with_tls(tls);
@@ -269,9 +276,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("Warmline listening on {http}://{addr}");
     println!("  customer demo:  {http}://{addr}/");
     println!("  agent console:  {http}://{addr}/agent/?token={token}");
-    println!("  (agent `{first_agent}`, token valid 12 h; more with `warmline token agent ID`)");
     println!(
-        "  phone calls:    {ws}://{addr}/ws/media  (Twilio Media Streams; token: `warmline token media NAME`)"
+        "  (agent `{first_agent}`, token valid 12 h; a new one: `{}`)",
+        shown.with_store(&format!("token agent {first_agent}"))
+    );
+    println!(
+        "  phone calls:    {ws}://{addr}/ws/media  (Twilio Media Streams; token: `{}`)",
+        shown.with_store("token media twilio")
     );
     println!("  metrics:        {http}://{addr}/metrics");
     println!(
