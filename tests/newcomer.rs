@@ -251,8 +251,7 @@ impl Running {
     async fn check_banner(&self, cwd: &Path) {
         for command in banner_commands(&self.banner) {
             assert!(
-                command.starts_with("cargo run -- ")
-                    || command.starts_with("cargo run --release -- "),
+                command.starts_with("cargo run "),
                 "under `cargo run` the banner shows `cargo run` commands, not `{command}`"
             );
             self.check_shown(cwd, &command).await;

@@ -1,5 +1,6 @@
 //! Every load-test scenario at a tiny size against a Warmline it starts (and the bare
-//! relay baseline, and the Node one when `npm ci --prefix loadtest/node` has run):
+//! relay baseline, and the Node one, which needs `npm ci --prefix loadtest/node`;
+//! `scripts/test` runs it, and this test fails rather than skip the baseline):
 //! correctness only. Every sent message is delivered and acked once, every call frame
 //! heard, no connection dropped, no error frame. Speed is measured by
 //! `scripts/bench.sh`, not here.
@@ -17,6 +18,10 @@ fn every_scenario_runs_small_and_loses_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
     assert!(out.status.success(), "smoke failed:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("smoke: chat/node"),
+        "the Node relay baseline did not run: `npm ci --prefix loadtest/node` (scripts/test does it)\n{stderr}"
+    );
     assert!(
         stdout.contains(" 0 failed"),
         "no summary line:\n{stdout}\n{stderr}"
