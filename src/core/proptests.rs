@@ -1197,6 +1197,8 @@ impl Harness {
             1 => "billing".into(),
             _ => "nowhere".into(),
         };
+        // Odd customers open angrily: a mood kept for the agent who accepts.
+        let angry = text && customer % 2 == 1;
         let req = self.req();
         let customer = customer_id(customer);
         let input = Input::Start(Box::new(StartRequest {
@@ -1213,9 +1215,10 @@ impl Harness {
             attributes: "{}".into(),
             context: Vec::new(),
             repeat_of: None,
-            text: text.then(|| "hello".into()),
+            text: text.then(|| if angry { ANGRY } else { "hello" }.into()),
         }));
         let step = self.step(input, Kind::Start(id.clone()))?;
+        ensure!(step.moods.is_empty(), "start told moods {:?}", step.moods);
         let reply = step.reply();
         if taken || queue > 1 {
             // The queue is checked first.
@@ -1239,6 +1242,9 @@ impl Harness {
         let seqs: Vec<u64> = step.events.iter().map(|e| e.seq).collect();
         let want: Vec<u64> = if text { vec![1] } else { vec![] };
         ensure!(seqs == want, "start made events {seqs:?}");
+        if angry {
+            self.convs.get_mut(&id).expect("checked").mood = Some(1);
+        }
         Ok(())
     }
 

@@ -942,7 +942,11 @@ impl Switchboard {
                 id: s.customer_id,
                 display_name: s.customer_name,
             };
-            self.append(
+            // The opening message has a mood like any other: kept for the agent who
+            // accepts (nobody holds the conversation yet).
+            let conv = self.conversations.get_mut(&id).expect("inserted");
+            let mood = Some(conv.tracker.mood(&text)).filter(|m| !m.is_quiet());
+            let seq = self.append(
                 &id,
                 EventBody::Message {
                     author,
@@ -952,6 +956,9 @@ impl Switchboard {
                 now,
                 out,
             );
+            if let Some(mood) = mood {
+                self.conversations.get_mut(&id).expect("inserted").mood = Some((seq, mood));
+            }
         }
         let queue = &self.queues[&self.conversations[&id].rec.queue].settings;
         if let (Some(opens), Some(hours)) = (closed_until(queue, now), queue.hours.as_ref()) {
