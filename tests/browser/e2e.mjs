@@ -209,6 +209,7 @@ async function moodAndContinueSteps(browser, alice) {
     await cont.waitFor({ timeout: WAIT });
     check(await riley.getByTestId('wl-prechat').isVisible(), 'the pre-chat form is there too');
     await widgetButtonsNamed(riley, 'the pre-chat form');
+    await riley.getByTestId('wl-panel').evaluate((el) => Promise.all(el.getAnimations().map((a) => a.finished)));
     await shot(riley, 'widget-continue');
 
     await cont.click();
