@@ -4,6 +4,7 @@
 mod common;
 
 use common::{TestServer, accept_next_offer, config_with};
+use serde_json::json;
 
 #[tokio::test]
 async fn an_agent_quoting_policy_is_coached_live_and_an_apology_is_noticed() {
@@ -258,10 +259,77 @@ async fn an_angry_customer_shows_as_a_falling_mood() {
     let later = alice.signals_with("sentiment").await;
     let s = &later["sentiment"];
     assert_eq!(s["seq"], seq);
+    assert_eq!(s["label"], "negative", "{later}");
+    assert_eq!(s["direction"], "worsening", "{later}");
     assert!(s["last"].as_f64().unwrap() < -0.5, "{later}");
     assert!(s["trend"].as_f64().unwrap() < -0.5, "{later}");
     assert!(s["estimate"].as_f64().unwrap() < 2.5, "{later}");
+    assert_eq!(s["before"], first["sentiment"]["estimate"], "{later}");
     assert!(!s["cues"].as_array().unwrap().is_empty(), "{later}");
+}
+
+/// What the customer said while waiting reaches the agent who accepts: the angry
+/// opening (issue 20: it once showed no mood at all) and the message after it, whose
+/// mood the agent gets right after the `conversation` frame. A plain question after
+/// them says nothing, so the mood stays the angry one's.
+#[tokio::test]
+async fn the_agent_who_accepts_gets_the_mood_of_what_was_said_while_waiting() {
+    let server = TestServer::start(&config_with(&[("alice", 2)], "")).await;
+    let (mut customer, _) = server.customer_hello(None).await;
+    let ack = customer
+        .request(json!({"type":"start","queue":"support",
+            "text":"This is absolutely ridiculous... Terrible service."}))
+        .await;
+    let conversation_id = ack["conversation_id"].as_str().unwrap().to_owned();
+    let angry = customer
+        .say(
+            &conversation_id,
+            "I am furious. Nobody answers my emails and I want a refund NOW",
+        )
+        .await;
+    assert_eq!(angry, 2);
+    customer
+        .say(&conversation_id, "Can you check my UPS tracking?")
+        .await;
+
+    let mut alice = server.available_agent("alice").await;
+    let (id, conversation) = accept_next_offer(&mut alice).await;
+    assert_eq!(id, conversation_id);
+    let said = conversation["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "message")
+        .count();
+    assert_eq!(said, 3, "{conversation}");
+    // Nothing else comes between the conversation and its mood.
+    let frame = alice.json().await;
+    assert_eq!(frame["type"], "signals", "{frame}");
+    assert_eq!(frame["conversation_id"], conversation_id.as_str());
+    let s = &frame["sentiment"];
+    assert_eq!(s["seq"], angry, "{frame}");
+    assert_eq!(s["label"], "negative", "{frame}");
+    // Angry, then angry: steady, compared with the opening's estimate.
+    assert_eq!(s["direction"], "steady", "{frame}");
+    assert!(s["before"].as_f64().unwrap() < 2.5, "{frame}");
+    assert!(s["last"].as_f64().unwrap() < -0.45, "{frame}");
+
+    // The opening alone: its own mood, with nothing before it.
+    let (mut other, _) = server.customer_hello(None).await;
+    let ack = other
+        .request(json!({"type":"start","queue":"support",
+            "text":"This is absolutely ridiculous... Terrible service."}))
+        .await;
+    let (id, _) = accept_next_offer(&mut alice).await;
+    assert_eq!(json!(id), ack["conversation_id"]);
+    let frame = alice.json().await;
+    assert_eq!(frame["type"], "signals", "{frame}");
+    assert_eq!(frame["conversation_id"], json!(id));
+    let s = &frame["sentiment"];
+    assert_eq!(s["seq"], 1, "{frame}");
+    assert_eq!(s["label"], "negative", "{frame}");
+    assert_eq!(s["direction"], "steady", "{frame}");
+    assert!(s.get("before").is_none(), "{frame}");
 }
 
 /// With `routing.prefer_satisfied_agents`, the agent customers rated better for the

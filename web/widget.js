@@ -258,7 +258,7 @@
     ui.unread = h('span', { class: 'badge', 'data-testid': 'wl-unread', hidden: true });
     ui.launchIcon = h('span', { class: 'li' }, icon('chat'));
     ui.launcher = h('button', { type: 'button', class: 'launcher', 'data-testid': 'wl-launcher', 'aria-label': 'Open chat: ' + cfg.title,
-      'aria-expanded': 'false', 'aria-controls': 'wl-panel', onclick: () => (isOpen ? close(true) : open(true)) }, ui.launchIcon, ui.unread);
+      title: 'Open chat: ' + cfg.title, 'aria-expanded': 'false', 'aria-controls': 'wl-panel', onclick: () => (isOpen ? close(true) : open(true)) }, ui.launchIcon, ui.unread);
     ui.wrap.append(ui.launcher);
     root.append(ui.wrap);
     document.body.append(host);
@@ -281,7 +281,7 @@
     ui.title = h('h2', { class: 'title', id: 'wl-title' }, cfg.title);
     ui.status = h('p', { class: 'status', 'data-testid': 'wl-status', role: 'status' }, 'Connecting\u2026');
     ui.voice = iconButton('phone', 'Switch to a voice call', 'wl-voice', startVoice);
-    ui.history = iconButton('history', 'Your conversations', 'wl-history', toggleHistory);
+    ui.history = iconButton('history', 'Your past conversations', 'wl-history', toggleHistory);
     ui.download = iconButton('download', 'Download the transcript', 'wl-download', download);
     ui.close = iconButton('down', 'Minimise chat', 'wl-close', () => close(true));
     ui.reconnect = h('button', { type: 'button', class: 'link', 'data-testid': 'wl-reconnect', hidden: true,
@@ -300,8 +300,8 @@
     // The voice call.
     ui.audio = h('audio', { autoplay: true });
     ui.callText = h('span', { class: 'ct', role: 'status' });
-    ui.mute = h('button', { type: 'button', class: 'cb', 'data-testid': 'wl-mute', 'aria-pressed': 'false', 'aria-label': 'Mute microphone', onclick: toggleMute }, icon('mic'));
-    ui.hangup = h('button', { type: 'button', class: 'cb hang', 'data-testid': 'wl-hangup', 'aria-label': 'Hang up', onclick: () => endCall(true) }, icon('phone'));
+    ui.mute = h('button', { type: 'button', class: 'cb', 'data-testid': 'wl-mute', 'aria-pressed': 'false', 'aria-label': 'Mute microphone', title: 'Mute microphone', onclick: toggleMute }, icon('mic'));
+    ui.hangup = h('button', { type: 'button', class: 'cb hang', 'data-testid': 'wl-hangup', 'aria-label': 'Hang up', title: 'Hang up', onclick: () => endCall(true) }, icon('phone'));
     ui.call = h('div', { class: 'call', hidden: true }, h('span', { class: 'pulse', 'aria-hidden': 'true' }), ui.callText, ui.mute, ui.hangup, ui.audio);
 
     ui.notice = h('p', { class: 'note', role: 'alert', hidden: true });
@@ -317,7 +317,13 @@
     ui.first = h('textarea', { id: 'wl-first-message', 'data-testid': 'wl-first-message', rows: '3', placeholder: 'How can we help?' });
     ui.start = h('button', { type: 'submit', class: 'primary', 'data-testid': 'wl-start' }, 'Start chat');
     const want = (f) => cfg.prechat.includes(f);
+    // After a reload or a restart: the customer's last conversation, one click away.
+    ui.lastInfo = h('span', { class: 'lw' });
+    ui.continue = h('button', { type: 'button', class: 'primary', 'data-testid': 'wl-continue', onclick: continueLast }, 'Continue your last conversation');
+    ui.lastBox = h('div', { class: 'last', 'data-testid': 'wl-last', role: 'group', 'aria-label': 'Your last conversation', hidden: true },
+      ui.lastInfo, ui.continue, h('p', { class: 'or' }, 'or start a new one:'));
     ui.prechat = h('form', { class: 'prechat', 'data-testid': 'wl-prechat', 'aria-labelledby': 'wl-greet', onsubmit: startChat },
+      ui.lastBox,
       h('p', { class: 'greet', id: 'wl-greet' }, cfg.greeting),
       h('p', { class: 'sub' }, 'Tell us a little about what you need and we\u2019ll connect you with the right person.'),
       want('name') ? field('Your name', ui.name, '(optional)') : null,
@@ -331,7 +337,7 @@
     ui.followUp = h('p', { class: 'note info', 'data-testid': 'wl-follow-up', role: 'status', hidden: true });
     ui.log = h('ol', { class: 'log', 'data-testid': 'wl-transcript', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
     ui.typing = h('p', { class: 'typing', 'data-testid': 'wl-typing', 'aria-live': 'polite', hidden: true });
-    ui.closedText = h('p', { class: 'ctx' });
+    ui.closedText = h('p', { class: 'ctx', 'data-testid': 'wl-closed-text' });
     ui.comment = h('textarea', { id: 'wl-comment', 'data-testid': 'wl-comment', rows: '2', maxlength: '2000' });
     ui.csat = choices('wl-csat-', 5, 'Your rating', '(1 = very poor, 5 = excellent)', (v) => pick('csat', v));
     ui.effort = choices('wl-effort-', 7, 'Effort', '(1 = very easy, 7 = very hard)', (v) => pick('effort', v));
@@ -367,7 +373,7 @@
 
     // Composer.
     ui.input = h('textarea', { id: 'wl-input', 'data-testid': 'wl-input', rows: '1', placeholder: 'Write a message\u2026', 'aria-label': 'Message', maxlength: '20000' });
-    ui.send = h('button', { type: 'submit', class: 'send', 'data-testid': 'wl-send', 'aria-label': 'Send' }, icon('send'));
+    ui.send = h('button', { type: 'submit', class: 'send', 'data-testid': 'wl-send', 'aria-label': 'Send message', title: 'Send message' }, icon('send'));
     ui.composer = h('form', { class: 'composer', hidden: true, onsubmit: sendMessage }, ui.input, ui.send);
     enterSubmits(ui.input, ui.composer);
     ui.input.addEventListener('input', () => { grow(); if (conv && !conv.closed && conv.live && ui.input.value) typing.input(conv.id); });
@@ -395,6 +401,7 @@
     ui.wrap.classList.add('open');
     ui.launcher.setAttribute('aria-expanded', 'true');
     ui.launcher.setAttribute('aria-label', 'Close chat');
+    ui.launcher.title = 'Close chat';
     ui.launchIcon.replaceChildren(icon('down'));
     markRead();
     render();
@@ -410,16 +417,17 @@
     ui.wrap.classList.remove('open');
     ui.launcher.setAttribute('aria-expanded', 'false');
     ui.launcher.setAttribute('aria-label', 'Open chat: ' + cfg.title);
+    ui.launcher.title = 'Open chat: ' + cfg.title;
     ui.launchIcon.replaceChildren(icon('chat'));
     if (byUser) ui.launcher.focus();
     emit('close');
   }
   function focusFirst() {
-    const target = view === 'history' ? ui.back : !conv ? ui.prechat.querySelector('input,select,textarea')
-      : !conv.closed ? ui.input : !ui.survey.hidden ? ui.csat.querySelector('button') : ui.newChat;
+    const target = view === 'history' ? ui.back : !conv ? (ui.lastBox.hidden ? ui.prechat.querySelector('input,select,textarea') : ui.continue)
+      : !conv.closed || conv.continued ? ui.input : !ui.survey.hidden ? ui.csat.querySelector('button') : ui.newChat;
     (target || ui.close).focus();
   }
-  function focusInput() { if (isOpen && conv && !conv.closed) ui.input.focus(); }
+  function focusInput() { if (isOpen && conv && (!conv.closed || conv.continued)) ui.input.focus(); }
   function markRead() {
     unread = 0;
     if (conv) store('read.' + conv.id, Math.max(readSeq(conv.id), conv.lastSeq));
@@ -584,7 +592,7 @@
   function onAck(r, f) {
     if (r.kind === 'start') {
       noteStarted(f.conversation_id);
-      openConversation(f.conversation_id, r.text);
+      openConversation(f.conversation_id, r.text, r.continued);
       conv.caughtUp(0);
       requestHistory();
       emit('started', { conversationId: f.conversation_id });
@@ -660,11 +668,16 @@
     ui.first.value = '';
     render();
   }
-  function openConversation(id, firstText) {
+  function openConversation(id, firstText, keepEarlier) {
     typing.stop(true);
     showTyping(false);
     if (call) endCall(true);
-    ui.log.replaceChildren();
+    if (keepEarlier) { // continuing a closed conversation: its transcript stays above the new one
+      for (const li of ui.log.children) li._seq = -1;
+      const sep = sysItem('You continued the conversation.');
+      sep._seq = -1;
+      ui.log.append(sep);
+    } else ui.log.replaceChildren();
     conv = new Transcript(id, ui.log, (t, item) =>
       ready && request('message', { type: 'message', conversation_id: t.id, text: item.text, client_msg_id: item.clientMsgId }, { conv: t, item }));
     shown.add(id);
@@ -752,15 +765,17 @@
     showTyping(false);
     if (call) teardown();
     ui.queueInfo.textContent = '';
-    ui.closedText.textContent = f.by === 'customer' ? 'You ended this chat.' : 'This chat has ended.';
+    ui.closedText.textContent = conv.continued ? 'This chat has ended. Write below to continue it: we\u2019ll pick up where we left off.'
+      : f.by === 'customer' ? 'You ended this chat.' : 'This chat has ended.';
     requestHistory();
-    emit('closed', { conversationId: conv.id, by: f.by, resolution: f.resolution });
+    if (!conv.continued) emit('closed', { conversationId: conv.id, by: f.by, resolution: f.resolution }); // not for a transcript read again
   }
   function sendMessage(ev) {
     ev.preventDefault();
     const text = ui.input.value.trim();
-    if (!text || !conv || conv.closed) return;
+    if (!text || !conv || (conv.closed && !conv.continued)) return;
     if (new Blob([text]).size > 60000) { notice('That message is too long. Please split it up.'); return; }
+    if (conv.closed) return continueWith(text);
     typing.stop(true);
     conv.addPending(text);
     ui.input.value = '';
@@ -771,6 +786,30 @@
     if (!conv || conv.closed || !ready) return;
     typing.stop(true);
     request('end', { type: 'end', conversation_id: conv.id });
+    render();
+  }
+  // ---- the last conversation, after a reload or a restart ----------------------------------------
+  // The pre-chat form offers it first. An open one is shown as it is; a closed one shows its
+  // transcript with the composer: what the customer writes starts a new chat in the same queue
+  // (the agent gets the earlier conversation with it, as a repeat contact), below the old one.
+  function lastConversation() { return (history && history[0]) || null; }
+  function continueLast() {
+    const x = lastConversation();
+    if (!x) return;
+    showOpen(x.conversation_id);
+    if (x.state === 'closed') conv.continued = { queue: x.queue };
+    render();
+    focusFirst();
+  }
+  function continueWith(text) {
+    if (!ready || pendingRequest('start')) return;
+    const frame = { type: 'start', queue: conv.continued.queue || cfg.queue, channel: 'chat', text };
+    if (language) frame.language = language;
+    const name = load('name');
+    if (name && cfg.prechat.includes('name')) frame.attributes = { name };
+    request('start', frame, { text, continued: true });
+    ui.input.value = '';
+    grow();
     render();
   }
   function newChat() {
@@ -1104,6 +1143,7 @@
     setText(ui.callText, t);
     ui.mute.setAttribute('aria-pressed', String(c.muted));
     ui.mute.setAttribute('aria-label', c.muted ? 'Unmute microphone' : 'Mute microphone');
+    ui.mute.title = ui.mute.getAttribute('aria-label');
     ui.mute.replaceChildren(icon(c.muted ? 'micOff' : 'mic'));
   }
 
@@ -1112,10 +1152,15 @@
     if (!ui.panel) return;
     const open = !!conv && !conv.closed, hist = view === 'history';
     ui.prechat.hidden = !!conv || hist || pickOnHistory;
+    const last = !conv && lastConversation();
+    ui.lastBox.hidden = !last;
+    if (last) setText(ui.lastInfo, dateTimeText(last.created_at) + ' \u00b7 ' + stateName(last));
     ui.start.disabled = !ready || pendingRequest('start');
     ui.start.textContent = pendingRequest('start') ? 'Starting\u2026' : ready ? 'Start chat' : 'Connecting\u2026';
     ui.chat.hidden = !conv || hist;
-    ui.composer.hidden = ui.foot.hidden = !open || hist;
+    ui.composer.hidden = !(open || (conv && conv.closed && conv.continued)) || hist;
+    ui.send.disabled = !open && pendingRequest('start');
+    ui.foot.hidden = !open || hist;
     ui.end.disabled = !ready || pendingRequest('end');
     ui.historyBox.hidden = !hist;
     ui.past.hidden = !past;
@@ -1217,6 +1262,9 @@ textarea{resize:vertical;min-height:44px}
 .primary:hover:not(:disabled){filter:brightness(1.08)}
 .secondary{background:#fff;border:1px solid #b7c0ca;color:#1b1f24;margin-top:12px}
 .secondary:hover{background:#f3f4f6}
+.last{margin:0 0 14px;padding:12px 14px 4px;border:1px solid #e1e4e8;border-radius:12px;background:#f8fafc}
+.lw{display:block;font-size:13.5px;color:#555e69;margin-bottom:6px}
+.or{margin:10px 0 6px;font-size:13.5px;color:#555e69;text-align:center}
 .link{border:0;background:none;padding:2px;text-decoration:underline;text-underline-offset:2px;color:#1b1f24}
 .log{list-style:none;margin:0;padding:0;display:flex;flex-direction:column;gap:8px}
 .msg{display:flex;flex-direction:column;align-items:flex-start;max-width:84%}

@@ -64,6 +64,8 @@ const SKILL_NAMES: [&str; 2] = ["billing", "spanish"];
 pub const CUSTOMERS: usize = 3;
 /// Longer than wrap-up and the re-offer delay, shorter than any offer timeout.
 const DRAIN_TICK_MS: u64 = 4_000;
+/// A customer message that always says something (a mood for the agent).
+const ANGRY: &str = "This is the worst shop I have ever used";
 
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)+) => {
@@ -206,6 +208,9 @@ struct ConvM {
     told: Option<(u32, Millis)>,
     /// Since when the told place has been wrong (`None`: it is right).
     stale_since: Option<Millis>,
+    /// The seq of the customer's latest message that said something (an angry post):
+    /// what an agent who accepts is told. Not kept across a restore.
+    mood: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -246,6 +251,8 @@ struct Step {
     replies: Vec<(ConnId, ReqId, Reply)>,
     /// (offer id, agent) made in this step.
     offers: Vec<(Id, Id)>,
+    /// (agent, conversation, seq) of the moods told in this step.
+    moods: Vec<(Id, Id, u64)>,
 }
 
 impl Step {
@@ -364,6 +371,7 @@ impl Harness {
                     declined: Vec::new(),
                     told: None,
                     stale_since: None,
+                    mood: None,
                 },
             );
             h.started.push(rec.id.clone());
@@ -759,6 +767,7 @@ impl Harness {
                     declined: Vec::new(),
                     told: None,
                     stale_since: None,
+                    mood: None,
                 },
             );
             self.started.push(rec.id.clone());
@@ -823,11 +832,41 @@ impl Harness {
         match notice {
             // Matched against the persisted events at the end of the step.
             Notice::Event(_) => unreachable!("handled by absorb"),
-            Notice::Coaching { .. } | Notice::Mood { .. } => {
+            Notice::Coaching { .. } => {
                 ensure!(
                     matches!(to, Participant::Agent(_)),
                     "coaching to a customer: {notice:?}"
                 );
+            }
+            // The customer's mood goes to the conversation's agent only, about one of
+            // the customer's messages.
+            Notice::Mood {
+                conversation_id,
+                seq,
+                ..
+            } => {
+                let Participant::Agent(agent) = to else {
+                    return Err(format!("mood to a customer: {notice:?}"));
+                };
+                let holder = self
+                    .store
+                    .get(conversation_id)
+                    .and_then(|r| r.agent_id.clone());
+                ensure!(
+                    holder.as_ref() == Some(agent),
+                    "mood to {agent}, but {conversation_id} is {holder:?}'s"
+                );
+                let about = self
+                    .events
+                    .get(conversation_id)
+                    .and_then(|evs| evs.iter().find(|e| e.seq == *seq));
+                ensure!(
+                    matches!(about.map(|e| &e.body),
+                        Some(EventBody::Message { author, .. }) if author.role == Role::Customer),
+                    "mood about {conversation_id} seq {seq}, not a customer message: {about:?}"
+                );
+                step.moods
+                    .push((agent.clone(), conversation_id.clone(), *seq));
             }
             Notice::VoiceSignals { .. }
             | Notice::Switched { .. }
@@ -1158,6 +1197,8 @@ impl Harness {
             1 => "billing".into(),
             _ => "nowhere".into(),
         };
+        // Odd customers open angrily: a mood kept for the agent who accepts.
+        let angry = text && customer % 2 == 1;
         let req = self.req();
         let customer = customer_id(customer);
         let input = Input::Start(Box::new(StartRequest {
@@ -1174,9 +1215,10 @@ impl Harness {
             attributes: "{}".into(),
             context: Vec::new(),
             repeat_of: None,
-            text: text.then(|| "hello".into()),
+            text: text.then(|| if angry { ANGRY } else { "hello" }.into()),
         }));
         let step = self.step(input, Kind::Start(id.clone()))?;
+        ensure!(step.moods.is_empty(), "start told moods {:?}", step.moods);
         let reply = step.reply();
         if taken || queue > 1 {
             // The queue is checked first.
@@ -1200,6 +1242,9 @@ impl Harness {
         let seqs: Vec<u64> = step.events.iter().map(|e| e.seq).collect();
         let want: Vec<u64> = if text { vec![1] } else { vec![] };
         ensure!(seqs == want, "start made events {seqs:?}");
+        if angry {
+            self.convs.get_mut(&id).expect("checked").mood = Some(1);
+        }
         Ok(())
     }
 
@@ -1244,17 +1289,38 @@ impl Harness {
                 }
             }
         };
+        // Every other new customer message is angry (a mood for the agent); "hi" says
+        // nothing (no mood).
+        let angry = role == Role::Customer && matches!(want, Posted::New(seq) if seq % 2 == 0);
         let req = self.req();
         let input = Input::Post {
             conn,
             req,
             from,
             conversation_id: id.clone(),
-            text: "hi".into(),
+            text: if angry { ANGRY } else { "hi" }.into(),
             client_msg_id: cmid.clone(),
         };
         let step = self.step(input, Kind::Other)?;
         let reply = step.reply();
+        // An angry message is told to the agent at once; while it waits, it is kept for
+        // the agent who accepts.
+        let conv = self.convs.get_mut(&id);
+        let holder = match conv {
+            Some(conv) if angry => {
+                conv.mood = Some(conv.last_seq);
+                match &conv.status {
+                    Status::Active(agent) => vec![(agent.clone(), id.clone(), conv.last_seq)],
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        ensure!(
+            step.moods == holder,
+            "post (angry: {angry}) told moods {:?}, expected {holder:?}",
+            step.moods
+        );
         match want {
             Posted::Refused(kind) => {
                 expect_refused(reply, kind)?;
@@ -1564,6 +1630,17 @@ impl Harness {
                         if *a == id && v.conversation_id == conv)
                 });
                 ensure!(joined, "accept of {offer_id} without joined");
+                // What the customer said while waiting reaches the agent who accepts.
+                let want: Vec<(Id, Id, u64)> = self.convs[&conv]
+                    .mood
+                    .map(|seq| (id.clone(), conv.clone(), seq))
+                    .into_iter()
+                    .collect();
+                ensure!(
+                    step.moods == want,
+                    "accept of {conv} told moods {:?}, expected {want:?}",
+                    step.moods
+                );
             }
         }
         Ok(())

@@ -188,9 +188,12 @@ pub fn notice(n: &Notice) -> String {
             flags: Vec::new(),
             sentiment: Some(SentimentView {
                 seq: *seq,
+                label: mood.label(),
                 last: round3(mood.sentiment),
                 trend: round3(mood.trend),
+                direction: mood.direction_name(),
                 estimate: round3(mood.estimate),
+                before: mood.before.map(round3),
                 overall: round3(mood.overall),
                 cues: &mood.cues,
             }),

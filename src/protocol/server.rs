@@ -327,12 +327,20 @@ pub struct FlagView<'a> {
 pub struct SentimentView<'a> {
     /// The customer message it is about.
     pub seq: u64,
+    /// How that message sounds: `negative`, `neutral` or `positive` (the label's rule
+    /// is in docs/protocol.md).
+    pub label: &'static str,
     /// Sentiment of that message (VADER compound, -1..1).
     pub last: f32,
-    /// `last` minus the conversation's first.
+    /// `estimate` minus `before`, in rating points (0 for the first message).
     pub trend: f32,
+    /// `improving`, `steady` or `worsening`: `trend` beyond ±0.25.
+    pub direction: &'static str,
     /// Satisfaction estimate of that message, 1-5 (below 2.5: dissatisfied).
     pub estimate: f32,
+    /// The mean estimate of the customer's earlier messages that said something.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<f32>,
     /// Of the conversation so far, 1-5.
     pub overall: f32,
     /// What moved the estimate (docs/satisfaction.md).

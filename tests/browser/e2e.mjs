@@ -135,6 +135,97 @@ async function countText(locator, text) {
   return locator.getByText(text, { exact: true }).count();
 }
 
+// ---- issue 20: the live mood follows what the customer just said; the widget offers the
+// last conversation after a reload, and every button in it has a name ----
+
+// The console's mood once it is about the customer message `text` (by its seq).
+async function moodAbout(page, text) {
+  const li = agentTranscript(page).locator('li[data-seq]', { has: page.getByText(text, { exact: true }) }).last();
+  await li.waitFor({ timeout: WAIT });
+  const seq = await li.getAttribute('data-seq');
+  const mood = page.locator(`[data-testid="sentiment"][data-seq="${seq}"]`);
+  await mood.waitFor({ timeout: WAIT });
+  return mood;
+}
+
+// Every button the customer can reach has an accessible name; icon-only ones also a tooltip.
+async function widgetButtonsNamed(page, where) {
+  const all = page.getByTestId('wl-panel').getByRole('button');
+  const named = page.getByTestId('wl-panel').getByRole('button', { name: /\S/ });
+  const n = await all.count();
+  check(n > 0 && n === await named.count(), `${where}: ${n} buttons, ${await named.count()} with a name`);
+  const unlabelled = await page.getByTestId('wl-panel').evaluate((panel) => [...panel.querySelectorAll('button')]
+    .filter((b) => b.offsetParent !== null && !b.textContent.trim() && !(b.title && b.getAttribute('aria-label')))
+    .map((b) => b.dataset.testid || b.outerHTML.slice(0, 60)));
+  check(unlabelled.length === 0, `${where}: icon buttons without a tooltip and a label: ${unlabelled.join(', ')}`);
+  const launcher = page.getByTestId('wl-launcher');
+  check(!!(await launcher.getAttribute('title')) && !!(await launcher.getAttribute('aria-label')), 'the launcher has a tooltip and a label');
+}
+
+async function moodAndContinueSteps(browser, alice) {
+  const riley = await newPage(browser);
+  const opening = 'This is absolutely ridiculous... Terrible service.';
+  const furious = 'I am furious. Nobody answers my emails and I want a refund NOW';
+  const worst = 'This is the worst shop I have ever used';
+  const calm = 'thanks, that fixed it';
+
+  await step('an angry customer reads Unhappy in the console, from what they said while waiting', async () => {
+    await openWidget(riley);
+    await startChat(riley, 'Riley Sutton', opening);
+    await customerSays(riley, furious);
+    await (await widgetMessage(riley, furious)).and(riley.locator('[data-state="sent"]')).first().waitFor({ timeout: WAIT });
+    await acceptOffer(alice);
+    await alice.getByTestId('conversation-title').filter({ hasText: 'Riley Sutton' }).waitFor({ timeout: WAIT });
+    let mood = await moodAbout(alice, furious);
+    check(await mood.getAttribute('data-mood') === 'negative', 'furious, waiting: ' + await mood.getAttribute('title'));
+    check(await mood.getByTestId('mood-label').textContent() === 'Unhappy', 'label: ' + await mood.textContent());
+
+    await customerSays(riley, worst);
+    mood = await moodAbout(alice, worst);
+    check(await mood.getAttribute('data-mood') === 'negative', 'the worst shop: ' + await mood.getAttribute('title'));
+    const text = await mood.textContent();
+    check(/Unhappy/.test(text) && !/Neutral|Happy/.test(text), 'the mood reads ' + text);
+    check(await mood.getAttribute('data-direction') !== 'improving', 'angry twice is not improving: ' + text);
+    await shot(alice, 'console-angry-mood');
+  });
+
+  await step('the customer calms down: Happy, improving', async () => {
+    await agentSays(alice, 'I am sorry. I have refunded your order now.');
+    await widgetMessage(riley, 'I am sorry. I have refunded your order now.');
+    await customerSays(riley, calm);
+    const mood = await moodAbout(alice, calm);
+    check(await mood.getAttribute('data-mood') === 'positive', 'thanks: ' + await mood.getAttribute('title'));
+    check(await mood.getAttribute('data-direction') === 'improving', 'angry then calm: ' + await mood.textContent());
+    check(/improving/.test(await mood.getByTestId('mood-trend').textContent()), 'the trend says so');
+  });
+
+  await step('after a reload the widget offers the last conversation; continuing shows it and goes on', async () => {
+    await riley.getByTestId('wl-end').click();
+    await riley.getByTestId('wl-closed').waitFor({ state: 'visible', timeout: WAIT });
+    await riley.reload();
+    await riley.waitForFunction(() => window.__wlReady != null, null, { timeout: WAIT });
+    if (!(await riley.getByTestId('wl-panel').isVisible())) await riley.getByTestId('wl-launcher').click();
+    const cont = riley.getByRole('button', { name: 'Continue your last conversation' });
+    await cont.waitFor({ timeout: WAIT });
+    check(await riley.getByTestId('wl-prechat').isVisible(), 'the pre-chat form is there too');
+    await widgetButtonsNamed(riley, 'the pre-chat form');
+    await riley.getByTestId('wl-panel').evaluate((el) => Promise.all(el.getAnimations().map((a) => a.finished)));
+    await shot(riley, 'widget-continue');
+
+    await cont.click();
+    for (const said of [opening, furious, worst, calm, 'I am sorry. I have refunded your order now.']) await widgetMessage(riley, said);
+    await riley.getByTestId('wl-input').waitFor({ state: 'visible', timeout: WAIT });
+    await widgetButtonsNamed(riley, 'the continued conversation');
+    const more = 'One more thing: can I have the invoice too?';
+    await customerSays(riley, more);
+    await (await widgetMessage(riley, more)).and(riley.locator('[data-state="sent"]')).first().waitFor({ timeout: WAIT });
+    check(await countText(widgetMessages(riley), worst) === 1, 'the earlier transcript stays above, once');
+    await shot(riley, 'widget-continued');
+    await acceptOffer(alice); // the new conversation, with the earlier one as a repeat contact
+    await agentTranscript(alice).getByText(more, { exact: true }).waitFor({ timeout: WAIT });
+  });
+}
+
 // ---- the scenarios ----
 
 async function main() {
@@ -309,6 +400,8 @@ async function main() {
       await sam.getByText(/On a call/).waitFor({ state: 'hidden', timeout: WAIT });
       await alice.locator('[data-testid="rtc-call"][data-state="live"]').waitFor({ state: 'hidden', timeout: WAIT });
     });
+
+    await moodAndContinueSteps(browser, alice);
 
     await step('the demo page links to the console', async () => {
       const page = await newPage(browser);

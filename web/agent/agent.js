@@ -748,13 +748,26 @@
   }
 
   // ---- live mood and coaching (signals) ----------------------------------------------------
-  // Sentiment: the customer's mood after their latest message that said something. The
-  // estimate of the conversation so far (1-5, below 2.5 dissatisfied) sets the colour.
+  // Sentiment: the customer's mood after their latest message that said something. The label
+  // and colour are that message's own (`label`: the gateway's rule over its estimate,
+  // sentiment and cues, docs/protocol.md), never the conversation's average, which stays
+  // near neutral for a while. The arrow is `direction`: this message against the earlier ones.
+  // (An older gateway sends no label: the message's own estimate then sets it.)
+  const MOODS = {
+    negative: { key: 'negative', label: 'Unhappy' },
+    neutral: { key: 'neutral', label: 'Neutral' },
+    positive: { key: 'positive', label: 'Happy' },
+  };
   function moodOf(sn) {
-    const x = typeof sn.overall === 'number' ? sn.overall : sn.estimate;
-    if (x < 2.5) return { key: 'negative', label: 'Unhappy' };
-    if (x < 3.5) return { key: 'neutral', label: 'Neutral' };
-    return { key: 'positive', label: 'Happy' };
+    if (MOODS[sn.label]) return MOODS[sn.label];
+    const x = typeof sn.estimate === 'number' ? sn.estimate : sn.overall;
+    return x < 2.5 ? MOODS.negative : x < 3.5 ? MOODS.neutral : MOODS.positive;
+  }
+  const DIRECTIONS = { improving: ['↗', 'improving'], worsening: ['↘', 'getting worse'], steady: ['→', 'steady'] };
+  function directionOf(sn) {
+    if (DIRECTIONS[sn.direction]) return DIRECTIONS[sn.direction];
+    const t = typeof sn.trend === 'number' ? sn.trend : 0;
+    return DIRECTIONS[t >= 0.25 ? 'improving' : t <= -0.25 ? 'worsening' : 'steady'];
   }
   const CUES = {
     reject: 'said no', correction: 'corrected you', decline: 'declined', alternative: 'wants something else',
@@ -766,18 +779,21 @@
     const sn = c.sentiment;
     ui.mood.hidden = !sn;
     if (!sn) return;
-    const m = moodOf(sn), trend = typeof sn.trend === 'number' ? sn.trend : 0;
-    const arrow = trend >= 0.15 ? '↗' : trend <= -0.15 ? '↘' : '→';
-    const trendWord = trend >= 0.15 ? 'improving' : trend <= -0.15 ? 'getting worse' : 'steady';
+    const m = moodOf(sn), [arrow, trendWord] = directionOf(sn);
+    const first = typeof sn.before !== 'number';
+    const trendText = first ? 'first message that said something' : trendWord + ' since the earlier messages (' + fmt1(sn.before) + ' → ' + fmt1(sn.estimate) + ')';
     const cues = (Array.isArray(sn.cues) ? sn.cues : []).map((k) => CUES[k] || String(k).replace(/_/g, ' '));
     ui.mood.dataset.mood = m.key;
+    ui.mood.dataset.seq = String(sn.seq);
+    ui.mood.dataset.direction = first ? 'first' : (sn.direction || trendWord);
     fill(ui.mood,
       h('span', { class: 'mood-dot', 'aria-hidden': 'true' }),
-      h('span', { class: 'mood-label' }, m.label),
-      h('span', { class: 'mood-score', title: 'Estimated satisfaction of the conversation so far (1-5)' }, fmt1(sn.overall) + '/5'),
-      h('span', { class: 'mood-trend', title: 'Since the first message: ' + trendWord }, arrow, h('span', { class: 'visually-hidden' }, ' ' + trendWord)),
+      h('span', { class: 'mood-label', 'data-testid': 'mood-label' }, m.label),
+      h('span', { class: 'mood-score', title: 'Estimated satisfaction of the latest message (1-5; below 2.5 is dissatisfied). Conversation so far: ' + fmt1(sn.overall) + ' of 5' },
+        'last message ' + fmt1(sn.estimate) + '/5'),
+      first ? null : h('span', { class: 'mood-trend', 'data-testid': 'mood-trend', title: 'Compared with the earlier messages: ' + trendText }, arrow + ' ' + trendWord),
       cues.length ? h('span', { class: 'mood-cues' }, cues.join(', ')) : null);
-    ui.mood.title = 'Customer mood after message ' + sn.seq + ': ' + m.label + ', satisfaction estimate ' + fmt1(sn.overall) + ' of 5, ' + trendWord;
+    ui.mood.title = 'Customer mood after message ' + sn.seq + ': ' + m.label + ' (satisfaction estimate of that message ' + fmt1(sn.estimate) + ' of 5); ' + trendText;
   }
   // Coaching flags arrive right after the message they are about; the latest few stay beside the
   // composer (dismissable), and the message itself gets a small marker.

@@ -24,7 +24,7 @@ use super::model::{
 use super::pools::{ClassKey, Pools};
 use super::routing::{self, AgentSlot, Need, Reason, channel_index};
 use super::signals::coaching::Flag;
-use super::signals::conversation::Tracker;
+use super::signals::conversation::{Mood, Tracker};
 use line::{Lane, Line, WaitKey};
 use transfer::{Handoff, PendingTransfer};
 
@@ -59,6 +59,9 @@ struct Conversation {
     class: Option<usize>,
     /// Timing, transfers, effort and flags, as they happen.
     tracker: Tracker,
+    /// The customer's latest mood that said something, with its message's seq: what an
+    /// agent who accepts the conversation is told first.
+    mood: Option<(u64, Mood)>,
 }
 
 struct Agent {
@@ -288,6 +291,7 @@ impl Switchboard {
             assigned_at: None,
             class: None,
             tracker: Tracker::new(created_at, &[]),
+            mood: None,
         }
     }
 
@@ -938,7 +942,11 @@ impl Switchboard {
                 id: s.customer_id,
                 display_name: s.customer_name,
             };
-            self.append(
+            // The opening message has a mood like any other: kept for the agent who
+            // accepts (nobody holds the conversation yet).
+            let conv = self.conversations.get_mut(&id).expect("inserted");
+            let mood = Some(conv.tracker.mood(&text)).filter(|m| !m.is_quiet());
+            let seq = self.append(
                 &id,
                 EventBody::Message {
                     author,
@@ -948,6 +956,9 @@ impl Switchboard {
                 now,
                 out,
             );
+            if let Some(mood) = mood {
+                self.conversations.get_mut(&id).expect("inserted").mood = Some((seq, mood));
+            }
         }
         let queue = &self.queues[&self.conversations[&id].rec.queue].settings;
         if let (Some(opens), Some(hours)) = (closed_until(queue, now), queue.hours.as_ref()) {
@@ -1039,10 +1050,14 @@ impl Switchboard {
             conv.tracker.flagged(negative as u32, positive as u32);
         }
         // The customer's mood reaches the agent when it says something: a neutral
-        // message with no cue stays quiet.
+        // message with no cue stays quiet. It is kept for whoever accepts later (the
+        // customer may have said it while waiting).
         let mood = (author.role == Role::Customer)
             .then(|| conv.tracker.mood(&text))
-            .filter(|m| !m.cues.is_empty() || m.sentiment.abs() >= 0.05);
+            .filter(|m| !m.is_quiet());
+        if let Some(mood) = &mood {
+            conv.mood = Some((seq, mood.clone()));
+        }
         if author.role == Role::Customer && conv.tracker.customer_said(now, &text) {
             flags.push(Flag {
                 code: "customer_repeated".into(),
@@ -1313,9 +1328,21 @@ impl Switchboard {
         );
         let conv = &self.conversations[&offer.conversation_id];
         out.push(Effect::Notify {
-            to: Participant::Agent(agent_id),
+            to: Participant::Agent(agent_id.clone()),
             notice: Notice::Joined(Arc::new(view(conv))),
         });
+        // What the customer said while waiting had no agent to tell: the latest mood
+        // follows the conversation (the agent's connection follows it by then).
+        if let Some((seq, mood)) = &conv.mood {
+            out.push(Effect::Notify {
+                to: Participant::Agent(agent_id),
+                notice: Notice::Mood {
+                    conversation_id: offer.conversation_id.clone(),
+                    seq: *seq,
+                    mood: mood.clone(),
+                },
+            });
+        }
     }
 
     /// A system line in the transcript, for both sides to read.
