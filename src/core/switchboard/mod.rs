@@ -59,6 +59,10 @@ struct Conversation {
     class: Option<usize>,
     /// Timing, transfers, effort and flags, as they happen.
     tracker: Tracker,
+    /// The customer's first message (since this core was built: a restored
+    /// conversation gets the next one): offers show it, so an agent sees what the
+    /// customer wants before accepting.
+    first_words: Option<Text>,
 }
 
 struct Agent {
@@ -288,6 +292,7 @@ impl Switchboard {
             assigned_at: None,
             class: None,
             tracker: Tracker::new(created_at, &[]),
+            first_words: None,
         }
     }
 
@@ -1446,6 +1451,12 @@ impl Switchboard {
             .get_mut(conversation_id)
             .expect("callers check the conversation is open");
         conv.last_seq += 1;
+        if let EventBody::Message { author, text, .. } = &body
+            && author.role == Role::Customer
+            && conv.first_words.is_none()
+        {
+            conv.first_words = Some(text.clone());
+        }
         let event = Arc::new(Event {
             conversation_id: conversation_id.clone(),
             seq: conv.last_seq,
@@ -2067,6 +2078,7 @@ impl Switchboard {
                 customer_name: conv.customer_name.clone(),
                 previous_conversations: conv.history.previous_conversations,
                 note,
+                first_words: conv.first_words.clone(),
             })),
         });
     }
