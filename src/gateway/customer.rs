@@ -329,7 +329,7 @@ async fn survey_answer(session: &mut Session, id: Option<&str>, survey: &Survey)
             if !session.link.send(frame.into()).await {
                 return Flow::Close(CloseCode::Normal, "");
             }
-            tell_agent(session, survey).await;
+            tell_agent(&session.link.app, survey).await;
             return Flow::Continue;
         }
         Ok(SurveyOutcome::AlreadyAnswered) => (
@@ -356,8 +356,7 @@ async fn survey_answer(session: &mut Session, id: Option<&str>, survey: &Survey)
 /// The agent who had the conversation sees the customer's own answer (instead of the
 /// estimate) on the connections that still follow it. Best effort: the answer is
 /// stored, and reports read it from there.
-async fn tell_agent(session: &Session, survey: &Survey) {
-    let app = &session.link.app;
+async fn tell_agent(app: &App, survey: &Survey) {
     let agent = match app.store.conversation(&survey.conversation_id).await {
         Ok(Some(stored)) => stored.record.agent_id,
         Ok(None) => None,

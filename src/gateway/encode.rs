@@ -137,7 +137,13 @@ pub fn notice(n: &Notice) -> String {
             reason: *reason,
         }
         .encode(),
-        Notice::Joined(view) => conversation(view, Vec::new(), view.last_seq, None, &[], None),
+        Notice::Joined(view) => conversation(
+            view,
+            Vec::new(),
+            view.last_seq,
+            None,
+            &Context::new(view, Vec::new(), None),
+        ),
         Notice::Transferred {
             conversation_id,
             to,
@@ -350,7 +356,11 @@ pub struct Context {
 impl Context {
     /// `earlier`: the events of the conversation `v` repeats, when it is one and they
     /// could be read.
-    pub fn new(v: &ConversationView, history: Vec<PastConversation>, earlier: Option<&[Event]>) -> Context {
+    pub fn new(
+        v: &ConversationView,
+        history: Vec<PastConversation>,
+        earlier: Option<&[Event]>,
+    ) -> Context {
         use serde_json::value::RawValue;
         // The attributes were re-serialized from a JSON object at `start`.
         let attributes = RawValue::from_string(v.attributes.to_string())

@@ -110,9 +110,10 @@ async function setAvailable(page) {
   await page.getByTestId('status').filter({ hasText: /available/i }).waitFor({ timeout: WAIT });
 }
 
-async function acceptOffer(page) {
+async function acceptOffer(page, shotName) {
   const offer = page.getByTestId('offer').first();
   await offer.waitFor({ timeout: WAIT });
+  if (shotName) await shot(page, shotName);
   const text = async (id) => (await offer.getByTestId(id).count()) ? offer.getByTestId(id).first().textContent() : '';
   const seen = {
     reason: await text('offer-reason'), note: await text('offer-note'), preview: await text('offer-preview'),
@@ -243,6 +244,10 @@ async function main() {
     });
 
     await step('bob closes it resolved; the customer answers the survey', async () => {
+      // A message that says something: bob sees the satisfaction estimate until the survey answer comes.
+      await customerSays(customer, 'Thank you so much, that is wonderful!');
+      await agentTranscript(bob).getByText('Thank you so much, that is wonderful!', { exact: true }).waitFor({ timeout: WAIT });
+      await bob.getByTestId('customer-facts').filter({ hasText: 'Satisfaction (est.)' }).waitFor({ timeout: WAIT });
       await bob.getByTestId('resolution').selectOption('resolved');
       await bob.getByTestId('close').click();
       await customer.getByTestId('wl-survey').waitFor({ timeout: WAIT });
@@ -367,14 +372,14 @@ async function main() {
       await rita.getByTestId('wl-new-chat').click();
       await startChat(rita, 'Rita Okonkwo', 'Back about the cracked blender, photo attached');
       if (await alice.getByTestId('ready').isVisible()) await alice.getByTestId('ready').click();
-      const offer = await acceptOffer(alice);
+      const offer = await acceptOffer(alice, 'console-offer');
       check(/Returning \(1 earlier\)/.test(offer.text), 'the offer says the customer is back: ' + offer.text);
       check(offer.preview.includes('Back about the cracked blender'), 'the offer shows the new first message: ' + offer.preview);
       await alice.getByTestId('conversation-title').filter({ hasText: 'Rita Okonkwo' }).waitFor({ timeout: WAIT });
       await agentTranscript(alice).getByText('Back about the cracked blender, photo attached').waitFor({ timeout: WAIT });
       const cards = await infoCards(alice);
       check(cards.context.includes('Rita Okonkwo'), 'the context card before the reload: ' + cards.context);
-      check(/1 earlier conversation/.test(cards.history), 'the history card before the reload: ' + cards.history);
+      check(/1 earlier conversation/i.test(cards.history), 'the history card before the reload: ' + cards.history);
       check(/Repeat contact/i.test(cards.repeat) && /Unresolved/.test(cards.repeat), 'the repeat-contact card before the reload: ' + cards.repeat);
     });
 
@@ -399,7 +404,7 @@ async function main() {
       await alice.getByTestId('info').getByTestId('repeat').waitFor({ timeout: WAIT });
       const after = await infoCards(alice);
       check(after.context !== '' && after.context === before.context, 'the context card after the reload: ' + JSON.stringify(after.context) + ' (before: ' + JSON.stringify(before.context) + ')');
-      check(/1 earlier conversation/.test(after.history) && after.history === before.history, 'the history card after the reload: ' + after.history);
+      check(/1 earlier conversation/i.test(after.history) && after.history === before.history, 'the history card after the reload: ' + after.history);
       check(/Repeat contact/i.test(after.repeat) && /Unresolved/.test(after.repeat), 'the repeat-contact card after the reload: ' + after.repeat);
       const profile = await alice.getByTestId('customer-sub').textContent();
       check(/Returning customer/.test(profile), 'the profile: ' + profile);
