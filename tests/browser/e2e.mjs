@@ -433,6 +433,14 @@ async function main() {
       const page = await newPage(browser);
       await page.goto(BASE + '/');
       check(await page.locator('a[href*="/agent/"]').count() > 0, 'a link to /agent/');
+      // The way to a token that works right after `cargo run` (no `warmline` on PATH then).
+      const command = 'cargo run --release -- token agent demo';
+      check((await page.getByTestId('token-command').textContent()) === command, 'the demo page says how to mint a token');
+      const signin = await newPage(browser);
+      await signin.goto(BASE + '/agent/');
+      await signin.getByTestId('sign-in').waitFor({ state: 'visible', timeout: WAIT });
+      check((await signin.getByTestId('token-command').textContent()) === command, 'the sign-in screen says how to mint a token');
+      await shot(signin, 'console-sign-in');
     });
   } finally {
     await browser.close();

@@ -576,6 +576,7 @@
           const b = ev.currentTarget;
           const done = () => { b.textContent = 'Copied'; setTimeout(() => { b.textContent = 'Copy'; }, 1500); };
           if (navigator.clipboard) navigator.clipboard.writeText(String(cust.id)).then(done, () => { b.textContent = 'Copy failed'; });
+          else b.textContent = 'Copy unavailable here'; // the clipboard needs https (or localhost)
         } }, 'Copy')));
     }
     ui.profileFacts.replaceChildren(...facts);
