@@ -96,8 +96,14 @@ async fn a_conversation_flows_both_ways_in_seq_order_and_closes_with_a_resolutio
     let request = customer.expect("survey_request").await;
     assert_eq!(request["conversation_id"], json!(conversation_id));
     customer
-        .request(json!({"type":"survey","conversation_id":conversation_id,"csat":5,"effort":2,"resolved":true}))
+        .request(json!({"type":"survey","conversation_id":conversation_id,"csat":5,"effort":2,"resolved":true,"comment":"quick, thanks"}))
         .await;
+    // The agent who had it sees the customer's own answer.
+    let answer = agent.until("survey").await;
+    assert_eq!(
+        answer,
+        json!({"type":"survey","conversation_id":conversation_id,"csat":5,"effort":2,"resolved":true,"comment":"quick, thanks"})
+    );
     customer
         .send(json!({"type":"survey","id":"again","conversation_id":conversation_id,"csat":1}))
         .await;

@@ -202,6 +202,71 @@ async fn a_repeat_contact_carries_the_earlier_conversation() {
     assert_eq!(newest["repeat_of"], first);
 }
 
+/// A console that loads again (or an agent who signs in again) mid-conversation gets
+/// the context, the history and the repeat contact in the welcome, exactly as the
+/// accept gave them; the offer shows what the customer wrote first.
+#[tokio::test]
+async fn a_reconnecting_agent_gets_the_context_history_and_repeat_contact_again() {
+    let server = TestServer::start(&config()).await;
+    let mut alice = server.available_agent("alice").await;
+    let mut customer = identified(&server, "cust-9").await;
+    let first = customer.start().await;
+    accept_next_offer(&mut alice).await;
+    customer.say(&first, "my router keeps rebooting").await;
+    alice
+        .request(json!({"type":"close","conversation_id": first,"resolution":"unresolved"}))
+        .await;
+    let (status, _) = post_context(
+        &server,
+        "cust-9",
+        json!({"attributes":{"account_number":"12345678"}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let text = format!(
+        "It is rebooting again,\n\tevery   hour. {}",
+        "x".repeat(300)
+    );
+    customer
+        .request(json!({"type":"start","queue":"support","attributes":{"page_url":"https://shop.example/help"},"text": text}))
+        .await;
+    let offer = alice.take("offer").await;
+    let preview = offer["preview"].as_str().expect("the offer has a preview");
+    assert!(
+        preview.starts_with("It is rebooting again, every hour. x"),
+        "{offer}"
+    );
+    assert!(
+        preview.ends_with('…') && preview.chars().count() <= 160,
+        "{preview}"
+    );
+    alice
+        .request(json!({"type":"accept","offer_id":offer["offer_id"]}))
+        .await;
+    let conversation = alice.take("conversation").await;
+    assert_eq!(conversation["attributes"]["account_number"], "12345678");
+    assert_eq!(
+        conversation["attributes"]["page_url"],
+        "https://shop.example/help"
+    );
+    assert_eq!(conversation["repeat_of"]["conversation_id"], first);
+    assert_eq!(conversation["history"].as_array().map(Vec::len), Some(1));
+
+    // The console reloads: a second connection of the same agent.
+    let (_again, welcome) = server.agent("alice").await;
+    let listed = welcome["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["conversation_id"] == conversation["conversation_id"])
+        .cloned()
+        .expect("the open conversation is listed");
+    for field in ["attributes", "history", "repeat_of", "customer"] {
+        assert_eq!(listed[field], conversation[field], "`{field}` in {welcome}");
+    }
+}
+
 /// The customer had to repeat what the IVR already told us, and the agent asked for
 /// it: both are flagged to the agent live and counted on the conversation.
 #[tokio::test]

@@ -303,8 +303,9 @@ fn banner_commands(banner: &[String]) -> Vec<String> {
 
 /// The commands a page shows in `<code>`, unescaped.
 fn page_commands(html: &str) -> Vec<String> {
-    html.split("<code>")
+    html.split("<code")
         .skip(1)
+        .filter_map(|rest| rest.split_once('>').map(|(_, after)| after))
         .filter_map(|rest| rest.split_once("</code>").map(|(code, _)| code))
         .map(|code| {
             code.replace("&lt;", "<")

@@ -26,6 +26,9 @@
     open: ds.open === 'true',
     prechat: (ds.prechat != null ? ds.prechat : topics.length ? 'name,topic' : 'name').split(',').map((s) => s.trim()).filter(Boolean),
     iceServers: [].concat(parseJson(ds.iceServers, [])),
+    // The page the chat starts on, for the agent: `path` (default: its title and address
+    // without query string or fragment) or `none`.
+    pageContext: ds.pageContext === 'none' ? 'none' : 'path',
   };
   // The conversation's language (`start.language`; agents must speak it to be offered the chat):
   // `data-language` (a code, or "none"), else the browser's primary subtag when `data-languages`
@@ -661,12 +664,23 @@
     if (name && cfg.prechat.includes('name')) attributes.name = name;
     if (email && cfg.prechat.includes('email')) attributes.email = email;
     if (topic) attributes.topic = topic.label;
+    Object.assign(attributes, pageContext());
     if (Object.keys(attributes).length) frame.attributes = attributes;
     if (text) frame.text = text;
     notice('');
     request('start', frame, { text });
     ui.first.value = '';
     render();
+  }
+  // Where the customer is: the page's title and its address without the query string or
+  // fragment (they often carry tokens, emails or search terms). Nothing with data-page-context="none".
+  function pageContext() {
+    if (cfg.pageContext === 'none') return {};
+    const out = {};
+    const title = String(document.title || '').replace(/\s+/g, ' ').trim().slice(0, 200);
+    if (title) out.page_title = title;
+    if (/^https?:$/.test(location.protocol)) out.page_url = (location.origin + location.pathname).slice(0, 500);
+    return out;
   }
   function openConversation(id, firstText, keepEarlier) {
     typing.stop(true);

@@ -372,6 +372,8 @@ pub struct OfferView {
     pub previous_conversations: u32,
     /// From the agent who transferred it.
     pub note: Option<Text>,
+    /// The customer's first message, whole (the shell shortens it for the wire).
+    pub first_words: Option<Text>,
 }
 
 /// An open conversation as its agent sees it.

@@ -525,8 +525,14 @@ impl Session {
                     break Some(encode::customer_welcome(customer_id, visitor_token, &open));
                 }
                 Some(Outbound::AgentWelcome(snapshot)) => {
+                    // Each conversation's context, as `conversation` has it: a console
+                    // that loads again must not lose what the accept showed.
+                    let mut contexts = Vec::with_capacity(snapshot.conversations.len());
+                    for view in &snapshot.conversations {
+                        contexts.push(Self::context(&app, view).await);
+                    }
                     let calls = &app.calls;
-                    break Some(encode::agent_welcome(&snapshot, |c| {
+                    break Some(encode::agent_welcome(&snapshot, &contexts, |c| {
                         calls
                             .by_conversation(c)
                             .map(|call| MediaInfo::pcmu(call.handle))
@@ -829,10 +835,16 @@ impl Session {
             .calls
             .by_conversation(&view.conversation_id)
             .map(|call| MediaInfo::pcmu(call.handle));
-        // Who this customer is to us: their other conversations, newest first.
-        let history = match self
-            .link
-            .app
+        let context = Self::context(&self.link.app, view).await;
+        let frame = encode::conversation(view, transcript, cursor, media, &context);
+        self.link.send(frame.into()).await
+    }
+
+    /// What the agent sees beside the transcript (`encode::Context`): who this customer
+    /// is to us (their other conversations, newest first) and, for a repeat contact, the
+    /// conversation it repeats with what was said in it. A store error leaves those out.
+    async fn context(app: &Arc<App>, view: &ConversationView) -> encode::Context {
+        let history = match app
             .store
             .past_conversations(&view.customer_id, HISTORY_LIMIT)
             .await
@@ -843,16 +855,13 @@ impl Session {
                 Vec::new()
             }
         };
-        // A repeat contact: the conversation it repeats, with what was said in it.
-        let mut repeated = None;
-        if let Some(earlier) = &view.repeat_of
-            && let Some(past) = history.iter().find(|p| *p.id == **earlier)
-            && let Some(events) = Self::read_events(self.link.app.clone(), earlier, 0, PAGE).await
+        let mut earlier = None;
+        if let Some(id) = &view.repeat_of
+            && history.iter().any(|p| *p.id == **id)
         {
-            repeated = Some((past, events.iter().map(encode::event).collect()));
+            earlier = Self::read_events(app.clone(), id, 0, PAGE).await;
         }
-        let frame = encode::conversation(view, transcript, cursor, media, &history, repeated);
-        self.link.send(frame.into()).await
+        encode::Context::new(view, history, earlier.as_deref())
     }
 
     /// `resume`: checks the conversation is the client's, sends every event after

@@ -326,11 +326,11 @@ async fn survey_answer(session: &mut Session, id: Option<&str>, survey: &Survey)
                 .experience
                 .survey(survey.csat, survey.effort);
             let frame = encode::ack(id, Some(&survey.conversation_id), None);
-            return if session.link.send(frame.into()).await {
-                Flow::Continue
-            } else {
-                Flow::Close(CloseCode::Normal, "")
-            };
+            if !session.link.send(frame.into()).await {
+                return Flow::Close(CloseCode::Normal, "");
+            }
+            tell_agent(&session.link.app, survey).await;
+            return Flow::Continue;
         }
         Ok(SurveyOutcome::AlreadyAnswered) => (
             ErrorCode::Conflict,
@@ -351,6 +351,28 @@ async fn survey_answer(session: &mut Session, id: Option<&str>, survey: &Survey)
         }
     };
     session.link.error(id, code, message).await
+}
+
+/// The agent who had the conversation sees the customer's own answer (instead of the
+/// estimate) on the connections that still follow it. Best effort: the answer is
+/// stored, and reports read it from there.
+async fn tell_agent(app: &App, survey: &Survey) {
+    let agent = match app.store.conversation(&survey.conversation_id).await {
+        Ok(Some(stored)) => stored.record.agent_id,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a surveyed conversation failed");
+            None
+        }
+    };
+    if let Some(agent) = agent {
+        let command = Command::Relay {
+            to: Participant::Agent(agent),
+            conversation_id: survey.conversation_id.as_str().into(),
+            frame: encode::survey(survey).into(),
+        };
+        let _ = app.hub.send(command).await;
+    }
 }
 
 /// A `start` over the customer's hourly allowance: refused with the time to wait.

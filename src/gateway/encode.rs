@@ -17,6 +17,27 @@ use crate::protocol::server::{
     Person, Sender, ServerFrame, TransferTo,
 };
 
+/// Characters of the customer's first message an offer shows.
+pub const PREVIEW_CHARS: usize = 160;
+
+/// The start of a message, on one line: at most `PREVIEW_CHARS` characters, with `…`
+/// when it was cut.
+pub fn preview(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= PREVIEW_CHARS {
+        return line;
+    }
+    let mut cut: String = line.chars().take(PREVIEW_CHARS - 1).collect();
+    // Cut at a word's end when one is not too far back.
+    if let Some(space) = cut.rfind(' ')
+        && cut[..space].chars().count() > PREVIEW_CHARS / 2
+    {
+        cut.truncate(space);
+    }
+    cut.push('…');
+    cut
+}
+
 pub fn rfc3339(ms: Millis) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
@@ -98,6 +119,7 @@ pub fn notice(n: &Notice) -> String {
                 previous_conversations: o.previous_conversations,
             },
             note: o.note.as_deref(),
+            preview: o.first_words.as_deref().map(preview),
         }
         .encode(),
         Notice::OfferRevoked {
@@ -115,7 +137,13 @@ pub fn notice(n: &Notice) -> String {
             reason: *reason,
         }
         .encode(),
-        Notice::Joined(view) => conversation(view, Vec::new(), view.last_seq, None, &[], None),
+        Notice::Joined(view) => conversation(
+            view,
+            Vec::new(),
+            view.last_seq,
+            None,
+            &Context::new(view, Vec::new(), None),
+        ),
         Notice::Transferred {
             conversation_id,
             to,
@@ -288,7 +316,6 @@ fn customer_view(v: &ConversationView) -> CustomerView<'_> {
     }
 }
 
-/// The `conversation` frame an agent gets on accept: everything so far.
 /// A past conversation as the wire shows it.
 pub fn history_entry(p: &PastConversation) -> HistoryEntry<'_> {
     HistoryEntry {
@@ -317,61 +344,104 @@ pub fn history(id: Option<&str>, past: &[PastConversation]) -> String {
     .encode()
 }
 
+/// What an agent is told about a conversation besides its transcript: its attributes
+/// (the context), the customer's other conversations and, for a repeat contact, the
+/// conversation it repeats with what was said. Read from the store by the connection,
+/// built the same way for `conversation` (accept) and for each of the agent's
+/// conversations in `welcome` (so a console that reloads shows what it showed before).
+pub struct Context {
+    attributes: Box<serde_json::value::RawValue>,
+    history: Vec<PastConversation>,
+    /// An index into `history` and that conversation's encoded events.
+    repeated: Option<(usize, Vec<Box<serde_json::value::RawValue>>)>,
+}
+
+impl Context {
+    /// `earlier`: the events of the conversation `v` repeats, when it is one and they
+    /// could be read.
+    pub fn new(
+        v: &ConversationView,
+        history: Vec<PastConversation>,
+        earlier: Option<&[Event]>,
+    ) -> Context {
+        use serde_json::value::RawValue;
+        // The attributes were re-serialized from a JSON object at `start`.
+        let attributes = RawValue::from_string(v.attributes.to_string())
+            .or_else(|_| RawValue::from_string("{}".to_owned()))
+            .unwrap_or_default();
+        let repeated = v.repeat_of.as_ref().and_then(|id| {
+            let at = history.iter().position(|p| *p.id == **id)?;
+            // Each event was encoded by this module, so it is valid JSON.
+            let events = earlier?
+                .iter()
+                .filter_map(|e| RawValue::from_string(event(e)).ok())
+                .collect();
+            Some((at, events))
+        });
+        Context {
+            attributes,
+            history,
+            repeated,
+        }
+    }
+
+    fn history_entries(&self, v: &ConversationView) -> Vec<HistoryEntry<'_>> {
+        self.history
+            .iter()
+            .filter(|p| *p.id != *v.conversation_id)
+            .map(history_entry)
+            .collect()
+    }
+
+    fn repeat_of(&self) -> Option<Box<RepeatOf<'_>>> {
+        self.repeated.as_ref().map(|(at, events)| {
+            Box::new(RepeatOf {
+                summary: history_entry(&self.history[*at]),
+                transcript: events.iter().map(|r| &**r).collect(),
+            })
+        })
+    }
+}
+
+/// The `conversation` frame an agent gets on accept: everything so far.
 pub fn conversation(
     v: &ConversationView,
     transcript: Vec<String>,
     last_seq: u64,
     media: Option<MediaInfo>,
-    history: &[PastConversation],
-    repeated: Option<(&PastConversation, Vec<String>)>,
+    context: &Context,
 ) -> String {
     use serde_json::value::RawValue;
-    // Each event was encoded by this module, so it is valid JSON; the attributes were
-    // re-serialized from a JSON object at `start`.
+    // Each event was encoded by this module, so it is valid JSON.
     let raw: Vec<Box<RawValue>> = transcript
         .into_iter()
         .filter_map(|t| RawValue::from_string(t).ok())
         .collect();
-    let repeated_raw: Vec<Box<RawValue>> = repeated
-        .as_ref()
-        .map(|(_, events)| {
-            events
-                .iter()
-                .filter_map(|t| RawValue::from_string(t.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let Ok(attributes) = RawValue::from_string(v.attributes.to_string())
-        .or_else(|_| RawValue::from_string("{}".to_owned()))
-    else {
-        return error(
-            None,
-            ErrorCode::Internal,
-            "could not encode the conversation",
-        );
-    };
     ServerFrame::Conversation {
         conversation_id: &v.conversation_id,
         channel: v.channel.as_str(),
         queue: &v.queue,
         state: v.state.as_str(),
         customer: customer_view(v),
-        attributes: &attributes,
-        history: history
-            .iter()
-            .filter(|p| *p.id != *v.conversation_id)
-            .map(history_entry)
-            .collect(),
+        attributes: &context.attributes,
+        history: context.history_entries(v),
         transcript: raw.iter().map(|r| &**r).collect(),
         signals: Default::default(),
         last_seq,
         media,
-        repeat_of: repeated.as_ref().map(|(past, _)| {
-            Box::new(RepeatOf {
-                summary: history_entry(past),
-                transcript: repeated_raw.iter().map(|r| &**r).collect(),
-            })
-        }),
+        repeat_of: context.repeat_of(),
+    }
+    .encode()
+}
+
+/// The customer's survey answer, for the conversation's agent.
+pub fn survey(s: &crate::store::Survey) -> String {
+    ServerFrame::Survey {
+        conversation_id: &s.conversation_id,
+        csat: s.csat,
+        effort: s.effort,
+        resolved: s.resolved,
+        comment: s.comment.as_deref(),
     }
     .encode()
 }
@@ -395,7 +465,12 @@ pub fn customer_welcome(customer_id: &str, token: &str, open: &[OpenConversation
     .encode()
 }
 
-pub fn agent_welcome(s: &AgentSnapshot, media: impl Fn(&str) -> Option<MediaInfo>) -> String {
+/// The agent's welcome; `contexts` goes with `s.conversations`, one for one.
+pub fn agent_welcome(
+    s: &AgentSnapshot,
+    contexts: &[Context],
+    media: impl Fn(&str) -> Option<MediaInfo>,
+) -> String {
     ServerFrame::AgentWelcome {
         agent: AgentView {
             id: &s.agent_id,
@@ -410,7 +485,8 @@ pub fn agent_welcome(s: &AgentSnapshot, media: impl Fn(&str) -> Option<MediaInfo
         conversations: s
             .conversations
             .iter()
-            .map(|v| AgentConversationSummary {
+            .zip(contexts)
+            .map(|(v, context)| AgentConversationSummary {
                 conversation_id: &v.conversation_id,
                 channel: v.channel.as_str(),
                 queue: &v.queue,
@@ -418,6 +494,9 @@ pub fn agent_welcome(s: &AgentSnapshot, media: impl Fn(&str) -> Option<MediaInfo
                 last_seq: v.last_seq,
                 customer: customer_view(v),
                 media: media(&v.conversation_id),
+                attributes: &context.attributes,
+                history: context.history_entries(v),
+                repeat_of: context.repeat_of(),
             })
             .collect(),
     }
@@ -434,4 +513,20 @@ pub fn resumed(conversation_id: &str, last_seq: u64) -> String {
 
 fn round3(v: f32) -> f32 {
     (v * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PREVIEW_CHARS, preview};
+
+    #[test]
+    fn a_preview_is_one_line_and_short() {
+        assert_eq!(preview("  Hi,\n my order\t4411 "), "Hi, my order 4411");
+        let long = "word ".repeat(100);
+        let p = preview(&long);
+        assert!(p.chars().count() <= PREVIEW_CHARS, "{p}");
+        assert!(p.ends_with("word…"), "{p}");
+        let unbroken = "é".repeat(500);
+        assert_eq!(preview(&unbroken).chars().count(), PREVIEW_CHARS);
+    }
 }

@@ -91,6 +91,17 @@ pub enum ServerFrame<'a> {
     SurveyRequest {
         conversation_id: &'a str,
     },
+    /// To the conversation's agent: the customer answered its survey.
+    Survey {
+        conversation_id: &'a str,
+        csat: u8,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        effort: Option<u8>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resolved: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<&'a str>,
+    },
     /// To the customer: the business opened a conversation to follow up on `about`.
     FollowUp {
         conversation_id: &'a str,
@@ -129,6 +140,9 @@ pub enum ServerFrame<'a> {
         customer: CustomerView<'a>,
         #[serde(skip_serializing_if = "Option::is_none")]
         note: Option<&'a str>,
+        /// The start of the customer's first message, when there is one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        preview: Option<String>,
     },
     OfferRevoked {
         offer_id: &'a str,
@@ -239,6 +253,12 @@ pub struct AgentConversationSummary<'a> {
     /// A live call on this conversation (see `conversation.media`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaInfo>,
+    /// As in `conversation`: the context, the customer's other conversations and the
+    /// conversation this one repeats, so a console that reloads loses none of them.
+    pub attributes: &'a serde_json::value::RawValue,
+    pub history: Vec<HistoryEntry<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_of: Option<Box<RepeatOf<'a>>>,
 }
 
 #[derive(Serialize, Debug)]

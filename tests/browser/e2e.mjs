@@ -110,11 +110,15 @@ async function setAvailable(page) {
   await page.getByTestId('status').filter({ hasText: /available/i }).waitFor({ timeout: WAIT });
 }
 
-async function acceptOffer(page) {
+async function acceptOffer(page, shotName) {
   const offer = page.getByTestId('offer').first();
   await offer.waitFor({ timeout: WAIT });
+  if (shotName) await shot(page, shotName);
   const text = async (id) => (await offer.getByTestId(id).count()) ? offer.getByTestId(id).first().textContent() : '';
-  const seen = { reason: await text('offer-reason'), note: await text('offer-note'), text: await offer.textContent() };
+  const seen = {
+    reason: await text('offer-reason'), note: await text('offer-note'), preview: await text('offer-preview'),
+    customer: await text('offer-customer'), text: await offer.textContent(),
+  };
   await offer.getByTestId('accept').click();
   await offer.waitFor({ state: 'detached', timeout: WAIT });
   return seen;
@@ -223,7 +227,29 @@ async function moodAndContinueSteps(browser, alice) {
     await shot(riley, 'widget-continued');
     await acceptOffer(alice); // the new conversation, with the earlier one as a repeat contact
     await agentTranscript(alice).getByText(more, { exact: true }).waitFor({ timeout: WAIT });
+    // Alice is at her capacity of three now: she answers and closes it.
+    await agentSays(alice, 'Of course, it is on its way to your inbox.');
+    await alice.getByTestId('close').click();
+    await riley.getByTestId('wl-closed').waitFor({ state: 'visible', timeout: WAIT });
   });
+}
+
+// A customer id on the wire is 32 hex digits: people should never have to read one.
+const HEX_ID = /\b[0-9a-f]{32}\b/i;
+
+// Opens the folded transfer form of the selected conversation.
+async function openTransfer(page) {
+  if (!(await page.getByTestId('transfer-form').isVisible())) await page.getByTestId('transfer-toggle').click();
+  await page.getByTestId('transfer-form').waitFor({ state: 'visible', timeout: WAIT });
+}
+
+// The conversation's side cards as a person reads them (text of each; '' when absent).
+async function infoCards(page) {
+  const card = async (id) => {
+    const loc = page.getByTestId('info').getByTestId(id);
+    return (await loc.count()) && (await loc.first().isVisible()) ? (await loc.first().innerText()).trim() : '';
+  };
+  return { context: await card('context'), history: await card('history'), repeat: await card('repeat') };
 }
 
 // ---- the scenarios ----
@@ -261,9 +287,15 @@ async function main() {
       await startChat(customer, 'Dana Whitfield', 'Hi, my order 4411 never arrived');
       const offer = await acceptOffer(alice);
       check(offer.text.includes('Dana Whitfield'), 'the offer names the customer as they gave their name: ' + offer.text);
+      check(offer.preview.includes('Hi, my order 4411 never arrived'), 'the offer shows what the customer wrote: ' + JSON.stringify(offer.preview));
+      check(!HEX_ID.test(offer.text), 'the offer shows no raw customer id: ' + offer.text);
       await alice.getByTestId('conversation-title').filter({ hasText: 'Dana Whitfield' }).waitFor({ timeout: WAIT });
       await customer.getByTestId('wl-agent').filter({ hasText: 'Alice' }).waitFor({ timeout: WAIT });
       await agentTranscript(alice).getByText('Hi, my order 4411 never arrived').waitFor({ timeout: WAIT });
+      const panel = await alice.getByTestId('conversation').innerText();
+      check(!HEX_ID.test(panel), 'the console shows no 32-hex customer id: ' + (panel.match(HEX_ID) || [])[0]);
+      const page = await alice.getByTestId('info').getByTestId('context-page-url').textContent();
+      check(page === BASE + '/', 'the context says which page the customer came from (no query string): ' + page);
     });
 
     await step('messages both ways, with delivery ticks and typing', async () => {
@@ -288,6 +320,7 @@ async function main() {
     });
 
     await step('alice transfers to billing (cold, with a note); bob takes it', async () => {
+      await openTransfer(alice);
       await alice.getByTestId('transfer-kind').selectOption('queue');
       await alice.getByTestId('transfer-target').fill('billing');
       await alice.getByTestId('transfer-mode').selectOption('cold');
@@ -306,14 +339,35 @@ async function main() {
     });
 
     await step('bob closes it resolved; the customer answers the survey', async () => {
+      // A message that says something: bob sees the satisfaction estimate until the survey answer comes.
+      await customerSays(customer, 'Thank you so much, that is wonderful!');
+      await agentTranscript(bob).getByText('Thank you so much, that is wonderful!', { exact: true }).waitFor({ timeout: WAIT });
+      await bob.getByTestId('customer-facts').filter({ hasText: 'Satisfaction (est.)' }).waitFor({ timeout: WAIT });
       await bob.getByTestId('resolution').selectOption('resolved');
       await bob.getByTestId('close').click();
       await customer.getByTestId('wl-survey').waitFor({ timeout: WAIT });
       await customer.getByTestId('wl-csat-5').click();
       await customer.getByTestId('wl-effort-2').click();
+      await customer.getByTestId('wl-resolved-yes').click();
+      await customer.getByTestId('wl-comment').fill('Quick and kind, thank you');
       await customer.getByTestId('wl-survey-send').click();
       await customer.getByTestId('wl-survey-done').waitFor({ timeout: WAIT });
       await shot(customer, 'widget-survey');
+    });
+
+    await step("after the survey bob's console shows the customer's own answer, not the estimate", async () => {
+      const answer = bob.getByTestId('survey-answer');
+      await answer.waitFor({ timeout: WAIT });
+      const text = await answer.innerText();
+      check(/customer.s answer/i.test(text), 'labelled as the customer\'s answer: ' + text);
+      check((await answer.getByTestId('survey-csat').textContent()) === '5/5', 'CSAT 5/5: ' + text);
+      check((await answer.getByTestId('survey-resolved').textContent()) === 'Yes', 'resolved: yes: ' + text);
+      check((await answer.getByTestId('survey-comment').textContent()).includes('Quick and kind, thank you'), 'the comment: ' + text);
+      const facts = await bob.getByTestId('customer-facts').innerText();
+      check(!/est\./i.test(facts), 'the estimate is no longer shown: ' + facts);
+      const mood = await bob.getByTestId('sentiment').innerText();
+      check(/answer/i.test(mood) && /5\/5/.test(mood) && !/last message/i.test(mood), 'the mood bar shows the answer, not an estimate: ' + mood);
+      await shot(bob, 'console-survey-answer');
     });
 
     await step('the network drops and comes back: nothing lost, nothing twice', async () => {
@@ -403,10 +457,90 @@ async function main() {
 
     await moodAndContinueSteps(browser, alice);
 
+    let rita = null;
+    await step('a returning customer: alice closes a first chat, the customer comes back', async () => {
+      rita = await newPage(browser);
+      await openWidget(rita);
+      await startChat(rita, 'Rita Okonkwo', 'My blender arrived cracked');
+      await acceptOffer(alice);
+      await alice.getByTestId('conversation-title').filter({ hasText: 'Rita Okonkwo' }).waitFor({ timeout: WAIT });
+      await agentSays(alice, 'I am sorry, please send a photo.');
+      await alice.getByTestId('resolution').selectOption('unresolved');
+      await alice.getByTestId('close').click();
+      await rita.getByTestId('wl-new-chat').waitFor({ state: 'visible', timeout: WAIT });
+      await rita.getByTestId('wl-new-chat').click();
+      await startChat(rita, 'Rita Okonkwo', 'Back about the cracked blender, photo attached');
+      if (await alice.getByTestId('ready').isVisible()) await alice.getByTestId('ready').click();
+      const offer = await acceptOffer(alice, 'console-offer');
+      check(/Returning \(1 earlier\)/.test(offer.text), 'the offer says the customer is back: ' + offer.text);
+      check(offer.preview.includes('Back about the cracked blender'), 'the offer shows the new first message: ' + offer.preview);
+      await alice.getByTestId('conversation-title').filter({ hasText: 'Rita Okonkwo' }).waitFor({ timeout: WAIT });
+      await agentTranscript(alice).getByText('Back about the cracked blender, photo attached').waitFor({ timeout: WAIT });
+      const cards = await infoCards(alice);
+      check(cards.context.includes('Rita Okonkwo'), 'the context card before the reload: ' + cards.context);
+      check(/1 earlier conversation/i.test(cards.history), 'the history card before the reload: ' + cards.history);
+      check(/Repeat contact/i.test(cards.repeat) && /Unresolved/.test(cards.repeat), 'the repeat-contact card before the reload: ' + cards.repeat);
+    });
+
+    await step('coaching hints that repeat are shown once, with a count', async () => {
+      await agentSays(alice, 'Let me look at the photo.');
+      await agentSays(alice, 'I will send a new blender today.');
+      const hints = alice.getByTestId('coaching-hint').and(alice.locator('[data-code="next_step"]'));
+      await hints.and(alice.locator('[data-count="2"]')).waitFor({ timeout: WAIT });
+      check(await hints.count() === 1, 'one next-step hint, not ' + await hints.count());
+      check((await hints.first().innerText()).includes('×2'), 'the hint says how often: ' + await hints.first().innerText());
+    });
+
+    await step('the console reloaded mid-conversation shows the same context, history and repeat contact', async () => {
+      const before = await infoCards(alice);
+      await alice.reload();
+      await alice.getByTestId('agent-name').filter({ hasText: /\S/ }).waitFor({ timeout: WAIT });
+      const tab = alice.getByTestId('conversation-item').filter({ hasText: 'Rita Okonkwo' });
+      await tab.waitFor({ timeout: WAIT });
+      await tab.click();
+      await alice.getByTestId('conversation-title').filter({ hasText: 'Rita Okonkwo' }).waitFor({ timeout: WAIT });
+      await agentTranscript(alice).getByText('Back about the cracked blender, photo attached').waitFor({ timeout: WAIT });
+      await alice.getByTestId('info').getByTestId('repeat').waitFor({ timeout: WAIT });
+      const after = await infoCards(alice);
+      check(after.context !== '' && after.context === before.context, 'the context card after the reload: ' + JSON.stringify(after.context) + ' (before: ' + JSON.stringify(before.context) + ')');
+      check(/1 earlier conversation/i.test(after.history) && after.history === before.history, 'the history card after the reload: ' + after.history);
+      check(/Repeat contact/i.test(after.repeat) && /Unresolved/.test(after.repeat), 'the repeat-contact card after the reload: ' + after.repeat);
+      const profile = await alice.getByTestId('customer-sub').textContent();
+      check(/Returning customer/.test(profile), 'the profile: ' + profile);
+      const panel = await alice.getByTestId('conversation').innerText();
+      check(!HEX_ID.test(panel), 'no raw customer id after the reload either');
+      await shot(alice, 'console-after-reload');
+    });
+
+    await step('at 1280x900 "Close conversation" is in view with the transfer form open', async () => {
+      await alice.setViewportSize({ width: 1280, height: 900 });
+      await openTransfer(alice);
+      const close = alice.getByTestId('close');
+      await close.waitFor({ state: 'visible', timeout: WAIT });
+      const box = await close.boundingBox();
+      const vp = alice.viewportSize();
+      check(box && box.x >= 0 && box.y >= 0 && box.x + box.width <= vp.width && box.y + box.height <= vp.height,
+        'the Close button is inside the 1280x900 viewport: ' + JSON.stringify(box));
+      const scrolled = await alice.evaluate(() => window.scrollY);
+      check(scrolled === 0, 'without scrolling the page: ' + scrolled);
+      const transcriptBox = await agentTranscript(alice).boundingBox();
+      check(transcriptBox && transcriptBox.height >= 200, 'the transcript keeps room: ' + JSON.stringify(transcriptBox));
+      await shot(alice, 'console-1280x900');
+    });
+
+
     await step('the demo page links to the console', async () => {
       const page = await newPage(browser);
       await page.goto(BASE + '/');
       check(await page.locator('a[href*="/agent/"]').count() > 0, 'a link to /agent/');
+      // The way to a token that works right after `cargo run` (no `warmline` on PATH then).
+      const command = 'cargo run --release -- token agent demo';
+      check((await page.getByTestId('token-command').textContent()) === command, 'the demo page says how to mint a token');
+      const signin = await newPage(browser);
+      await signin.goto(BASE + '/agent/');
+      await signin.getByTestId('sign-in').waitFor({ state: 'visible', timeout: WAIT });
+      check((await signin.getByTestId('token-command').textContent()) === command, 'the sign-in screen says how to mint a token');
+      await shot(signin, 'console-sign-in');
     });
   } finally {
     await browser.close();

@@ -29,7 +29,7 @@
     closed: $('closed'), closedText: $('closed-text'), dismiss: $('dismiss'),
     transferForm: $('transfer-form'), transferKind: $('transfer-kind'), transferTargetLabel: $('transfer-target-label'),
     transferTarget: $('transfer-target'), transferMode: $('transfer-mode'), transferNote: $('transfer-note'),
-    transfer: $('transfer'), transferStatus: $('transfer-status'),
+    transfer: $('transfer'), transferStatus: $('transfer-status'), transferToggle: $('transfer-toggle'), transferHide: $('transfer-hide'),
     call: $('call'), callTitle: $('call-title'), callTimer: $('call-timer'), callStatus: $('call-status'),
     callControls: $('call-controls'), mic: $('mic'), hold: $('hold'), clearPlayback: $('clear-playback'),
     audioOn: $('audio-on'), clearHelp: $('clear-help'), callSignals: $('call-signals'), callHint: $('call-hint'),
@@ -186,6 +186,13 @@
         if (Array.isArray(f.flags)) onFlags(c, f.flags);
         refresh(c);
         break;
+      case 'survey': // the customer answered the post-chat survey: their word replaces the estimate
+        if (!c) break;
+        c.survey = { csat: f.csat, effort: f.effort, resolved: f.resolved, comment: f.comment };
+        c.info = null;
+        if (c.id !== selected) announce(customerName(c) + ' answered the survey: ' + f.csat + ' of 5.');
+        refresh(c);
+        break;
       case 'rtc': onRtc(c, f); break;
       case 'switched': onSwitched(c, f); break;
       case 'mark': console.debug('warmline: playback reached mark', f.name, 'on', f.conversation_id); break;
@@ -333,7 +340,10 @@
   ];
   function addOffer(f) {
     removeOffer(f.offer_id);
-    const cust = f.customer || {}, prev = cust.previous_conversations || 0, name = cust.display_name || 'Customer';
+    const cust = f.customer || {}, prev = cust.previous_conversations || 0, name = customerLabel(cust, null);
+    // What the customer wrote first (the gateway sends its start): shown as text, one or two lines.
+    const words = typeof f.preview === 'string' ? f.preview.replace(/\s+/g, ' ').trim() : '';
+    const preview = words.length > 200 ? words.slice(0, 199) + '\u2026' : words;
     const channel = f.channel || 'chat', total = Math.max(1, f.expires_in_ms || 0);
     const countdown = h('span', { class: 'countdown', 'data-testid': 'countdown' });
     const bar = h('span', { class: 'offer-bar-fill' });
@@ -357,6 +367,8 @@
         h('span', { class: 'offer-timer' }, h('span', { class: 'visually-hidden' }, 'Expires in '), countdown)),
       f.reason ? h('p', { class: 'offer-reason reason-' + String(f.reason).replace(/[^a-z_]/g, ''), 'data-testid': 'offer-reason', 'data-reason': f.reason },
         OFFER_REASONS[f.reason] || String(f.reason).replace(/_/g, ' ')) : null,
+      preview ? h('p', { class: 'offer-preview', 'data-testid': 'offer-preview', title: preview },
+        h('span', { class: 'visually-hidden' }, 'They wrote: '), '\u201c' + preview + '\u201d') : null,
       f.note ? h('blockquote', { class: 'offer-note', 'data-testid': 'offer-note' }, h('span', { class: 'who' }, 'Note from the previous agent'), String(f.note)) : null,
       h('span', { class: 'offer-bar', 'aria-hidden': 'true' }, bar),
       h('div', { class: 'offer-actions' }, buttons[0], buttons[1],
@@ -452,7 +464,7 @@
         ready && request('message', { type: 'message', conversation_id: t.id, text: item.text, client_msg_id: item.clientMsgId }, { conv: t, item }));
       Object.assign(c, { closed: false, gone: false, closing: false, unread: 0, draft: '', typing: false,
         transferring: null, transferred: null, transferNote: null, moved: null, call: null, rtc: null,
-        info: null, closeNote: null, followUpAt: null, sentiment: null, flags: [] });
+        info: null, closeNote: null, followUpAt: null, sentiment: null, flags: [], hints: [], survey: null, transferOpen: false });
       c.tabId = 'tab-' + c.id.replace(/[^A-Za-z0-9_-]/g, '_');
       c.btn = h('button', { type: 'button', role: 'tab', id: c.tabId, 'aria-selected': 'false', 'aria-controls': 'panel', tabindex: '-1',
         class: 'tab', 'data-testid': 'conversation-item', 'data-conversation-id': c.id, onclick: () => select(c.id) });
@@ -461,12 +473,33 @@
       convs.set(c.id, c);
       updateEmpty();
     }
-    for (const k of ['channel', 'queue', 'state', 'customer', 'attributes', 'history', 'repeat_of']) if (info[k] !== undefined) c[k] = info[k];
-    if (['attributes', 'history', 'repeat_of', 'customer'].some((k) => info[k] !== undefined)) c.info = null; // built again when shown
+    // `welcome` (page load, reconnect) and `conversation` (accept) both carry the context,
+    // history and repeat contact; the cards are built again only when something changed,
+    // so an expanded earlier transcript stays expanded across a reconnect.
+    let changed = false;
+    for (const k of ['channel', 'queue', 'state', 'customer', 'attributes', 'history', 'repeat_of']) {
+      if (info[k] === undefined) continue;
+      if (['attributes', 'history', 'repeat_of', 'customer'].includes(k) && JSON.stringify(info[k]) !== JSON.stringify(c[k])) changed = true;
+      c[k] = info[k];
+    }
+    if (changed) c.info = null; // built again when shown
     refresh(c);
     return c;
   }
-  function customerName(c) { return (c.customer && c.customer.display_name) || 'Customer'; }
+  // How the customer is named: the name the gateway gives (verified, or typed in the widget),
+  // else the name in the context, else "Visitor" and the end of their id: never a raw id.
+  function customerLabel(cust, attrs) {
+    cust = cust || {};
+    const id = typeof cust.id === 'string' ? cust.id : '';
+    const rawId = (s) => !s || s === id || /^[0-9a-f]{12,}$/i.test(s) || /^[0-9a-f-]{32,}$/i.test(s);
+    const dn = typeof cust.display_name === 'string' ? cust.display_name.trim() : '';
+    if (dn && !rawId(dn)) return dn;
+    const given = attrs && typeof attrs.name === 'string' ? attrs.name.trim().slice(0, 64) : '';
+    if (given && !rawId(given)) return given;
+    const tail = id.replace(/[^A-Za-z0-9]/g, '').slice(-4);
+    return tail ? 'Visitor ' + tail : 'Customer';
+  }
+  function customerName(c) { return customerLabel(c.customer, c.attributes); }
   function stateText(c) {
     return c.transferred ? 'transferred' : c.moved ? 'moved to another agent' : c.gone ? 'no longer yours'
       : c.closed ? 'closed' : (c.state || '');
@@ -531,11 +564,21 @@
       : (cust.returning === false ? 'New customer' : '');
     const facts = [];
     const add = (k, v, cls) => { if (v != null && v !== '') facts.push(h('dt', null, k), h('dd', { class: cls || null }, String(v))); };
-    add('Customer id', cust.id, 'mono');
     add('Email', cust.email);
     add('Channel', channelText(c.channel || ''));
     add('Queue', c.queue);
-    if (c.sentiment) add('Satisfaction (est.)', fmt1(c.sentiment.overall) + ' of 5');
+    if (c.survey) add('Customer\u2019s rating', c.survey.csat + ' of 5 (their answer)');
+    else if (c.sentiment) add('Satisfaction (est.)', fmt1(c.sentiment.overall) + ' of 5');
+    // The id is for looking the customer up elsewhere: copied, not shown.
+    if (cust.id) {
+      facts.push(h('dt', null, 'Customer id'), h('dd', null, h('button', { type: 'button', class: 'ghost small', 'data-testid': 'copy-customer-id',
+        onclick: (ev) => {
+          const b = ev.currentTarget;
+          const done = () => { b.textContent = 'Copied'; setTimeout(() => { b.textContent = 'Copy'; }, 1500); };
+          if (navigator.clipboard) navigator.clipboard.writeText(String(cust.id)).then(done, () => { b.textContent = 'Copy failed'; });
+          else b.textContent = 'Copy unavailable here'; // the clipboard needs https (or localhost)
+        } }, 'Copy')));
+    }
     ui.profileFacts.replaceChildren(...facts);
   }
   // replaceChildren without the nulls of optional parts (replaceChildren would write "null").
@@ -596,7 +639,12 @@
   function updateControls() {
     ui.availability.disabled = !ready;
     const c = convs.get(selected), open = isOpen(c);
-    ui.composer.hidden = ui.closeForm.hidden = ui.transferForm.hidden = !open;
+    ui.composer.hidden = ui.closeForm.hidden = !open;
+    // The transfer form stays folded away until asked for (per conversation), or while one is under way.
+    const showTransfer = open && (c.transferOpen || !!c.transferring || !!c.transferNote);
+    ui.transferForm.hidden = !showTransfer;
+    ui.transferToggle.setAttribute('aria-expanded', String(showTransfer));
+    ui.transferToggle.classList.toggle('pressed', showTransfer);
     ui.closed.hidden = !c || open;
     ui.input.disabled = ui.send.disabled = !open;
     ui.close.disabled = !open || !ready || c.closing;
@@ -688,11 +736,12 @@
     const followUpOf = attrs.follow_up_of != null ? String(attrs.follow_up_of) : null;
     const panels = [];
     if (rep || followUpOf) panels.push(repeatPanel(c, rep, followUpOf, hist));
-    const keys = Object.keys(attrs);
-    if (keys.length) {
+    if (c.survey) panels.unshift(surveyPanel(c));
+    const rows = contextRows(attrs);
+    if (rows.length) {
       panels.push(h('section', { class: 'card', 'data-testid': 'context', 'aria-labelledby': 'ctx-' + c.id },
         h('h3', { id: 'ctx-' + c.id }, 'Context'),
-        h('dl', { class: 'kv' }, ...keys.flatMap((k) => [h('dt', null, k), h('dd', null, valueText(attrs[k]))]))));
+        h('dl', { class: 'kv' }, ...rows)));
     }
     if (hist.length) {
       const linked = new Set([rep && rep.conversation_id, followUpOf].filter(Boolean));
@@ -711,6 +760,38 @@
       panels.push(h('p', { class: 'help', 'data-testid': 'history' }, 'No earlier conversations with this customer.'));
     }
     return h('div', { class: 'info-panels' }, ...panels);
+  }
+  // The context card's rows: the page the customer came from (the widget sends its title and
+  // address), what they typed in the pre-chat form, then anything else an IVR or a bot attached.
+  const CONTEXT_LABELS = { name: 'Name', email: 'Email', topic: 'Topic', intent: 'Intent', account_number: 'Account number' };
+  const CONTEXT_HIDDEN = new Set(['page_title', 'page_url', 'follow_up_of', 'call_sid', 'stream_sid']);
+  function contextRows(attrs) {
+    const rows = [];
+    const title = typeof attrs.page_title === 'string' ? attrs.page_title.trim() : '';
+    const url = typeof attrs.page_url === 'string' ? attrs.page_url.trim() : '';
+    if (title || url) {
+      rows.push(h('dt', null, 'Came from'), h('dd', { 'data-testid': 'context-page' },
+        title ? h('span', { class: 'page-title' }, title) : null,
+        url ? h('span', { class: 'page-url', 'data-testid': 'context-page-url' }, url) : null));
+    }
+    for (const k of Object.keys(attrs)) {
+      if (CONTEXT_HIDDEN.has(k) || attrs[k] == null || attrs[k] === '') continue;
+      rows.push(h('dt', null, CONTEXT_LABELS[k] || k.replace(/_/g, ' ')), h('dd', null, valueText(attrs[k])));
+    }
+    return rows;
+  }
+  // The customer's own answer to the post-chat survey (it came after the close).
+  function surveyPanel(c) {
+    const sv = c.survey, id = 'sv-' + c.id;
+    const effort = typeof sv.effort === 'number' ? sv.effort + ' of 7 (1: very easy)' : null;
+    return h('section', { class: 'card survey-answer', 'data-testid': 'survey-answer', 'aria-labelledby': id },
+      h('h3', { id }, 'The customer\u2019s answer'),
+      h('dl', { class: 'kv' },
+        h('dt', null, 'CSAT'), h('dd', { 'data-testid': 'survey-csat' }, sv.csat + '/5'),
+        h('dt', null, 'Resolved'), h('dd', { 'data-testid': 'survey-resolved' }, sv.resolved === true ? 'Yes' : sv.resolved === false ? 'No' : 'Not answered'),
+        effort ? h('dt', null, 'Effort') : null, effort ? h('dd', null, effort) : null),
+      typeof sv.comment === 'string' && sv.comment.trim()
+        ? h('p', { class: 'comment', 'data-testid': 'survey-comment' }, '\u201c' + sv.comment.trim() + '\u201d') : null);
   }
   // A repeat contact (with the earlier conversation and what was said), or a follow-up promised.
   function repeatPanel(c, rep, followUpOf, hist) {
@@ -777,7 +858,19 @@
   };
   function renderMood(c) {
     const sn = c.sentiment;
-    ui.mood.hidden = !sn;
+    ui.mood.hidden = !sn && !c.survey;
+    if (c.survey) { // the customer's own word replaces every estimate
+      const sv = c.survey, key = sv.csat >= 4 ? 'positive' : sv.csat <= 2 ? 'negative' : 'neutral';
+      ui.mood.dataset.mood = key;
+      ui.mood.dataset.seq = '';
+      ui.mood.dataset.direction = 'answered';
+      fill(ui.mood,
+        h('span', { class: 'mood-dot', 'aria-hidden': 'true' }),
+        h('span', { class: 'mood-label', 'data-testid': 'mood-label' }, 'Customer\u2019s answer'),
+        h('span', { class: 'mood-score', 'data-testid': 'mood-answer' }, sv.csat + '/5'));
+      ui.mood.title = 'The customer answered the survey: ' + sv.csat + ' of 5';
+      return;
+    }
     if (!sn) return;
     const m = moodOf(sn), [arrow, trendWord] = directionOf(sn);
     const first = typeof sn.before !== 'number';
@@ -797,16 +890,23 @@
   }
   // Coaching flags arrive right after the message they are about; the latest few stay beside the
   // composer (dismissable), and the message itself gets a small marker.
+  // `flags` (the latest 50) mark messages; `hints` (one per code, newest first, with how many
+  // times it came) are what the coaching area shows, so a repeated hint does not pile up.
   function onFlags(c, flags) {
     for (const fl of flags) {
       if (!fl || typeof fl !== 'object') continue;
       const item = { code: String(fl.code || ''), seq: fl.seq, hint: String(fl.hint || ''), positive: !!fl.positive, at: Date.now() };
+      const seen = c.flags.some((x) => x.code === item.code && x.seq === item.seq);
       c.flags = c.flags.filter((x) => !(x.code === item.code && x.seq === item.seq));
       c.flags.push(item);
       markMessage(c, item);
+      if (!seen) {
+        const had = c.hints.find((x) => x.code === item.code);
+        c.hints = [Object.assign(item, { count: had ? had.count + 1 : 1 }), ...c.hints.filter((x) => x !== had)].slice(0, 5);
+      }
       if (!item.positive && c.id === selected) announce('Coaching: ' + item.hint);
     }
-    c.flags = c.flags.slice(-3);
+    c.flags = c.flags.slice(-50);
   }
   function markMessage(c, fl) {
     const li = [...c.ol.children].find((k) => k.dataset.seq === String(fl.seq));
@@ -817,14 +917,15 @@
   }
   function renderCoaching(c) {
     const open = isOpen(c);
-    ui.assist.hidden = !open || !c.flags.length;
+    ui.assist.hidden = !open || !c.hints.length;
     if (ui.assist.hidden) return;
-    ui.coaching.replaceChildren(...c.flags.slice().reverse().map((fl) =>
-      h('li', { class: 'hint ' + (fl.positive ? 'good' : 'bad'), 'data-testid': 'coaching-hint', 'data-code': fl.code, 'data-positive': String(fl.positive) },
+    ui.coaching.replaceChildren(...c.hints.map((fl) =>
+      h('li', { class: 'hint ' + (fl.positive ? 'good' : 'bad'), 'data-testid': 'coaching-hint', 'data-code': fl.code, 'data-positive': String(fl.positive), 'data-count': String(fl.count) },
         h('span', { class: 'hint-icon', 'aria-hidden': 'true' }, fl.positive ? '✓' : '!'),
         h('span', { class: 'hint-text' }, fl.hint || fl.code.replace(/_/g, ' ')),
+        fl.count > 1 ? h('span', { class: 'hint-count', 'data-testid': 'coaching-count', title: fl.count + ' times in this conversation' }, '×' + fl.count) : null,
         h('button', { type: 'button', class: 'hint-x', 'aria-label': 'Dismiss hint', 'data-testid': 'coaching-dismiss',
-          onclick: () => { c.flags = c.flags.filter((x) => x !== fl); refresh(c); if (!ui.input.disabled) ui.input.focus(); } }, '×'))));
+          onclick: () => { c.hints = c.hints.filter((x) => x !== fl); refresh(c); if (!ui.input.disabled) ui.input.focus(); } }, '×'))));
   }
 
   // ---- closing ----------------------------------------------------------------------------
@@ -832,6 +933,7 @@
     const followUp = ui.resolution.value === 'follow_up';
     ui.followUpField.hidden = ui.followUpHelp.hidden = !followUp;
     ui.noteLabel.textContent = followUp ? 'Note for the customer (optional)' : 'Note (optional)';
+    ui.note.placeholder = ui.noteLabel.textContent;
     if (followUp && !ui.followUpAt.value) { // tomorrow, 9:00 local time
       const d = new Date();
       d.setDate(d.getDate() + 1);
@@ -1727,6 +1829,16 @@
   ui.clearPlayback.addEventListener('click', () => requestClear(convs.get(selected)));
   ui.audioOn.addEventListener('click', wakeAudio);
   ui.transferKind.addEventListener('change', onTransferKind);
+  function showTransferForm(on) {
+    const c = convs.get(selected);
+    if (!isOpen(c)) return;
+    c.transferOpen = on;
+    if (!on) c.transferNote = null;
+    updateControls();
+    if (on) { ui.transferForm.scrollIntoView({ block: 'nearest' }); ui.transferTarget.focus(); } else ui.transferToggle.focus();
+  }
+  ui.transferToggle.addEventListener('click', () => { const c = convs.get(selected); showTransferForm(!(c && !ui.transferForm.hidden)); });
+  ui.transferHide.addEventListener('click', () => showTransferForm(false));
   ui.transferForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const c = convs.get(selected);

@@ -62,6 +62,10 @@ struct Conversation {
     /// The customer's latest mood that said something, with its message's seq: what an
     /// agent who accepts the conversation is told first.
     mood: Option<(u64, Mood)>,
+    /// The customer's first message (since this core was built: a restored
+    /// conversation gets the next one): offers show it, so an agent sees what the
+    /// customer wants before accepting.
+    first_words: Option<Text>,
 }
 
 struct Agent {
@@ -292,6 +296,7 @@ impl Switchboard {
             class: None,
             tracker: Tracker::new(created_at, &[]),
             mood: None,
+            first_words: None,
         }
     }
 
@@ -1473,6 +1478,12 @@ impl Switchboard {
             .get_mut(conversation_id)
             .expect("callers check the conversation is open");
         conv.last_seq += 1;
+        if let EventBody::Message { author, text, .. } = &body
+            && author.role == Role::Customer
+            && conv.first_words.is_none()
+        {
+            conv.first_words = Some(text.clone());
+        }
         let event = Arc::new(Event {
             conversation_id: conversation_id.clone(),
             seq: conv.last_seq,
@@ -2094,6 +2105,7 @@ impl Switchboard {
                 customer_name: conv.customer_name.clone(),
                 previous_conversations: conv.history.previous_conversations,
                 note,
+                first_words: conv.first_words.clone(),
             })),
         });
     }
