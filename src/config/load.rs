@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::schema::{self, Seg, Table, Unknown};
-use super::{Config, ConfigError, Origin, Overrides, suggest};
+use super::{Config, ConfigError, Origin, Overrides, report, suggest};
 
 const PREFIX: &str = "WARMLINE_";
 
@@ -93,6 +93,7 @@ pub(super) fn load(
 
     let (config, complete) = deserialize(&mut tree, &sources, &mut errors);
     let Some(mut config) = config else {
+        errors.sort_by_key(report::place);
         return Err(errors);
     };
     config.fill_demo();
@@ -116,14 +117,15 @@ pub(super) fn load(
     if errors.is_empty() {
         Ok(config)
     } else {
+        errors.sort_by_key(report::place);
         Err(errors)
     }
 }
 
 /// Deserializes `tree`; on an error, records it, drops the value at fault (its
 /// default then applies) and tries again, so every wrong type is reported. The flag
-/// is false when a value could not be dropped cleanly (an entry of a list, a missing
-/// required key): the checks across entries would then be about the wrong ones.
+/// is false when more than the value had to go (a list with a bad entry, a table
+/// missing a required key): the checks across entries would then be misleading.
 fn deserialize(
     tree: &mut toml::Table,
     sources: &Sources,
@@ -140,21 +142,25 @@ fn deserialize(
         let mut path = path_of(e.path());
         let message = e.into_inner().message().to_owned();
         if let Some(field) = missing_field(&message) {
-            path.push(Seg::Key(field.to_owned()));
-            if !dropped.contains(&path) {
+            // Reported unless it is missing because its wrong value was dropped; then
+            // the table that lacks it goes too.
+            let mut field_path = path.clone();
+            field_path.push(Seg::Key(field.to_owned()));
+            if !dropped.contains(&field_path) {
                 errors.push(ConfigError {
-                    origin: sources.origin(&path),
-                    ..ConfigError::new(&schema::display(&path), "is required and missing")
+                    origin: sources.origin(&field_path),
+                    ..ConfigError::new(&schema::display(&field_path), "is required and missing")
                 });
             }
-            return (None, false);
+            complete = false;
+        } else {
+            let value = get_in(tree, &path).map(|v| render(&path, v));
+            errors.push(ConfigError {
+                origin: sources.origin(&path),
+                value,
+                ..ConfigError::new(&schema::display(&path), &message)
+            });
         }
-        let value = get_in(tree, &path).map(|v| render(&path, v));
-        errors.push(ConfigError {
-            origin: sources.origin(&path),
-            value,
-            ..ConfigError::new(&schema::display(&path), &message)
-        });
         // Drop the innermost keyed value holding the error: a list entry is dropped
         // with its whole list, which shifts nothing.
         let Some(cut) = path.iter().rposition(|s| matches!(s, Seg::Key(_))) else {
@@ -485,4 +491,277 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `toml` as the file `w.toml` with `env`; the problems as printed, with
+    /// the temporary directory cut from the file's path.
+    fn check(toml: &str, env: &[(&str, &str)]) -> Vec<String> {
+        check_errors(toml, env)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn check_errors(toml: &str, env: &[(&str, &str)]) -> Vec<ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, toml).unwrap();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let mut errors = load(Some(&path), env, &Overrides::default()).unwrap_err();
+        for e in &mut errors {
+            if let Some(Origin::File { path, .. }) = &mut e.origin {
+                *path = PathBuf::from("w.toml");
+            }
+        }
+        errors
+    }
+
+    const QUEUES: &str = "[[queues]]\nname = \"support\"\nskills = { support = 3 }\n\
+                          [[queues]]\nname = \"billing\"\n";
+
+    #[test]
+    fn a_file_with_several_mistakes_yields_all_of_them_in_place() {
+        let toml = r#"[routing]
+offer_timout_ms = 5000
+wrap_up_ms = "soon"
+
+[[queues]]
+name = "support"
+skills = { support = 3 }
+language = "english"
+
+[[queues]]
+name = "billing"
+skills = { billing = 1 }
+max_wait_ms = 60000
+overflow_to = "suport"
+
+[[agents]]
+id = "bob"
+skills = { billng = 5 }
+"#;
+        assert_eq!(
+            check(toml, &[]),
+            [
+                "w.toml:2:1: routing.offer_timout_ms = 5000: unknown key; did you mean `offer_timeout_ms`?",
+                "w.toml:3:14: routing.wrap_up_ms = \"soon\": invalid type: string \"soon\", expected u64",
+                "w.toml:8:12: queues[0].language = \"english\": is not a language code: expected ISO 639-1 \
+                 (two lowercase letters, e.g. `en`), optionally with a region (`en-GB`); did you mean `en` (English)?",
+                "w.toml:14:15: queues[1].overflow_to = \"suport\": names no queue (did you mean `support`?); \
+                 queues are: support, billing",
+                "w.toml:18:10: agents[0].skills = { billng = 5 }: meet no queue's requirements, so this agent \
+                 would never be offered a conversation; queues need: support (support 3+); billing (billing 1+)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_table_and_the_nearest_key() {
+        let errors = check_errors(
+            &format!("{QUEUES}[[queues]]\nname = \"x\"\nprioritty = 2\n"),
+            &[],
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = &errors[0];
+        assert_eq!(e.key, "queues[2].prioritty");
+        assert_eq!(e.value.as_deref(), Some("2"));
+        assert!(e.message.ends_with("did you mean `priority`?"), "{e}");
+        let (label, keys) = e.valid_keys.unwrap();
+        assert_eq!(label, "[[queues]]");
+        assert!(keys.contains(&"overflow_to"));
+        assert_eq!(
+            e.origin,
+            Some(Origin::File {
+                path: "w.toml".into(),
+                at: Some((8, 1))
+            })
+        );
+        // Nothing near: no guess.
+        let errors = check(&format!("[server]\ncolour = 1\n{QUEUES}"), &[]);
+        assert_eq!(errors, ["w.toml:2:1: server.colour = 1: unknown key"]);
+        // An unknown table.
+        let errors = check(&format!("[routng]\nwrap_up_ms = 1\n{QUEUES}"), &[]);
+        assert_eq!(
+            errors,
+            ["w.toml:1:2: routng = { wrap_up_ms = 1 }: unknown key; did you mean `routing`?"]
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_all_reported_with_their_paths() {
+        let toml = format!(
+            "[limits]\noutbound_queue = -1\n[media]\nvad_threshold_dbov = \"loud\"\n{QUEUES}\
+             [[agents]]\nid = \"a\"\nskills = {{ support = \"expert\" }}\ncapacity = {{ chat = 2.5 }}\n\
+             [[queues.steps]]\nafter_ms = \"1m\"\n"
+        );
+        let errors = check(&toml, &[]);
+        assert_eq!(
+            errors,
+            [
+                "w.toml:2:18: limits.outbound_queue = -1: invalid value: integer `-1`, expected usize",
+                "w.toml:4:22: media.vad_threshold_dbov = \"loud\": invalid type: string \"loud\", expected f32",
+                "w.toml:12:22: agents[0].skills.support = \"expert\": invalid type: string \"expert\", expected u8",
+                "w.toml:13:21: agents[0].capacity.chat = 2.5: invalid type: floating point `2.5`, expected u32",
+                "w.toml:15:12: queues[1].steps[0].after_ms = \"1m\": invalid type: string \"1m\", expected u64",
+                // `after_ms` is required: without it the step, and so the list of
+                // steps, cannot be read, and comparing queues would mislead.
+                "the checks across queues and agents (names, skills, overflow targets) run once the \
+                 problems above are fixed",
+            ],
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_required_key_is_reported_and_the_cross_checks_wait() {
+        let errors = check("[[queues]]\nskills = { a = 1 }\n[[agents]]\nid = 5\n", &[]);
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert_eq!(
+            errors[0],
+            "w.toml:1:1: queues[0].name: is required and missing"
+        );
+        assert_eq!(
+            errors[1],
+            "w.toml:4:6: agents[0].id = 5: invalid type: integer `5`, expected a string"
+        );
+        assert!(errors[2].starts_with("the checks across queues and agents"));
+    }
+
+    #[test]
+    fn the_environment_is_named_when_it_set_the_key() {
+        let errors = check(
+            QUEUES,
+            &[
+                ("WARMLINE_ROUTING__OFFER_TIMOUT_MS", "100"),
+                ("WARMLINE_LIMITS__CORE_QUEUE", "many"),
+                ("WARMLINE_ROUTING__SERVICE_LEVEL_PERCENT", "150"),
+                ("OTHER_ROUTING__X", "1"),
+            ],
+        );
+        assert_eq!(
+            errors,
+            [
+                "environment variable WARMLINE_ROUTING__OFFER_TIMOUT_MS: routing.offer_timout_ms = 100: \
+                 unknown key (set by the environment); did you mean `offer_timeout_ms` \
+                 (WARMLINE_ROUTING__OFFER_TIMEOUT_MS)?",
+                "environment variable WARMLINE_LIMITS__CORE_QUEUE: limits.core_queue = \"many\": \
+                 invalid type: string \"many\", expected usize",
+                "environment variable WARMLINE_ROUTING__SERVICE_LEVEL_PERCENT: \
+                 routing.service_level_percent = 150: must be 1-100",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_and_a_flag_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, format!("[routing]\nwrap_up_ms = 1\n{QUEUES}")).unwrap();
+        let env = [("WARMLINE_ROUTING__WRAP_UP_MS".to_owned(), "7".to_owned())];
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: None,
+        };
+        let config = load(Some(&path), env.clone(), &overrides).unwrap();
+        assert_eq!(config.routing.wrap_up_ms, 7);
+        assert_eq!(config.server.listen, "127.0.0.1:0");
+        let overrides = Overrides {
+            listen: Some("nowhere".into()),
+            data_dir: None,
+        };
+        let errors = load(Some(&path), env, &overrides).unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "command-line flag --listen: server.listen = \"nowhere\": must be an IP address and port, \
+             such as 127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn rule_errors_point_at_the_value_in_lists_and_maps() {
+        let toml = format!(
+            "{QUEUES}[[queues.steps]]\nafter_ms = 10\nmin_levels = {{ support = 2 }}\nwiden_to = [\"nowhere\"]\n\
+             [[agents]]\nid = \"a\"\nlanguages = [\"en-GB\", \"fr_FR\"]\nskills = {{ support = 12 }}\n"
+        );
+        let errors = check(&toml, &[]);
+        assert_eq!(
+            errors,
+            [
+                "w.toml:8:26: queues[1].steps[0].min_levels.support = 2: is not a skill this queue requires",
+                "w.toml:9:12: queues[1].steps[0].widen_to = [\"nowhere\"]: `nowhere` names no queue; \
+                 queues are: support, billing",
+                "w.toml:12:23: agents[0].languages[1] = \"fr_FR\": is not a language code: expected ISO \
+                 639-1 (two lowercase letters, e.g. `en`), optionally with a region (`en-GB`); \
+                 did you mean `fr-FR`?",
+                "w.toml:13:22: agents[0].skills.support = 12: skill levels are 1 to 10",
+            ],
+            "{errors:#?}"
+        );
+        for e in check_errors(&toml, &[]) {
+            assert!(
+                !e.key.split('.').any(|part| part.parse::<usize>().is_ok()),
+                "one path style: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_agent_qualified_only_after_a_step_or_for_a_plain_queue_is_fine() {
+        let relaxed = "[[queues]]\nname = \"support\"\nskills = { support = 5 }\n\
+                       [[queues.steps]]\nafter_ms = 1000\nmin_levels = { support = 2 }\n\
+                       [[agents]]\nid = \"junior\"\nskills = { support = 2 }\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, relaxed).unwrap();
+        load(Some(&path), [], &Overrides::default()).unwrap();
+        // Queues only: the demo agent is not held to the rule.
+        std::fs::write(&path, "[[queues]]\nname = \"s\"\nskills = { s = 1 }\n").unwrap();
+        let config = load(Some(&path), [], &Overrides::default()).unwrap();
+        assert_eq!(config.agents[0].id, "demo");
+    }
+
+    #[test]
+    fn secrets_are_not_echoed() {
+        let errors = check(
+            &format!("[auth]\nadmin_token = \"short\"\nadmin_tokn = \"secret\"\n{QUEUES}"),
+            &[],
+        );
+        assert_eq!(
+            errors,
+            [
+                "w.toml:2:15: auth.admin_token = (hidden): must be at least 32 characters",
+                "w.toml:3:1: auth.admin_tokn = (hidden): unknown key; did you mean `admin_token`?",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_toml_and_a_missing_file_say_where() {
+        let errors = check("[server]\nlisten = \n", &[]);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("w.toml:2:10: not valid TOML"),
+            "{errors:?}"
+        );
+        let errors = load(
+            Some(Path::new("/nonexistent/w.toml")),
+            [],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "/nonexistent/w.toml: the config file does not exist"
+        );
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        assert_eq!(line_column("a\nbé = 1", 9), (2, 7));
+        assert_eq!(line_column("abc", 0), (1, 1));
+    }
 }

@@ -863,7 +863,10 @@ mod tests {
     fn unknown_keys_are_errors() {
         let errors = load_str("[server]\nlisten_on = \"x\"\n").unwrap_err();
         assert_eq!(errors[0].key, "server.listen_on", "{errors:?}");
-        assert!(errors[0].message.contains("did you mean `listen`?"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("did you mean `listen`?"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -7,17 +7,21 @@ use super::{ConfigError, Origin};
 /// Keys are listed in lines of about this many characters.
 const WIDTH: usize = 88;
 
-pub fn report(errors: &[ConfigError]) -> String {
-    let mut sorted: Vec<&ConfigError> = errors.iter().collect();
-    // File problems by position, then the environment's, the flags', the rest; the
-    // sort is stable, so problems of one place keep the order they were found in.
-    sorted.sort_by_key(|e| match &e.origin {
+/// File problems by position, then the environment's, the flags', the rest. Sorts
+/// are stable: problems of one place keep the order they were found in.
+pub(super) fn place(e: &ConfigError) -> (u8, (usize, usize)) {
+    match &e.origin {
         Some(Origin::File { at: Some(at), .. }) => (0, *at),
         Some(Origin::File { at: None, .. }) => (1, (0, 0)),
         Some(Origin::Env(_)) => (2, (0, 0)),
         Some(Origin::Flag(_)) => (3, (0, 0)),
         None => (4, (0, 0)),
-    });
+    }
+}
+
+pub fn report(errors: &[ConfigError]) -> String {
+    let mut sorted: Vec<&ConfigError> = errors.iter().collect();
+    sorted.sort_by_key(|e| place(e));
     let count = errors.len();
     let mut out = format!(
         "the configuration has {count} problem{}:\n",

@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::config::{AgentConfig, Config, QueueConfig};
+use crate::config::{AgentConfig, Config, ConfigError, QueueConfig};
 use crate::protocol::ErrorCode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,13 +184,14 @@ impl Definitions {
             }
             _ => {}
         }
-        let mut candidate = self.config();
+        let current = self.config();
+        let mut candidate = current.clone();
         let index = existing.unwrap_or(candidate.queues.len());
         match existing {
             Some(i) => candidate.queues[i] = queue.clone(),
             None => candidate.queues.push(queue.clone()),
         }
-        check(&candidate, &format!("queues[{index}]"))
+        check(&current, &candidate, &format!("queues[{index}]"))
     }
 
     pub fn check_put_agent(&self, agent: &AgentConfig, create: bool) -> Result<(), ApiError> {
@@ -213,13 +214,14 @@ impl Definitions {
             }
             _ => {}
         }
-        let mut candidate = self.config();
+        let current = self.config();
+        let mut candidate = current.clone();
         let index = existing.unwrap_or(candidate.agents.len());
         match existing {
             Some(i) => candidate.agents[i] = agent.clone(),
             None => candidate.agents.push(agent.clone()),
         }
-        check(&candidate, &format!("agents[{index}]"))
+        check(&current, &candidate, &format!("agents[{index}]"))
     }
 
     pub fn check_remove_queue(&self, name: &str) -> Result<(), ApiError> {
@@ -301,14 +303,21 @@ fn from_file(kind: &str, id: &str) -> ApiError {
 }
 
 /// Validates the candidate config; an error about the changed item names its field,
-/// any other is a conflict with the rest of the configuration.
-fn check(candidate: &Config, prefix: &str) -> Result<(), ApiError> {
+/// any other is a conflict with the rest of the configuration, unless the current
+/// configuration has it already (a change is refused only for what it breaks).
+fn check(current: &Config, candidate: &Config, prefix: &str) -> Result<(), ApiError> {
     let errors = candidate.validate();
-    if let Some(e) = errors.iter().find(|e| e.key.starts_with(prefix)) {
-        let field = e.key[prefix.len()..].trim_start_matches('.').to_owned();
+    let about_item = |e: &ConfigError| {
+        e.key
+            .strip_prefix(prefix)
+            .filter(|rest| rest.is_empty() || rest.starts_with('.'))
+            .map(|rest| rest.trim_start_matches('.').to_owned())
+    };
+    if let Some((field, e)) = errors.iter().find_map(|e| Some((about_item(e)?, e))) {
         return Err(ApiError::invalid(field, e.message.clone()));
     }
-    match errors.first() {
+    let before = current.validate();
+    match errors.iter().find(|e| !before.contains(e)) {
         Some(e) => Err(ApiError::conflict(format!("the change would break {e}"))),
         None => Ok(()),
     }
