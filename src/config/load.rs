@@ -553,7 +553,7 @@ skills = { billng = 5 }
                  (two lowercase letters, e.g. `en`), optionally with a region (`en-GB`); did you mean `en` (English)?",
                 "w.toml:14:15: queues[1].overflow_to = \"suport\": names no queue (did you mean `support`?); \
                  queues are: support, billing",
-                "w.toml:18:10: agents[0].skills = { billng = 5 }: meet no queue's requirements, so this agent \
+                "w.toml:18:10: agents[0].skills = { billng = 5 }: match no queue's requirements (even relaxed by its steps), so this agent \
                  would never be offered a conversation; queues need: support (support 3+); billing (billing 1+)",
             ]
         );

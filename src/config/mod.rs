@@ -2,6 +2,14 @@
 //! joined by `__`, e.g. `WARMLINE_SERVER__LISTEN`), then CLI flags. Every key has a
 //! default (see warmline.example.toml); with no config at all Warmline runs a demo
 //! queue and a demo agent.
+//!
+//! # Layout
+//! - `mod.rs`: the types, their defaults, `ConfigError` and `Origin`.
+//! - `load.rs`: file, environment and flags into one tree; every problem, located.
+//! - `schema.rs`: the keys of each table (from the serde derives) and key paths.
+//! - `validate.rs`: the rules beyond types (shared with the operator API).
+//! - `suggest.rs`, `language.rs`: the nearest key for a typo; ISO 639-1 codes.
+//! - `report.rs`: the text printed for a bad config.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

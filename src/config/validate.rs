@@ -427,7 +427,7 @@ impl Config {
             listed.push(format!("and {} more", needs.len() - SHOWN));
         }
         Some(format!(
-            "meet no queue's requirements, so this agent would never be offered a conversation; queues need: {}",
+            "match no queue's requirements (even relaxed by its steps), so this agent would never be offered a conversation; queues need: {}",
             listed.join("; ")
         ))
     }
