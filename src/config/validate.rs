@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
 use super::{AgentConfig, Config, ConfigError, HoursConfig, QueueConfig, language, suggest};
+use crate::core::StepSettings;
 use crate::core::routing::{qualified, relaxed};
 
 impl Config {
@@ -317,6 +318,7 @@ impl Config {
                 }
             }
         }
+        let needs = self.loosest_needs();
         let mut ids = HashSet::new();
         for (i, a) in self.agents.iter().enumerate() {
             let key = format!("agents[{i}]");
@@ -341,7 +343,7 @@ impl Config {
                     err(format!("{key}.languages[{j}]"), &language::problem(l));
                 }
             }
-            if let Some(why) = self.offered_nothing(a) {
+            if let Some(why) = offered_nothing(a, &needs) {
                 err(format!("{key}.skills"), &why);
             }
         }
@@ -393,44 +395,56 @@ impl Config {
 }
 
 impl Config {
-    /// Why `agent` could never be offered a conversation: their skills meet no
-    /// queue's requirements, even relaxed by all of its steps. (Languages are not
-    /// held against them: a conversation may name its own.) The built-in demo agent
-    /// is not held to it.
-    fn offered_nothing(&self, agent: &AgentConfig) -> Option<String> {
-        if self.queues.is_empty() || *agent == AgentConfig::demo() {
-            return None;
-        }
-        let needs: Vec<(&str, BTreeMap<String, u8>)> = self
-            .queues
+    /// Each queue's requirements relaxed by all of its steps: the least an agent
+    /// must have to be offered anything from it.
+    fn loosest_needs(&self) -> Vec<(&str, BTreeMap<String, u8>)> {
+        self.queues
             .iter()
             .map(|q| {
-                (
-                    q.name.as_str(),
-                    relaxed(&q.skills, &q.settings(&self.routing).steps),
-                )
+                let steps: Vec<StepSettings> = q
+                    .steps
+                    .iter()
+                    .map(|s| StepSettings {
+                        after_ms: s.after_ms,
+                        min_levels: s.min_levels.clone(),
+                        drop_skills: s.drop_skills.clone(),
+                        widen_to: Vec::new(),
+                    })
+                    .collect();
+                (q.name.as_str(), relaxed(&q.skills, &steps))
             })
-            .collect();
-        if needs.iter().any(|(_, need)| qualified(&agent.skills, need)) {
-            return None;
-        }
-        const SHOWN: usize = 5;
-        let mut listed: Vec<String> = needs
-            .iter()
-            .take(SHOWN)
-            .map(|(name, need)| {
-                let skills: Vec<String> = need.iter().map(|(s, l)| format!("{s} {l}+")).collect();
-                format!("{name} ({})", skills.join(", "))
-            })
-            .collect();
-        if needs.len() > SHOWN {
-            listed.push(format!("and {} more", needs.len() - SHOWN));
-        }
-        Some(format!(
-            "match no queue's requirements (even relaxed by its steps), so this agent would never be offered a conversation; queues need: {}",
-            listed.join("; ")
-        ))
+            .collect()
     }
+}
+
+/// Why `agent` could never be offered a conversation: their skills meet none of the
+/// queues' loosest requirements (`needs`). Languages are not held against them (a
+/// conversation may name its own), nor is anything held against the built-in demo
+/// agent.
+fn offered_nothing(agent: &AgentConfig, needs: &[(&str, BTreeMap<String, u8>)]) -> Option<String> {
+    if needs.is_empty()
+        || *agent == AgentConfig::demo()
+        || needs.iter().any(|(_, need)| qualified(&agent.skills, need))
+    {
+        return None;
+    }
+    const SHOWN: usize = 5;
+    let mut listed: Vec<String> = needs
+        .iter()
+        .take(SHOWN)
+        .map(|(name, need)| {
+            let skills: Vec<String> = need.iter().map(|(s, l)| format!("{s} {l}+")).collect();
+            format!("{name} ({})", skills.join(", "))
+        })
+        .collect();
+    if needs.len() > SHOWN {
+        listed.push(format!("and {} more", needs.len() - SHOWN));
+    }
+    Some(format!(
+        "match no queue's requirements (even relaxed by its steps), so this agent would never \
+         be offered a conversation; queues need: {}",
+        listed.join("; ")
+    ))
 }
 
 /// `names no queue (did you mean `support`?); queues are: support, billing`.
