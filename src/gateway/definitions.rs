@@ -317,8 +317,91 @@ fn check(current: &Config, candidate: &Config, prefix: &str) -> Result<(), ApiEr
         return Err(ApiError::invalid(field, e.message.clone()));
     }
     let before = current.validate();
-    match errors.iter().find(|e| !before.contains(e)) {
+    // By key: the message of a problem may mention the changed item (the queues an
+    // agent could use), yet it is the same problem.
+    match errors
+        .iter()
+        .find(|e| !before.iter().any(|b| b.key == e.key))
+    {
         Some(e) => Err(ApiError::conflict(format!("the change would break {e}"))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, skills: &[(&str, u8)], languages: &[&str]) -> AgentConfig {
+        AgentConfig {
+            id: id.to_owned(),
+            display_name: None,
+            skills: skills.iter().map(|(s, l)| ((*s).to_owned(), *l)).collect(),
+            languages: languages.iter().map(|l| (*l).to_owned()).collect(),
+            capacity: Default::default(),
+        }
+    }
+
+    fn queue(name: &str, skills: &[(&str, u8)]) -> QueueConfig {
+        QueueConfig {
+            skills: skills.iter().map(|(s, l)| ((*s).to_owned(), *l)).collect(),
+            ..QueueConfig::named(name)
+        }
+    }
+
+    fn book() -> Definitions {
+        let file = Config {
+            queues: vec![queue("support", &[("support", 1)])],
+            agents: vec![agent("alice", &[("support", 3)], &["en"])],
+            ..Config::default()
+        };
+        Definitions::new(&file, &[]).0
+    }
+
+    #[test]
+    fn the_api_refuses_an_agent_no_queue_would_use_or_a_language_that_is_not_one() {
+        let defs = book();
+        let err = defs
+            .check_put_agent(&agent("bob", &[("sales", 3)], &[]), true)
+            .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("skills"), "{}", err.message);
+        assert!(err.message.contains("match no queue's requirements"));
+        let err = defs
+            .check_put_agent(&agent("bob", &[("support", 1)], &["english"]), true)
+            .unwrap_err();
+        assert_eq!(
+            err.field.as_deref(),
+            Some("languages[0]"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("did you mean `en` (English)?"));
+        defs.check_put_agent(&agent("bob", &[("support", 1)], &["en-GB"]), true)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_change_is_refused_only_for_the_problems_it_adds() {
+        let mut defs = book();
+        // An API queue and its agent; removing the queue leaves the agent with none.
+        defs.put_queue(queue("vip", &[("vip", 1)]));
+        defs.put_agent(agent("val", &[("vip", 2)], &[]));
+        defs.check_remove_queue("vip").unwrap();
+        defs.remove_queue("vip");
+        // An unrelated change still goes through...
+        defs.check_put_queue(&queue("sales", &[("sales", 1)]), true)
+            .unwrap();
+        // ...but one that leaves another agent without a queue does not.
+        defs.put_queue(queue("sales", &[("sales", 1)]));
+        defs.put_agent(agent("sam", &[("sales", 1)], &[]));
+        let err = defs
+            .check_put_queue(&queue("sales", &[("sales", 5)]), false)
+            .unwrap_err();
+        assert!(
+            err.message
+                .starts_with("the change would break agents[2].skills"),
+            "{}",
+            err.message
+        );
     }
 }
