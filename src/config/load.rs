@@ -350,7 +350,13 @@ impl Sources {
         if let Some((_, flag)) = self.flags.iter().find(|(p, _)| path.starts_with(p)) {
             return Some(Origin::Flag(flag));
         }
-        if let Some((_, var)) = self.env.iter().rev().find(|(p, _)| path.starts_with(p)) {
+        // A variable that set this value, or set something inside it.
+        if let Some((_, var)) = self
+            .env
+            .iter()
+            .rev()
+            .find(|(p, _)| path.starts_with(p) || p.starts_with(path))
+        {
             return Some(Origin::Env(var.clone()));
         }
         let file = self.file.as_ref()?;
@@ -385,7 +391,7 @@ impl FileSource {
         let table = toml::from_str::<toml::Table>(&text).map_err(|e| {
             vec![ConfigError {
                 origin: Some(at(e.span(), &text)),
-                ..ConfigError::new("", &format!("not valid TOML: {}", e.message().trim()))
+                ..ConfigError::new("", &format!("not valid TOML: {}", one_line(e.message())))
             }]
         })?;
         let doc = toml_edit::ImDocument::parse(text.clone()).ok();
@@ -483,6 +489,16 @@ impl<'a> Node<'a> {
             _ => None,
         }
     }
+}
+
+/// `invalid string\nexpected `"`` -> `invalid string; expected `"``.
+fn one_line(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("; ")
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -639,6 +655,7 @@ skills = { billng = 5 }
                 ("WARMLINE_ROUTING__OFFER_TIMOUT_MS", "100"),
                 ("WARMLINE_LIMITS__CORE_QUEUE", "many"),
                 ("WARMLINE_ROUTING__SERVICE_LEVEL_PERCENT", "150"),
+                ("WARMLINE_AGENTS__ID", "x"),
                 ("OTHER_ROUTING__X", "1"),
             ],
         );
@@ -648,6 +665,8 @@ skills = { billng = 5 }
                 "environment variable WARMLINE_ROUTING__OFFER_TIMOUT_MS: routing.offer_timout_ms = 100: \
                  unknown key (set by the environment); did you mean `offer_timeout_ms` \
                  (WARMLINE_ROUTING__OFFER_TIMEOUT_MS)?",
+                "environment variable WARMLINE_AGENTS__ID: agents = { id = \"x\" }: \
+                 invalid type: map, expected a sequence",
                 "environment variable WARMLINE_LIMITS__CORE_QUEUE: limits.core_queue = \"many\": \
                  invalid type: string \"many\", expected usize",
                 "environment variable WARMLINE_ROUTING__SERVICE_LEVEL_PERCENT: \
