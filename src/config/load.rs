@@ -15,6 +15,14 @@ use super::{Config, ConfigError, Origin, Overrides, report, suggest};
 
 const PREFIX: &str = "WARMLINE_";
 
+/// The keys whose checks compare entries of the lists (queues, agents, coaching rules).
+const ABOUT_LISTS: [&str; 4] = [
+    "queues",
+    "agents",
+    "signals.coaching",
+    "media.default_queue",
+];
+
 /// Bounds the rounds of "deserialize, drop the value at fault, again".
 const MAX_TYPE_ERRORS: usize = 100;
 
@@ -97,21 +105,24 @@ pub(super) fn load(
         return Err(errors);
     };
     config.fill_demo();
-    if complete {
-        let effective = toml::Value::try_from(&config).ok();
-        for mut e in config.validate() {
-            let path = schema::parse(&e.key);
-            e.origin = sources.origin(&path);
-            e.value = effective
-                .as_ref()
-                .and_then(|v| get(v, &path))
-                .map(|v| render(&path, v));
-            errors.push(e);
+    let effective = toml::Value::try_from(&config).ok();
+    for mut e in config.validate() {
+        // With an entry of a list left out, what is said of the lists would mislead.
+        if !complete && ABOUT_LISTS.iter().any(|l| e.key.starts_with(l)) {
+            continue;
         }
-    } else {
+        let path = schema::parse(&e.key);
+        e.origin = sources.origin(&path);
+        e.value = effective
+            .as_ref()
+            .and_then(|v| get(v, &path))
+            .map(|v| render(&path, v));
+        errors.push(e);
+    }
+    if !complete {
         errors.push(ConfigError::new(
             "",
-            "the checks across queues and agents (names, skills, overflow targets) run once the problems above are fixed",
+            "the checks of queues and agents (names, skills, overflow targets) run once the problems above are fixed",
         ));
     }
     if errors.is_empty() {
@@ -625,7 +636,7 @@ skills = { billng = 5 }
                 "w.toml:15:12: queues[1].steps[0].after_ms = \"1m\": invalid type: string \"1m\", expected u64",
                 // `after_ms` is required: without it the step, and so the list of
                 // steps, cannot be read, and comparing queues would mislead.
-                "the checks across queues and agents (names, skills, overflow targets) run once the \
+                "the checks of queues and agents (names, skills, overflow targets) run once the \
                  problems above are fixed",
             ],
             "{errors:#?}"
@@ -634,17 +645,24 @@ skills = { billng = 5 }
 
     #[test]
     fn a_missing_required_key_is_reported_and_the_cross_checks_wait() {
-        let errors = check("[[queues]]\nskills = { a = 1 }\n[[agents]]\nid = 5\n", &[]);
-        assert_eq!(errors.len(), 3, "{errors:#?}");
+        let mut errors = check(
+            "[log]\nformat = \"xml\"\n[[queues]]\nskills = { a = 1 }\n[[agents]]\nid = 5\n",
+            &[],
+        );
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert_eq!(
+            errors.remove(0),
+            "w.toml:2:10: log.format = \"xml\": must be `text` or `json`"
+        );
         assert_eq!(
             errors[0],
-            "w.toml:1:1: queues[0].name: is required and missing"
+            "w.toml:3:1: queues[0].name: is required and missing"
         );
         assert_eq!(
             errors[1],
-            "w.toml:4:6: agents[0].id = 5: invalid type: integer `5`, expected a string"
+            "w.toml:6:6: agents[0].id = 5: invalid type: integer `5`, expected a string"
         );
-        assert!(errors[2].starts_with("the checks across queues and agents"));
+        assert!(errors[2].starts_with("the checks of queues and agents"));
     }
 
     #[test]
