@@ -156,10 +156,7 @@ fn main() -> ExitCode {
 }
 
 fn report(errors: &[ConfigError]) -> ExitCode {
-    eprintln!("the configuration has {} problem(s):", errors.len());
-    for e in errors {
-        eprintln!("  - {e}");
-    }
+    eprint!("{}", warmline::config::report(errors));
     ExitCode::from(EX_CONFIG)
 }
 

@@ -37,6 +37,118 @@ fn check_config_explains_every_problem_and_exits_64() {
     );
 }
 
+/// Five mistakes of five kinds in one file: all are named in one run, each with
+/// `file:line:col`, its key path, its value and, for a typo, the key meant.
+const FIVE_MISTAKES: &str = r#"[routing]
+offer_timout_ms = 5000
+wrap_up_ms = "soon"
+
+[[queues]]
+name = "support"
+skills = { support = 3 }
+
+[[queues]]
+name = "billing"
+skills = { billing = 1 }
+language = "english"
+max_wait_ms = 60000
+overflow_to = "suport"
+
+[[agents]]
+id = "alice"
+skills = { support = 4 }
+
+[[agents]]
+id = "bob"
+skills = { billng = 5 }
+"#;
+
+#[test]
+fn check_config_names_every_mistake_with_its_place_value_and_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("warmline.toml");
+    std::fs::write(&file, FIVE_MISTAKES).unwrap();
+    let out = warmline()
+        .arg("check-config")
+        .arg("warmline.toml")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "warmline.toml:2:1: routing.offer_timout_ms = 5000: unknown key; did you mean `offer_timeout_ms`?",
+        "warmline.toml:3:14: routing.wrap_up_ms = \"soon\": invalid type: string \"soon\", expected u64",
+        "warmline.toml:12:12: queues[1].language = \"english\": is not a language code",
+        "warmline.toml:14:15: queues[1].overflow_to = \"suport\": names no queue (did you mean `support`?); queues are: support, billing",
+        "warmline.toml:22:10: agents[1].skills = { billng = 5 }: match no queue's requirements (even relaxed by its steps)",
+    ] {
+        assert!(err.contains(line), "{line}\nmissing from:\n{err}");
+    }
+    assert!(err.contains("did you mean `en` (English)?"), "{err}");
+    assert!(
+        err.starts_with("the configuration has 5 problems:\n"),
+        "{err}"
+    );
+    // The table's keys, once.
+    assert_eq!(err.matches("valid keys of [routing]:").count(), 1, "{err}");
+
+    // `serve` reads config the same way: the same report, before binding.
+    let out = warmline()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "warmline.toml",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let serve_err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        serve_err.contains("warmline.toml:14:15: queues[1].overflow_to"),
+        "{serve_err}"
+    );
+    assert!(!serve_err.contains("listening"), "{serve_err}");
+}
+
+#[test]
+fn check_config_names_an_unknown_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("warmline.toml");
+    std::fs::write(&file, "[[queues]]\nname = \"support\"\n").unwrap();
+    let out = warmline()
+        .arg("check-config")
+        .arg(&file)
+        .env("WARMLINE_ROUTING__OFFER_TIMOUT_MS", "5000")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "environment variable WARMLINE_ROUTING__OFFER_TIMOUT_MS: routing.offer_timout_ms = 5000: \
+             unknown key (set by the environment); did you mean `offer_timeout_ms` \
+             (WARMLINE_ROUTING__OFFER_TIMEOUT_MS)?"
+        ),
+        "{err}"
+    );
+
+    // Without it the same file is fine.
+    let out = warmline().arg("check-config").arg(&file).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = String::from_utf8_lossy(&out.stdout);
+    assert!(ok.ends_with(": ok (1 queues, 1 agents)\n"), "{ok}");
+}
+
 #[tokio::test]
 async fn a_minted_agent_token_opens_the_agent_endpoint() {
     let config = config_with(&[("alice", 1)], "");

@@ -61,7 +61,10 @@ async fn pending_frames(client: &mut Client) -> Vec<Value> {
 
 #[tokio::test]
 async fn skill_and_level_decide_who_is_offered() {
-    let queues = "[[queues]]\nname = \"billing\"\nskills = { billing = 5 }\n";
+    // `general` is the junior's queue: an agent qualified for no queue at all is a
+    // config error (`warmline check-config`).
+    let queues = "[[queues]]\nname = \"billing\"\nskills = { billing = 5 }\n\
+                  [[queues]]\nname = \"general\"\n";
     let server = TestServer::start(&config(
         queues,
         &[("junior", "billing = 3"), ("senior", "billing = 7")],

@@ -7,6 +7,7 @@
 //! widened to (bullseye). Among candidates the queue's strategy chooses; ties go to
 //! the agent idle longest, then to the smallest id, so every choice is deterministic.
 
+use super::io::StepSettings;
 use super::model::{AgentState, Channel, Id, Millis, Skills};
 
 /// An agent as routing sees them.
@@ -141,6 +142,24 @@ impl AgentSlot {
 pub fn qualified(have: &Skills, need: &Skills) -> bool {
     need.iter()
         .all(|(name, min)| have.get(name).is_some_and(|level| level >= min))
+}
+
+/// A queue's requirements once `steps` (taken in order) have applied: lowered
+/// minimum levels, dropped skills. Over all of a queue's steps: the least an agent
+/// must have to be offered anything from it.
+pub fn relaxed(base: &Skills, steps: &[StepSettings]) -> Skills {
+    let mut need = base.clone();
+    for s in steps {
+        for (skill, level) in &s.min_levels {
+            if let Some(min) = need.get_mut(skill) {
+                *min = (*min).min(*level);
+            }
+        }
+        for skill in &s.drop_skills {
+            need.remove(skill);
+        }
+    }
+    need
 }
 
 /// Merges requirement sets, keeping the higher minimum of a skill named twice.

@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::config::{AgentConfig, Config, QueueConfig};
+use crate::config::{AgentConfig, Config, ConfigError, QueueConfig};
 use crate::protocol::ErrorCode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,13 +184,14 @@ impl Definitions {
             }
             _ => {}
         }
-        let mut candidate = self.config();
+        let current = self.config();
+        let mut candidate = current.clone();
         let index = existing.unwrap_or(candidate.queues.len());
         match existing {
             Some(i) => candidate.queues[i] = queue.clone(),
             None => candidate.queues.push(queue.clone()),
         }
-        check(&candidate, &format!("queues[{index}]"))
+        check(&current, &candidate, &format!("queues[{index}]"))
     }
 
     pub fn check_put_agent(&self, agent: &AgentConfig, create: bool) -> Result<(), ApiError> {
@@ -213,13 +214,14 @@ impl Definitions {
             }
             _ => {}
         }
-        let mut candidate = self.config();
+        let current = self.config();
+        let mut candidate = current.clone();
         let index = existing.unwrap_or(candidate.agents.len());
         match existing {
             Some(i) => candidate.agents[i] = agent.clone(),
             None => candidate.agents.push(agent.clone()),
         }
-        check(&candidate, &format!("agents[{index}]"))
+        check(&current, &candidate, &format!("agents[{index}]"))
     }
 
     pub fn check_remove_queue(&self, name: &str) -> Result<(), ApiError> {
@@ -301,15 +303,105 @@ fn from_file(kind: &str, id: &str) -> ApiError {
 }
 
 /// Validates the candidate config; an error about the changed item names its field,
-/// any other is a conflict with the rest of the configuration.
-fn check(candidate: &Config, prefix: &str) -> Result<(), ApiError> {
+/// any other is a conflict with the rest of the configuration, unless the current
+/// configuration has it already (a change is refused only for what it breaks).
+fn check(current: &Config, candidate: &Config, prefix: &str) -> Result<(), ApiError> {
     let errors = candidate.validate();
-    if let Some(e) = errors.iter().find(|e| e.key.starts_with(prefix)) {
-        let field = e.key[prefix.len()..].trim_start_matches('.').to_owned();
+    let about_item = |e: &ConfigError| {
+        e.key
+            .strip_prefix(prefix)
+            .filter(|rest| rest.is_empty() || rest.starts_with('.'))
+            .map(|rest| rest.trim_start_matches('.').to_owned())
+    };
+    if let Some((field, e)) = errors.iter().find_map(|e| Some((about_item(e)?, e))) {
         return Err(ApiError::invalid(field, e.message.clone()));
     }
-    match errors.first() {
+    let before = current.validate();
+    // By key: the message of a problem may mention the changed item (the queues an
+    // agent could use), yet it is the same problem.
+    match errors
+        .iter()
+        .find(|e| !before.iter().any(|b| b.key == e.key))
+    {
         Some(e) => Err(ApiError::conflict(format!("the change would break {e}"))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, skills: &[(&str, u8)], languages: &[&str]) -> AgentConfig {
+        AgentConfig {
+            id: id.to_owned(),
+            display_name: None,
+            skills: skills.iter().map(|(s, l)| ((*s).to_owned(), *l)).collect(),
+            languages: languages.iter().map(|l| (*l).to_owned()).collect(),
+            capacity: Default::default(),
+        }
+    }
+
+    fn queue(name: &str, skills: &[(&str, u8)]) -> QueueConfig {
+        QueueConfig {
+            skills: skills.iter().map(|(s, l)| ((*s).to_owned(), *l)).collect(),
+            ..QueueConfig::named(name)
+        }
+    }
+
+    fn book() -> Definitions {
+        let file = Config {
+            queues: vec![queue("support", &[("support", 1)])],
+            agents: vec![agent("alice", &[("support", 3)], &["en"])],
+            ..Config::default()
+        };
+        Definitions::new(&file, &[]).0
+    }
+
+    #[test]
+    fn the_api_refuses_an_agent_no_queue_would_use_or_a_language_that_is_not_one() {
+        let defs = book();
+        let err = defs
+            .check_put_agent(&agent("bob", &[("sales", 3)], &[]), true)
+            .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("skills"), "{}", err.message);
+        assert!(err.message.contains("match no queue's requirements"));
+        let err = defs
+            .check_put_agent(&agent("bob", &[("support", 1)], &["english"]), true)
+            .unwrap_err();
+        assert_eq!(
+            err.field.as_deref(),
+            Some("languages[0]"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("did you mean `en` (English)?"));
+        defs.check_put_agent(&agent("bob", &[("support", 1)], &["en-GB"]), true)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_change_is_refused_only_for_the_problems_it_adds() {
+        let mut defs = book();
+        // An API queue and its agent; removing the queue leaves the agent with none.
+        defs.put_queue(queue("vip", &[("vip", 1)]));
+        defs.put_agent(agent("val", &[("vip", 2)], &[]));
+        defs.check_remove_queue("vip").unwrap();
+        defs.remove_queue("vip");
+        // An unrelated change still goes through...
+        defs.check_put_queue(&queue("sales", &[("sales", 1)]), true)
+            .unwrap();
+        // ...but one that leaves another agent without a queue does not.
+        defs.put_queue(queue("sales", &[("sales", 1)]));
+        defs.put_agent(agent("sam", &[("sales", 1)], &[]));
+        let err = defs
+            .check_put_queue(&queue("sales", &[("sales", 5)]), false)
+            .unwrap_err();
+        assert!(
+            err.message
+                .starts_with("the change would break agents[2].skills"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -2304,17 +2304,7 @@ fn apply_steps(conv: &mut Conversation, queue: &QueueSettings, now: Millis) {
     }
     conv.step = step;
     conv.class = None;
-    conv.need = conv.base.clone();
-    for s in &queue.steps[..step] {
-        for (skill, level) in &s.min_levels {
-            if let Some(min) = conv.need.get_mut(skill) {
-                *min = (*min).min(*level);
-            }
-        }
-        for skill in &s.drop_skills {
-            conv.need.remove(skill);
-        }
-    }
+    conv.need = routing::relaxed(&conv.base, &queue.steps[..step]);
 }
 
 /// Capacity that could take a conversation, by queue, channel and language: computed
