@@ -182,7 +182,7 @@ impl Gateway {
             tracing::warn!("{warning}");
         }
         let in_force = definitions.config();
-        for problem in in_force.validate() {
+        for problem in in_force.validate().into_iter().chain(in_force.advise()) {
             tracing::warn!(%problem, "the queues and agents in force have a problem");
         }
         let known_agents: KnownAgents = Arc::new(std::sync::RwLock::new(

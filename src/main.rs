@@ -104,14 +104,22 @@ fn main() -> ExitCode {
         return score::run(file, config.as_deref());
     }
     if let Cmd::CheckConfig { file } = &command {
-        return match Config::load(Some(file), &Overrides::default()) {
-            Ok(config) => {
+        return match Config::load_with_warnings(Some(file), &Overrides::default()) {
+            Ok((config, warnings)) => {
                 println!(
-                    "{}: ok ({} queues, {} agents)",
+                    "{}: ok ({} queues, {} agents){}",
                     file.display(),
                     config.queues.len(),
-                    config.agents.len()
+                    config.agents.len(),
+                    match warnings.len() {
+                        0 => String::new(),
+                        1 => ", 1 warning".to_owned(),
+                        n => format!(", {n} warnings"),
+                    }
                 );
+                for warning in warnings {
+                    eprintln!("{warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => report(&errors),

@@ -82,7 +82,7 @@ fn check_config_names_every_mistake_with_its_place_value_and_suggestion() {
         "warmline.toml:3:14: routing.wrap_up_ms = \"soon\": invalid type: string \"soon\", expected u64",
         "warmline.toml:12:12: queues[1].language = \"english\": is not a language code",
         "warmline.toml:14:15: queues[1].overflow_to = \"suport\": names no queue (did you mean `support`?); queues are: support, billing",
-        "warmline.toml:22:10: agents[1].skills = { billng = 5 }: match no queue's requirements (even relaxed by its steps)",
+        "warmline.toml:22:10: warning: agents[1].skills = { billng = 5 }: match no queue's requirements (even relaxed by its steps)",
     ] {
         assert!(err.contains(line), "{line}\nmissing from:\n{err}");
     }

@@ -31,7 +31,7 @@ pub(super) fn load(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
     overrides: &Overrides,
-) -> Result<Config, Vec<ConfigError>> {
+) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut sources = Sources::default();
     let mut tree = toml::Table::new();
@@ -106,28 +106,35 @@ pub(super) fn load(
     };
     config.fill_demo();
     let effective = toml::Value::try_from(&config).ok();
-    for mut e in config.validate() {
-        // With an entry of a list left out, what is said of the lists would mislead.
-        if !complete && ABOUT_LISTS.iter().any(|l| e.key.starts_with(l)) {
-            continue;
-        }
+    let placed = |mut e: ConfigError| {
         let path = schema::parse(&e.key);
         e.origin = sources.origin(&path);
         e.value = effective
             .as_ref()
             .and_then(|v| get(v, &path))
             .map(|v| render(&path, v));
-        errors.push(e);
-    }
+        e
+    };
+    // With an entry of a list left out, what is said of the lists would mislead.
+    let said = |e: &ConfigError| complete || !ABOUT_LISTS.iter().any(|l| e.key.starts_with(l));
+    errors.extend(config.validate().into_iter().filter(said).map(placed));
+    let mut warnings: Vec<ConfigError> = config
+        .advise()
+        .into_iter()
+        .filter(said)
+        .map(placed)
+        .collect();
     if !complete {
         errors.push(ConfigError::new(
             "",
             "the checks of queues and agents (names, skills, overflow targets) run once the problems above are fixed",
         ));
     }
+    warnings.sort_by_key(report::place);
     if errors.is_empty() {
-        Ok(config)
+        Ok((config, warnings))
     } else {
+        errors.append(&mut warnings);
         errors.sort_by_key(report::place);
         Err(errors)
     }
@@ -580,7 +587,7 @@ skills = { billng = 5 }
                  (two lowercase letters, e.g. `en`), optionally with a region (`en-GB`); did you mean `en` (English)?",
                 "w.toml:14:15: queues[1].overflow_to = \"suport\": names no queue (did you mean `support`?); \
                  queues are: support, billing",
-                "w.toml:18:10: agents[0].skills = { billng = 5 }: match no queue's requirements (even relaxed by its steps), so this agent \
+                "w.toml:18:10: warning: agents[0].skills = { billng = 5 }: match no queue's requirements (even relaxed by its steps), so this agent \
                  would never be offered a conversation; queues need: support (support 3+); billing (billing 1+)",
             ]
         );
@@ -703,7 +710,7 @@ skills = { billng = 5 }
             listen: Some("127.0.0.1:0".into()),
             data_dir: None,
         };
-        let config = load(Some(&path), env.clone(), &overrides).unwrap();
+        let (config, _) = load(Some(&path), env.clone(), &overrides).unwrap();
         assert_eq!(config.routing.wrap_up_ms, 7);
         assert_eq!(config.server.listen, "127.0.0.1:0");
         let overrides = Overrides {
@@ -754,11 +761,39 @@ skills = { billng = 5 }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.toml");
         std::fs::write(&path, relaxed).unwrap();
-        load(Some(&path), [], &Overrides::default()).unwrap();
+        let (_, warnings) = load(Some(&path), [], &Overrides::default()).unwrap();
+        assert_eq!(warnings, []);
         // Queues only: the demo agent is not held to the rule.
         std::fs::write(&path, "[[queues]]\nname = \"s\"\nskills = { s = 1 }\n").unwrap();
-        let config = load(Some(&path), [], &Overrides::default()).unwrap();
+        let (config, warnings) = load(Some(&path), [], &Overrides::default()).unwrap();
         assert_eq!(config.agents[0].id, "demo");
+        assert_eq!(warnings, []);
+    }
+
+    #[test]
+    fn an_agent_no_queue_would_use_is_a_warning_with_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(
+            &path,
+            "[[queues]]\nname = \"support\"\nskills = { support = 3 }\n\
+             [[agents]]\nid = \"bo\"\nskills = { sales = 9 }\n",
+        )
+        .unwrap();
+        let (config, warnings) = load(Some(&path), [], &Overrides::default()).unwrap();
+        assert_eq!(config.agents[0].id, "bo");
+        let shown: Vec<String> = warnings
+            .iter()
+            .map(|w| w.to_string().replace(&*dir.path().to_string_lossy(), ""))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "/w.toml:6:10: warning: agents[0].skills = { sales = 9 }: match no queue's requirements \
+              (even relaxed by its steps), so this agent would never be offered a conversation; \
+              queues need: support (support 3+)"
+            ]
+        );
     }
 
     #[test]

@@ -617,6 +617,15 @@ pub struct ConfigError {
     pub value: Option<String>,
     /// For an unknown key: how its table is written and the keys it may hold.
     pub valid_keys: Option<(&'static str, &'static [&'static str])>,
+    /// A warning is valid but probably not meant; it stops nothing.
+    pub severity: Severity,
+}
+
+/// Whether a problem stops the config from loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
 }
 
 impl ConfigError {
@@ -627,6 +636,14 @@ impl ConfigError {
             origin: None,
             value: None,
             valid_keys: None,
+            severity: Severity::Error,
+        }
+    }
+
+    pub fn warning(key: &str, message: &str) -> ConfigError {
+        ConfigError {
+            severity: Severity::Warning,
+            ..ConfigError::new(key, message)
         }
     }
 }
@@ -665,6 +682,9 @@ impl std::fmt::Display for ConfigError {
         if let Some(origin) = &self.origin {
             write!(f, "{origin}: ")?;
         }
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
         if !self.key.is_empty() {
             f.write_str(&self.key)?;
             if let Some(value) = &self.value {
@@ -680,6 +700,15 @@ impl Config {
     /// Reads the file (if any), the `WARMLINE_` environment and the overrides, then
     /// validates. Returns every problem found, not just the first.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Vec<ConfigError>> {
+        Config::load_with_warnings(file, overrides).map(|(config, _)| config)
+    }
+
+    /// As [`Config::load`], with the warnings ([`Config::advise`]) of a config that
+    /// loads. When it does not, the warnings are among the problems returned.
+    pub fn load_with_warnings(
+        file: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<(Config, Vec<ConfigError>), Vec<ConfigError>> {
         let env = std::env::vars_os().map(|(k, v)| {
             (
                 k.to_string_lossy().into_owned(),

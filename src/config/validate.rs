@@ -318,7 +318,6 @@ impl Config {
                 }
             }
         }
-        let needs = self.loosest_needs();
         let mut ids = HashSet::new();
         for (i, a) in self.agents.iter().enumerate() {
             let key = format!("agents[{i}]");
@@ -342,9 +341,6 @@ impl Config {
                 if !language::valid(l) {
                     err(format!("{key}.languages[{j}]"), &language::problem(l));
                 }
-            }
-            if let Some(why) = offered_nothing(a, &needs) {
-                err(format!("{key}.skills"), &why);
             }
         }
         for (i, rule) in self.signals.coaching.iter().flatten().enumerate() {
@@ -395,6 +391,22 @@ impl Config {
 }
 
 impl Config {
+    /// What is valid but probably not meant: an agent whose skills meet no queue's
+    /// loosest requirements would never be offered a conversation. A warning, not an
+    /// error: the queue they are meant for may come from the operator API (kept in the
+    /// store, unknown to the file), or be added after them.
+    pub fn advise(&self) -> Vec<ConfigError> {
+        let needs = self.loosest_needs();
+        self.agents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let why = offered_nothing(a, &needs)?;
+                Some(ConfigError::warning(&format!("agents[{i}].skills"), &why))
+            })
+            .collect()
+    }
+
     /// Each queue's requirements relaxed by all of its steps: the least an agent
     /// must have to be offered anything from it.
     fn loosest_needs(&self) -> Vec<(&str, BTreeMap<String, u8>)> {
