@@ -18,8 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Client;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// A file of this checkout (read at run time, not compiled in).
@@ -192,23 +191,7 @@ async fn start(cwd: &Path, args: &[String], shown: &str) -> Running {
 
 impl Running {
     async fn get(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.addr).await.expect("connect");
-        let auth = bearer
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
-            self.addr
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let status = response[9..12].parse().expect("status");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        common::http_get(&self.addr, path, bearer).await
     }
 
     /// The agent token opens `/ws/agent` on this gateway: a `welcome` comes back.

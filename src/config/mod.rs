@@ -493,6 +493,18 @@ pub struct StepConfig {
     pub widen_to: Vec<String>,
 }
 
+impl StepConfig {
+    /// The step as the core runs it.
+    pub fn settings(&self) -> StepSettings {
+        StepSettings {
+            after_ms: self.after_ms,
+            min_levels: self.min_levels.clone(),
+            drop_skills: self.drop_skills.clone(),
+            widen_to: self.widen_to.iter().map(|w| w.as_str().into()).collect(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
@@ -774,16 +786,7 @@ impl QueueConfig {
                 StrategyConfig::MostProficient => Strategy::MostProficient,
                 StrategyConfig::RoundRobin => Strategy::RoundRobin,
             },
-            steps: self
-                .steps
-                .iter()
-                .map(|s| StepSettings {
-                    after_ms: s.after_ms,
-                    min_levels: s.min_levels.clone(),
-                    drop_skills: s.drop_skills.clone(),
-                    widen_to: s.widen_to.iter().map(|w| w.as_str().into()).collect(),
-                })
-                .collect(),
+            steps: self.steps.iter().map(StepConfig::settings).collect(),
             hours: self.hours.as_ref().and_then(|h| h.parse().ok()),
             offer_timeout_ms: self.offer_timeout_ms.unwrap_or(routing.offer_timeout_ms),
             wrap_up_ms: self.wrap_up_ms.unwrap_or(routing.wrap_up_ms),

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
-use super::{AgentConfig, Config, ConfigError, HoursConfig, QueueConfig, language, suggest};
+use super::{
+    AgentConfig, Config, ConfigError, HoursConfig, QueueConfig, StepConfig, language, suggest,
+};
 use crate::core::StepSettings;
 use crate::core::routing::{qualified, relaxed};
 
@@ -413,16 +415,7 @@ impl Config {
         self.queues
             .iter()
             .map(|q| {
-                let steps: Vec<StepSettings> = q
-                    .steps
-                    .iter()
-                    .map(|s| StepSettings {
-                        after_ms: s.after_ms,
-                        min_levels: s.min_levels.clone(),
-                        drop_skills: s.drop_skills.clone(),
-                        widen_to: Vec::new(),
-                    })
-                    .collect();
+                let steps: Vec<StepSettings> = q.steps.iter().map(StepConfig::settings).collect();
                 (q.name.as_str(), relaxed(&q.skills, &steps))
             })
             .collect()

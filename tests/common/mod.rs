@@ -266,20 +266,7 @@ impl TestServer {
 
     /// A plain HTTP GET: (status, body).
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.addr).await.expect("connect");
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let status = response[9..12].parse().expect("status");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        http_get(&self.addr, path, None).await
     }
 
     /// An HTTP request with an optional Bearer token and JSON body: (status, JSON body
@@ -586,4 +573,22 @@ pub async fn accept_next_offer(agent: &mut Client) -> (String, Value) {
     let conversation = agent.take("conversation").await;
     assert_eq!(conversation["conversation_id"], json!(conversation_id));
     (conversation_id, conversation)
+}
+
+/// A plain HTTP GET to `addr`, with a Bearer token when given: (status, body).
+pub async fn http_get(addr: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().expect("status");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
