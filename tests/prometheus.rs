@@ -165,6 +165,7 @@ async fn the_scrape_passes_promtool_and_stays_within_its_label_sets() {
         ("warmline_denials_total", 4 * 5),
         ("warmline_store_commit_seconds", 10 + 3),
         ("warmline_store_batch_records", 10 + 3),
+        ("warmline_store_wal_bytes_total", 1),
         ("warmline_store_failures_total", 2),
         ("warmline_store_commit_failing", 1),
         ("warmline_log_lines_dropped_total", 1),

@@ -654,6 +654,7 @@ pub async fn run_on(target: &Target, args: &ChatArgs) -> Result<Outcome> {
         session.connections
     ));
     let cpu0 = target.cpu();
+    let wal0 = wal_and_messages(target).await;
     let mut steps = Vec::new();
     let mut best: Option<PhaseResult> = None;
     let mut rate = args.rate;
@@ -692,6 +693,10 @@ pub async fn run_on(target: &Target, args: &ChatArgs) -> Result<Outcome> {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let wal_per_message = match (wal0, wal_and_messages(target).await) {
+        (Some((w0, m0)), Some((w1, m1))) if m1 > m0 => Some((w1 - w0) / (m1 - m0)),
+        _ => None,
+    };
     let failures = session.finish().await;
     let mut summary = String::new();
     for s in steps.iter().chain(half.iter()) {
@@ -707,6 +712,11 @@ pub async fn run_on(target: &Target, args: &ChatArgs) -> Result<Outcome> {
             b.delivered_per_s, b.offered
         ));
     }
+    if let Some(bytes) = wal_per_message {
+        summary.push_str(&format!(
+            "store: {bytes:.0} bytes appended to the WAL per stored message\n"
+        ));
+    }
     Ok(Outcome {
         name: "chat".into(),
         report: json!({
@@ -718,10 +728,22 @@ pub async fn run_on(target: &Target, args: &ChatArgs) -> Result<Outcome> {
             "max_sustained_offered_per_s": best.as_ref().map(|b| b.offered),
             "at_fraction": half.as_ref().map(|h| h.report.clone()),
             "server_cpu_s": cpu,
+            "wal_bytes_per_message": wal_per_message.map(r1),
         }),
         summary,
         failures,
     })
+}
+
+/// A Warmline's WAL bytes and stored messages so far (its `/metrics`); `None` for
+/// the relays, or a Warmline that does not count them.
+async fn wal_and_messages(target: &Target) -> Option<(f64, f64)> {
+    if !target.is_warmline() {
+        return None;
+    }
+    let wal = crate::common::metric(target.addr, "warmline_store_wal_bytes_total").await;
+    let messages = crate::common::metric(target.addr, "warmline_messages_total").await;
+    (wal.is_finite() && messages.is_finite()).then_some((wal, messages))
 }
 
 /// Whether a step kept up: everything arrived, p99 under the bound, and the window

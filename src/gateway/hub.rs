@@ -147,6 +147,13 @@ pub struct Hub {
     agent_of: HashMap<ConnId, Id>,
     /// Scratch for `settle` (kept to reuse its allocation).
     waiting_agents: std::collections::HashSet<Id>,
+    /// The last transcript event encoded, with its frame: the same event told to the
+    /// customer and the agent is encoded once and the frame shared (reference-counted).
+    last_event: Option<(Arc<crate::core::Event>, Utf8Bytes)>,
+    /// The connection that was just acked a message, and the message's conversation
+    /// and `seq`. The core replies before it tells the event, so the event that
+    /// follows is that connection's own message: it is not queued to it.
+    last_ack: Option<(ConnId, Id, u64)>,
     /// Cancelled when the store refused a commit because another node took the
     /// routing ownership (several nodes): the hub stops.
     deposed: CancellationToken,
@@ -183,6 +190,8 @@ impl Hub {
             durable_at: Instant::now(),
             agent_of: HashMap::new(),
             waiting_agents: std::collections::HashSet::new(),
+            last_event: None,
+            last_ack: None,
             deposed: CancellationToken::new(),
             failing: false,
             stale: false,
@@ -549,6 +558,10 @@ impl Hub {
                 return;
             }
             self.set_failing(false);
+            let (written, counted) = (self.store.wal_bytes(), self.metrics.store_wal_bytes.get());
+            if written > counted {
+                self.metrics.store_wal_bytes.inc_by(written - counted);
+            }
             for record in &records {
                 self.metrics.experience.record(record);
                 match record {
@@ -697,6 +710,7 @@ impl Hub {
                     } => {
                         let conversation_id = conversation_id.unwrap_or_else(|| "".into());
                         let frame = encode::ack(req.as_deref(), Some(&conversation_id), Some(seq));
+                        self.last_ack = Some((conn, conversation_id.clone(), seq));
                         Outbound::Acked {
                             req,
                             conversation_id,
@@ -798,6 +812,10 @@ impl Hub {
                     }
                     return;
                 }
+                if let Notice::Event(e) = &notice {
+                    self.tell_event(&conns, e);
+                    return;
+                }
                 let frame: Utf8Bytes = match &notice {
                     // An agent whose conversation became a call learns its handle.
                     Notice::Switched {
@@ -822,12 +840,6 @@ impl Hub {
                             conversation_id: conversation_id.clone(),
                             frame: frame.clone(),
                         },
-                        Notice::Event(e) => Outbound::Event {
-                            conversation_id: e.conversation_id.clone(),
-                            seq: e.seq,
-                            frame: frame.clone(),
-                            durable_at: self.durable_at,
-                        },
                         n => match n.conversation_id() {
                             Some(c) => Outbound::Scoped {
                                 conversation_id: c.clone(),
@@ -839,6 +851,39 @@ impl Hub {
                     self.send(conn, item);
                 }
             }
+        }
+    }
+
+    /// A transcript event to a participant's connections: encoded once for everyone
+    /// it goes to, and not to the connection that sent it (its ack moved it past).
+    fn tell_event(&mut self, conns: &[ConnId], event: &Arc<crate::core::Event>) {
+        let frame = match &self.last_event {
+            Some((last, frame)) if Arc::ptr_eq(last, event) => frame.clone(),
+            _ => {
+                let frame: Utf8Bytes = encode::event(event).into();
+                self.last_event = Some((event.clone(), frame.clone()));
+                frame
+            }
+        };
+        let sender = match &self.last_ack {
+            Some((conn, conversation_id, seq))
+                if *seq == event.seq && *conversation_id == event.conversation_id =>
+            {
+                Some(*conn)
+            }
+            _ => None,
+        };
+        for &conn in conns {
+            if Some(conn) == sender {
+                continue;
+            }
+            let item = Outbound::Event {
+                conversation_id: event.conversation_id.clone(),
+                seq: event.seq,
+                frame: frame.clone(),
+                durable_at: self.durable_at,
+            };
+            self.send(conn, item);
         }
     }
 

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub denials: IntCounterVec,
     pub commit_seconds: Histogram,
     pub batch_records: Histogram,
+    /// Bytes appended to SQLite's write-ahead log (set from the store's count).
+    pub store_wal_bytes: IntCounter,
     pub store_failures: IntCounterVec,
     /// 1 from a failed commit until a commit (or write probe) succeeds; `/readyz`
     /// answers 503 meanwhile.
@@ -440,6 +442,10 @@ impl Metrics {
                 &[
                     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0,
                 ],
+            ),
+            store_wal_bytes: make.counter(
+                "warmline_store_wal_bytes_total",
+                "Bytes the store's commits appended to SQLite's write-ahead log (pages and frame headers; 0 on PostgreSQL). Per stored message, the write amplification of the message path.",
             ),
             store_failures: make.counters(
                 "warmline_store_failures_total",

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "postgres")]
 mod postgres;
+mod restore;
 mod rows;
 mod sqlite;
 
@@ -22,6 +23,10 @@ pub use sqlite::{SqliteStore, Synchronous};
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store writer: {0}")]
+    Writer(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("this build does not support {0}")]
@@ -251,6 +256,12 @@ pub trait Store: Send + Sync + 'static {
     /// backend can run out of room (the hub probes with it after a failed commit).
     async fn writable(&self) -> Result<(), StoreError> {
         self.ping().await
+    }
+    /// Bytes the store's commits appended to its write-ahead log so far (SQLite; 0
+    /// where the backend does not say). Divided by the messages stored, it is the
+    /// write amplification of the message path.
+    fn wal_bytes(&self) -> u64 {
+        0
     }
     /// Checkpoints and closes; later calls fail.
     async fn close(&self);

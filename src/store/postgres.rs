@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
+use super::restore;
 use super::rows::{conversation_from_row, event_columns, event_from_row};
 use super::{
     CustomerRecord, FollowUpRow, PastConversation, REVOKED_AGENT, ReportRow, Store, StoreError,
@@ -24,7 +25,6 @@ use super::{
 };
 use crate::core::{
     CustomerHistory, Event, Id, Millis, Record, Resolution, RestoredConversation, Role,
-    default_customer_name,
 };
 
 pub struct PostgresStore {
@@ -507,49 +507,37 @@ impl Store for PostgresStore {
     }
 
     async fn load_open(&self) -> Result<Vec<RestoredConversation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM conversations WHERE state <> 'closed' ORDER BY priority DESC, ticket",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let record = conversation_from_row(&row)?;
-            let last_seq: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE conversation_id = $1",
-            )
-            .bind(&*record.id)
-            .fetch_one(&self.pool)
-            .await?;
-            let mut recent: Vec<(Id, Id, u64)> = sqlx::query(
-                "SELECT author_id, client_msg_id, seq FROM events
-                 WHERE conversation_id = $1 AND client_msg_id IS NOT NULL
-                 ORDER BY seq DESC LIMIT $2",
-            )
-            .bind(&*record.id)
-            .bind(i64::from(self.dedupe_window))
+        let open = sqlx::query(restore::OPEN)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| {
+            .map(|row| {
                 Ok((
-                    r.try_get::<String, _>(0)?.into(),
-                    r.try_get::<String, _>(1)?.into(),
-                    millis(r.try_get(2)?),
+                    conversation_from_row(row)?,
+                    millis(row.try_get("last_seq")?),
                 ))
             })
-            .collect::<Result<_, sqlx::Error>>()?;
-            recent.reverse();
-            let history = self.history(&record.customer_id).await?;
-            out.push(RestoredConversation {
-                customer_name: default_customer_name(&record.customer_id),
-                history,
-                last_seq: millis(last_seq),
-                recent_client_ids: recent,
-                record,
-            });
-        }
-        Ok(out)
+            .collect::<Result<_, StoreError>>()?;
+        let client_ids = sqlx::query_as::<_, (String, String, String, i64)>(restore::CLIENT_IDS)
+            .bind(i64::from(self.dedupe_window))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|(c, a, id, seq)| (c, a, id, millis(seq)))
+            .collect();
+        Ok(restore::assemble(restore::Rows {
+            open,
+            client_ids,
+            previous: sqlx::query_as(restore::PREVIOUS)
+                .fetch_all(&self.pool)
+                .await?,
+            last_agent: sqlx::query_as(restore::LAST_AGENT)
+                .fetch_all(&self.pool)
+                .await?,
+            poorly_rated: sqlx::query_as(restore::POORLY_RATED)
+                .fetch_all(&self.pool)
+                .await?,
+        }))
     }
 
     async fn events_after(

@@ -1,5 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode, `synchronous=FULL` unless told
 //! otherwise. A batch of records is one transaction, so many messages share one fsync.
+//! Batches are committed by `writer.rs` on a thread of its own; everything else runs
+//! on sqlx's pool (reads, migrations, the operator API's few writes).
+
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -7,21 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
 
-use super::rows::{conversation_from_row, event_columns, event_from_row};
+use super::restore;
+use super::rows::{conversation_from_row, event_from_row};
 use super::{
     CustomerRecord, FollowUpRow, PastConversation, REVOKED_AGENT, ReportRow, Store, StoreError,
-    StoredConversation, Survey, SurveyOutcome, db_int, millis, revocations, skills_to_text,
+    StoredConversation, Survey, SurveyOutcome, db_int, millis, revocations,
 };
-use crate::core::{
-    CustomerHistory, Event, Id, Millis, Record, Resolution, RestoredConversation, Role,
-    default_customer_name,
-};
+use crate::core::{CustomerHistory, Event, Id, Millis, Record, RestoredConversation};
 
 /// `PRAGMA synchronous`: `full` survives power loss; `normal` survives a process
 /// crash but may lose the last commits on power loss.
@@ -34,11 +36,11 @@ pub enum Synchronous {
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection that only commits the hub's batches. In WAL mode a connection
-    /// drops its whole page cache when another one has written, so commits taking
-    /// turns over the pool's connections read their pages back from disk each time;
-    /// the same connection keeps them.
-    writer: SqlitePool,
+    /// One connection, on a thread of its own, that only commits the hub's batches
+    /// (`writer.rs`). In WAL mode a connection drops its whole page cache when another
+    /// one has written, so commits taking turns over the pool's connections would read
+    /// their pages back from disk each time; the same connection keeps them.
+    writer: writer::Writer,
     dedupe_window: u32,
     /// Checkpoints the WAL in the background (the writer never does, see `open`).
     checkpointer: tokio::task::JoinHandle<()>,
@@ -49,6 +51,15 @@ impl Drop for SqliteStore {
         self.checkpointer.abort();
     }
 }
+
+/// The page size of a new store (an existing one keeps its own: a store in WAL mode
+/// cannot change it). What a message costs on disk is the pages its commit rewrites:
+/// the last page of the transcript (shared by the batch) and the page of the
+/// `(conversation_id, seq)` index where its conversation's entries end, one per
+/// message. Pages of 1 KiB rather than SQLite's default 4 KiB make that ~2.5 KB
+/// appended to the WAL per message instead of ~6 KB at 200 busy conversations
+/// (docs/benchmarks.md); a long message takes overflow pages, read in order.
+const PAGE_SIZE: u32 = 1024;
 
 /// How often the background checkpoint runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -138,6 +149,7 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(data_dir.join("warmline.db"))
             .create_if_missing(true)
+            .page_size(PAGE_SIZE)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(match synchronous {
                 Synchronous::Full => SqliteSynchronous::Full,
@@ -154,11 +166,7 @@ impl SqliteStore {
             .run(&pool)
             .await?;
         // The writer never checkpoints by itself (`checkpoint_every` does).
-        let writer = SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .connect_with(options.pragma("wal_autocheckpoint", "0"))
-            .await?;
+        let writer = writer::Writer::open(&data_dir.join("warmline.db"), synchronous)?;
         let checkpointer = tokio::spawn(checkpoint_every(pool.clone(), CHECKPOINT_EVERY));
         Ok(SqliteStore {
             pool,
@@ -169,386 +177,47 @@ impl SqliteStore {
     }
 }
 
-/// Rows per multi-row INSERT of events: a few fixed sizes, so the prepared statements
-/// stay few and cached (10 parameters a row, well under SQLite's limit).
-const EVENT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
-
-/// Inserts events with as few statements as the fixed chunk sizes allow: each
-/// statement is one round trip to the database thread, which bounds a batch's cost.
-async fn write_events(
-    tx: &mut Transaction<'_, Sqlite>,
-    events: &[&Event],
-) -> Result<(), sqlx::Error> {
-    let mut rest = events;
-    while !rest.is_empty() {
-        let size = EVENT_CHUNKS
-            .into_iter()
-            .find(|n| *n <= rest.len())
-            .unwrap_or(1);
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (conversation_id, seq, ts, kind, role, author_id,
-                author_name, text, client_msg_id, resolution) ",
-        );
-        insert.push_values(chunk, |mut row, e| {
-            let (kind, role, author_id, author_name, text, client_msg_id, resolution) =
-                event_columns(e);
-            row.push_bind(&*e.conversation_id)
-                .push_bind(db_int(e.seq))
-                .push_bind(db_int(e.ts))
-                .push_bind(kind)
-                .push_bind(role.as_str())
-                .push_bind(author_id)
-                .push_bind(author_name)
-                .push_bind(text)
-                .push_bind(client_msg_id)
-                .push_bind(resolution);
-        });
-        insert.build().execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-async fn write(tx: &mut Transaction<'_, Sqlite>, record: &Record) -> Result<(), sqlx::Error> {
-    match record {
-        Record::Customer { id, seen_at } => {
-            sqlx::query(
-                "INSERT INTO customers (id, first_seen, last_seen) VALUES (?1, ?2, ?2)
-                 ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen",
-            )
-            .bind(&**id)
-            .bind(db_int(*seen_at))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::Conversation(c) => {
-            sqlx::query(
-                "INSERT INTO conversations (id, customer_id, queue, channel, state, agent_id,
-                    priority, ticket, skills, language, attributes, created_at, closed_at,
-                    closed_by, resolution, entered_at, transfers, repeat_of)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-                 ON CONFLICT(id) DO UPDATE SET state = excluded.state, queue = excluded.queue,
-                    channel = excluded.channel,
-                    agent_id = excluded.agent_id, priority = excluded.priority,
-                    ticket = excluded.ticket, closed_at = excluded.closed_at,
-                    closed_by = excluded.closed_by, resolution = excluded.resolution,
-                    entered_at = excluded.entered_at, transfers = excluded.transfers",
-            )
-            .bind(&*c.id)
-            .bind(&*c.customer_id)
-            .bind(&*c.queue)
-            .bind(c.channel.as_str())
-            .bind(c.state.as_str())
-            .bind(c.agent_id.as_deref())
-            .bind(c.priority)
-            .bind(db_int(c.ticket))
-            .bind(skills_to_text(&c.skills))
-            .bind(c.language.as_deref())
-            .bind(&*c.attributes)
-            .bind(db_int(c.created_at))
-            .bind(c.closed_at.map(db_int))
-            .bind(c.closed_by.map(Role::as_str))
-            .bind(c.resolution.map(Resolution::as_str))
-            .bind(db_int(c.entered_at))
-            .bind(i64::from(c.transfers))
-            .bind(c.repeat_of.as_deref())
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::Event(e) => write_events(tx, &[e]).await?,
-        Record::AssignmentStarted {
-            conversation_id,
-            agent_id,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT OR IGNORE INTO assignments (conversation_id, agent_id, started_at)
-                 VALUES (?1, ?2, ?3)",
-            )
-            .bind(&**conversation_id)
-            .bind(&**agent_id)
-            .bind(db_int(*at))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::AssignmentEnded {
-            conversation_id,
-            agent_id,
-            at,
-        } => {
-            sqlx::query(
-                "UPDATE assignments SET ended_at = ?3
-                 WHERE conversation_id = ?1 AND agent_id = ?2 AND ended_at IS NULL",
-            )
-            .bind(&**conversation_id)
-            .bind(&**agent_id)
-            .bind(db_int(*at))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::ConversationSummary {
-            conversation_id,
-            customer_id,
-            queue,
-            agent_id,
-            resolution,
-            summary: s,
-            closed_at,
-            // Kept elsewhere (the conversation's channel and `repeat_of`) or derived.
-            ..
-        } => {
-            let opt = |v: Option<u64>| v.map(db_int);
-            sqlx::query(
-                "INSERT OR REPLACE INTO conversation_signals (conversation_id, customer_id,
-                    queue, agent_id, resolution, wait_ms, first_response_ms, mean_response_ms,
-                    max_response_ms, handle_ms, abandoned, transfers_cold, transfers_warm,
-                    bounces, repeated_info, asked_known, customer_messages, agent_messages,
-                    flags_negative, flags_positive, closed_at, sentiment_start, sentiment_end,
-                    estimate)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-            )
-            .bind(&**conversation_id)
-            .bind(&**customer_id)
-            .bind(&**queue)
-            .bind(agent_id.as_deref())
-            .bind(resolution.map(Resolution::as_str))
-            .bind(db_int(s.wait_ms))
-            .bind(opt(s.first_response_ms))
-            .bind(opt(s.mean_response_ms))
-            .bind(opt(s.max_response_ms))
-            .bind(opt(s.handle_ms))
-            .bind(s.abandoned)
-            .bind(i64::from(s.transfers_cold))
-            .bind(i64::from(s.transfers_warm))
-            .bind(i64::from(s.bounces))
-            .bind(i64::from(s.repeated_info))
-            .bind(i64::from(s.asked_known))
-            .bind(i64::from(s.customer_messages))
-            .bind(i64::from(s.agent_messages))
-            .bind(i64::from(s.flags_negative))
-            .bind(i64::from(s.flags_positive))
-            .bind(db_int(*closed_at))
-            .bind(s.sentiment_start)
-            .bind(s.sentiment_end)
-            .bind(s.estimate.map(i64::from))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::CoachingFlags {
-            conversation_id,
-            agent_id,
-            seq,
-            codes,
-            at,
-        } => {
-            for code in codes {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO coaching_flags (conversation_id, seq, code, agent_id, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .bind(&**conversation_id)
-                .bind(db_int(*seq))
-                .bind(&**code)
-                .bind(&**agent_id)
-                .bind(db_int(*at))
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        Record::FollowUpScheduled {
-            follow_up_id,
-            conversation_id,
-            customer_id,
-            queue,
-            agent_id,
-            due_at,
-            note,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO follow_ups (id, conversation_id, customer_id, queue, agent_id,
-                    due_at, note, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT(id) DO UPDATE SET due_at = excluded.due_at, note = excluded.note",
-            )
-            .bind(&**follow_up_id)
-            .bind(&**conversation_id)
-            .bind(&**customer_id)
-            .bind(&**queue)
-            .bind(&**agent_id)
-            .bind(db_int(*due_at))
-            .bind(note.as_deref())
-            .bind(db_int(*at))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::FollowUpOpened {
-            follow_up_id,
-            conversation_id,
-            at,
-        } => {
-            sqlx::query(
-                "UPDATE follow_ups SET opened_as = ?2, opened_at = ?3
-                 WHERE id = ?1 AND opened_as IS NULL",
-            )
-            .bind(&**follow_up_id)
-            .bind(&**conversation_id)
-            .bind(db_int(*at))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::CustomerName { id, name } => {
-            sqlx::query("UPDATE customers SET name = ?2 WHERE id = ?1")
-                .bind(&**id)
-                .bind(&**name)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Record::CustomerMerged { from, into, at } => {
-            for sql in [
-                "UPDATE conversations SET customer_id = ?2 WHERE customer_id = ?1",
-                "UPDATE surveys SET customer_id = ?2 WHERE customer_id = ?1",
-            ] {
-                sqlx::query(sql)
-                    .bind(&**from)
-                    .bind(&**into)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            sqlx::query(
-                "INSERT OR IGNORE INTO customer_merges (visitor_id, customer_id, at)
-                 VALUES (?1, ?2, ?3)",
-            )
-            .bind(&**from)
-            .bind(&**into)
-            .bind(db_int(*at))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::VoiceSignals {
-            conversation_id,
-            agent_id,
-            signals: v,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT INTO voice_signals (conversation_id, agent_id, duration_ms,
-                 caller_talk_ms, agent_talk_ms, crosstalk_ms, silence_ms, silences,
-                 longest_silence_ms, hold_ms, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .bind(&**conversation_id)
-            .bind(agent_id.as_deref())
-            .bind(db_int(v.duration_ms))
-            .bind(db_int(v.caller_talk_ms))
-            .bind(db_int(v.agent_talk_ms))
-            .bind(db_int(v.crosstalk_ms))
-            .bind(db_int(v.silence_ms))
-            .bind(i64::from(v.silences))
-            .bind(db_int(v.longest_silence_ms))
-            .bind(db_int(v.hold_ms))
-            .bind(db_int(*at))
-            .execute(&mut **tx)
-            .await?;
-        }
-        Record::OfferDeclined {
-            offer_id,
-            conversation_id,
-            agent_id,
-            queue,
-            missed,
-            reason,
-            at,
-        } => {
-            sqlx::query(
-                "INSERT OR IGNORE INTO offer_declines
-                 (offer_id, conversation_id, agent_id, queue, missed, reason, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .bind(&**offer_id)
-            .bind(&**conversation_id)
-            .bind(&**agent_id)
-            .bind(&**queue)
-            .bind(*missed)
-            .bind(reason.as_deref())
-            .bind(db_int(*at))
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit(&self, records: &[Record]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin().await?;
-        // Runs of events (most of a busy batch) go in multi-row INSERTs; everything
-        // keeps its order (an event follows its conversation's row).
-        let mut events: Vec<&Event> = Vec::new();
-        for record in records {
-            if let Record::Event(e) = record {
-                events.push(e);
-                continue;
-            }
-            write_events(&mut tx, &events).await?;
-            events.clear();
-            write(&mut tx, record).await?;
-        }
-        write_events(&mut tx, &events).await?;
-        tx.commit().await?;
-        Ok(())
+        self.writer.commit(records.to_vec()).await
     }
 
     async fn load_open(&self) -> Result<Vec<RestoredConversation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM conversations WHERE state <> 'closed' ORDER BY priority DESC, ticket",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let record = conversation_from_row(&row)?;
-            let last_seq: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE conversation_id = ?1",
-            )
-            .bind(&*record.id)
-            .fetch_one(&self.pool)
-            .await?;
-            let mut recent: Vec<(Id, Id, u64)> = sqlx::query(
-                "SELECT author_id, client_msg_id, seq FROM events
-                 WHERE conversation_id = ?1 AND client_msg_id IS NOT NULL
-                 ORDER BY seq DESC LIMIT ?2",
-            )
-            .bind(&*record.id)
-            .bind(self.dedupe_window)
+        let open = sqlx::query(restore::OPEN)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| {
+            .map(|row| {
                 Ok((
-                    r.try_get::<String, _>(0)?.into(),
-                    r.try_get::<String, _>(1)?.into(),
-                    millis(r.try_get(2)?),
+                    conversation_from_row(row)?,
+                    millis(row.try_get("last_seq")?),
                 ))
             })
-            .collect::<Result<_, sqlx::Error>>()?;
-            recent.reverse();
-            let history = self.history(&record.customer_id).await?;
-            out.push(RestoredConversation {
-                customer_name: default_customer_name(&record.customer_id),
-                history,
-                last_seq: millis(last_seq),
-                recent_client_ids: recent,
-                record,
-            });
-        }
-        Ok(out)
+            .collect::<Result<_, StoreError>>()?;
+        let client_ids = sqlx::query_as::<_, (String, String, String, i64)>(restore::CLIENT_IDS)
+            .bind(i64::from(self.dedupe_window))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|(c, a, id, seq)| (c, a, id, millis(seq)))
+            .collect();
+        Ok(restore::assemble(restore::Rows {
+            open,
+            client_ids,
+            previous: sqlx::query_as(restore::PREVIOUS)
+                .fetch_all(&self.pool)
+                .await?,
+            last_agent: sqlx::query_as(restore::LAST_AGENT)
+                .fetch_all(&self.pool)
+                .await?,
+            poorly_rated: sqlx::query_as(restore::POORLY_RATED)
+                .fetch_all(&self.pool)
+                .await?,
+        }))
     }
 
     async fn events_after(
@@ -1018,16 +687,11 @@ impl Store for SqliteStore {
 
     async fn writable(&self) -> Result<(), StoreError> {
         // On the writer, as a commit would: a page written and synced.
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('write_probe', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(format!("{:?}", std::time::SystemTime::now()))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.writer.probe().await
+    }
+
+    fn wal_bytes(&self) -> u64 {
+        self.writer.wal_bytes()
     }
 
     async fn close(&self) {
