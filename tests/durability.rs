@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use common::{Client, Frame, TestServer, accept_next_offer};
 use serde_json::{Value, json};
@@ -390,4 +391,62 @@ async fn sigterm_says_going_away_and_a_restart_loses_nothing() {
     let open = &welcome["open_conversations"][0];
     assert_eq!(open["conversation_id"], json!(waiting_conversation));
     assert_eq!(open["state"], "queued");
+}
+
+/// Sockets that have not said who they are (customers before `hello`, a media stream
+/// before `start`) are told 1001 at once on SIGTERM, and shutdown does not wait for
+/// them: with a handshake timeout and a grace period of minutes, the process is gone
+/// in seconds.
+#[tokio::test]
+async fn sigterm_says_going_away_at_once_to_sockets_that_have_not_said_hello() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    const GRACE: Duration = Duration::from_secs(120);
+    let config = config()
+        .replace(
+            "shutdown_grace_ms = 5000",
+            &format!("shutdown_grace_ms = {}", GRACE.as_millis()),
+        )
+        .replace(
+            "[auth]\n",
+            &format!("[auth]\nmedia_secret = \"{}\"\n", common::SECRET),
+        )
+        + "[limits]\nhandshake_timeout_ms = 600000\n";
+    let mut server = TestServer::start(&config).await;
+
+    let mut customers = Vec::new();
+    for _ in 0..4 {
+        customers.push(server.customer().await);
+    }
+    // One of them shows that its connection waits for `hello`: anything else is refused.
+    customers[0]
+        .send(json!({"type":"start","id":"s","queue":"support"}))
+        .await;
+    assert_eq!(customers[0].expect("error").await["code"], "hello_required");
+    let token = warmline::gateway::auth::mint_media(common::SECRET, "test-provider", 3600).unwrap();
+    let url = server.ws_url(&format!("/ws/media?token={token}"));
+    let mut stream = Client::connect(url.into_client_request().unwrap())
+        .await
+        .expect("provider connects");
+    // Twilio's first event, then one that needs `start` first.
+    stream
+        .send(json!({"event":"connected","protocol":"Call","version":"1.0.0"}))
+        .await;
+    stream
+        .send(json!({"event":"mark","sequenceNumber":"2","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","mark":{"name":"m"}}))
+        .await;
+    assert_eq!(stream.expect("error").await["code"], "hello_required");
+
+    let terminated = Instant::now();
+    server.send_sigterm();
+    for customer in &mut customers {
+        assert_eq!(customer.closed().await.map(|c| c.0), Some(1001));
+    }
+    assert_eq!(stream.closed().await.map(|c| c.0), Some(1001));
+    let exit = server.exited(GRACE / 4).await;
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        terminated.elapsed() < GRACE / 4,
+        "shutdown took {:?} (grace {GRACE:?})",
+        terminated.elapsed()
+    );
 }

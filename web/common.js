@@ -30,10 +30,21 @@ window.Warmline = (function () {
     const base = Math.min(10000, 500 * Math.pow(2, attempt));
     return base / 2 + Math.random() * base / 2;
   }
-  // 1008 (policy) and 1009 (too large): the server refused what we sent; do not reconnect by ourselves.
+  // What each close code asks of us (docs/protocol.md, "Close codes"): the table of
+  // `CloseCode::reconnect` in src/protocol/codes.rs, copied in web/widget.js; tests/close_codes.rs
+  // fails when they differ. yes: reconnect with backoff, resume, send what was not acked;
+  // without_resending: the same, but what was not acked is not sent again by itself (one of those
+  // frames was too large); fresh_token: reconnect with a new token; no: do not reconnect by ourselves.
+  const RECONNECT = {
+    1000: 'no', 1001: 'yes', 1002: 'no', 1007: 'no', 1008: 'no', 1009: 'without_resending',
+    1011: 'yes', 1012: 'yes', 4000: 'yes', 4001: 'yes', 4003: 'fresh_token', 4004: 'no',
+  };
+  // A code the table does not have (1006: the connection dropped without a close) means reconnect.
+  function reconnectAfter(ev) { return RECONNECT[ev.code] || 'yes'; }
+  // Why the server closed, when it closed for good (the table says `no`); else null.
   function refusedBy(ev) {
-    if (ev.code !== 1008 && ev.code !== 1009) return null;
-    return ev.reason || (ev.code === 1009 ? 'a message was too large' : 'the server refused a message');
+    if (reconnectAfter(ev) !== 'no') return null;
+    return ev.reason || 'the server closed the connection (' + ev.code + ')';
   }
   function parse(data) {
     try { const f = JSON.parse(data); return f && typeof f.type === 'string' ? f : null; } catch (e) { return null; }
@@ -144,5 +155,5 @@ window.Warmline = (function () {
     }
   }
 
-  return { load, store, uuid, h, wsUrl, backoff, refusedBy, parse, statusLine, enterSends, timeOf, messageItem, Transcript, TypingSender };
+  return { load, store, uuid, h, wsUrl, backoff, reconnectAfter, refusedBy, parse, statusLine, enterSends, timeOf, messageItem, Transcript, TypingSender };
 })();

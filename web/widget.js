@@ -97,6 +97,13 @@
     const b = Math.min(10000, 500 * Math.pow(2, attempt));
     return b / 2 + Math.random() * b / 2;
   }
+  // What each close code asks of us (docs/protocol.md, "Close codes"): the table of
+  // `CloseCode::reconnect` in src/protocol/codes.rs, as in web/common.js; tests/close_codes.rs
+  // fails when they differ. A code not in it (1006: the network dropped) means reconnect.
+  const RECONNECT = {
+    1000: 'no', 1001: 'yes', 1002: 'no', 1007: 'no', 1008: 'no', 1009: 'without_resending',
+    1011: 'yes', 1012: 'yes', 4000: 'yes', 4001: 'yes', 4003: 'fresh_token', 4004: 'no',
+  };
   function setText(el, text) { if (el.textContent !== text) el.textContent = text; } // live regions speak changes only
 
   // The accent colour, normalised by a canvas; text on it is white or near-black, whichever
@@ -491,17 +498,21 @@
   }
   function onSocketClosed(ev) {
     dropSocket();
-    // 1008 (policy) and 1009 (too large): the gateway refused what we sent. Say so; do not resend it.
-    if (ev.code === 1008 || ev.code === 1009) {
-      if (conv) conv.failAll();
-      refused = ev.reason || (ev.code === 1009 ? 'a message was too large' : 'the chat server refused this page');
+    const after = RECONNECT[ev.code] || 'yes';
+    // The gateway refused what we sent: what is not acknowledged is not sent again by itself
+    // (each such message shows Retry).
+    if (after !== 'yes' && conv) conv.failAll();
+    if (after === 'no' || after === 'fresh_token') { // 1008 policy, and codes a customer never gets
+      refused = ev.reason || 'the chat server closed the connection';
       setStatus('Disconnected: ' + refused + '.', 'err');
       ui.reconnect.hidden = false;
       render();
       return;
     }
-    // Anything else (network loss, 1001 restart, 1011, 4000 keepalive, 4001 slow consumer): reconnect and resume.
-    setStatus(navigator.onLine === false ? 'Offline. Waiting for the network\u2026' : 'Reconnecting\u2026', 'warn');
+    // Network loss, 1001 restart, 1011, 1012, 4000 keepalive, 4001 slow consumer, and 1009 (a
+    // message was too large: not sent again): reconnect and resume.
+    setStatus(navigator.onLine === false ? 'Offline. Waiting for the network\u2026'
+      : after === 'without_resending' ? 'A message was too large to send. Reconnecting\u2026' : 'Reconnecting\u2026', 'warn');
     retryTimer = setTimeout(connect, backoff(attempt++));
     render();
   }

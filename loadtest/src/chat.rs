@@ -152,6 +152,8 @@ struct Conn {
     group: usize,
     fifo_acks: bool,
     slow: bool,
+    /// A Warmline customer: ends its conversation when the run stops.
+    ends: bool,
 }
 
 /// Open conversations under load: connections and their tasks.
@@ -211,7 +213,12 @@ impl Session {
         if target.is_warmline() {
             // Agents first: they accept while customers start.
             let agent_ws: Vec<Result<(usize, Ws)>> = stream::iter(0..agents)
-                .map(|i| async move { Ok((i, proto::agent(target, &format!("c{i}")).await?)) })
+                .map(|i| async move {
+                    let id = format!("c{i}");
+                    let (ws, agent) = proto::agent(target, &id).await?;
+                    proto::check_agent(&id, &agent, "chat", per_agent)?;
+                    Ok((i, ws))
+                })
                 .buffer_unordered(32)
                 .collect()
                 .await;
@@ -248,8 +255,15 @@ impl Session {
                 let (i, ws, ids) = tokio::time::timeout(Duration::from_secs(60), t)
                     .await
                     .context("agents did not get their conversations in time")???;
-                let convs: Vec<(usize, String)> =
-                    ids.into_iter().map(|cid| (index[&cid], cid)).collect();
+                let convs = ids
+                    .into_iter()
+                    .map(|cid| match index.get(&cid) {
+                        Some(&k) => Ok((k, cid)),
+                        None => Err(anyhow::anyhow!(
+                            "agent c{i} was given conversation {cid}, which this run did not start (left open on the target by an earlier run?)"
+                        )),
+                    })
+                    .collect::<Result<Vec<(usize, String)>>>()?;
                 for (k, _) in &convs {
                     agent_of.insert(*k, i);
                 }
@@ -261,6 +275,7 @@ impl Session {
                     group: usize::from(slow),
                     fifo_acks: fifo,
                     slow,
+                    ends: false,
                 });
             }
             for (k, ws, cid) in customer_conns {
@@ -272,6 +287,7 @@ impl Session {
                     group,
                     fifo_acks: fifo,
                     slow: false,
+                    ends: true,
                 });
             }
         } else {
@@ -295,6 +311,7 @@ impl Session {
                         group: usize::from(slow),
                         fifo_acks: true,
                         slow: slow && dir == 1,
+                        ends: false,
                     });
                 }
             }
@@ -485,6 +502,7 @@ async fn conn_task(c: Conn, mut ctl: watch::Receiver<Ctl>, shared: Arc<Shared>) 
         group,
         fifo_acks,
         slow,
+        ends,
     } = c;
     let n = convs.len().max(1);
     let mut ks = vec![0u64; n];
@@ -626,7 +644,38 @@ async fn conn_task(c: Conn, mut ctl: watch::Receiver<Ctl>, shared: Arc<Shared>) 
             }
         }
     }
+    if ends {
+        end_conversations(&mut ws, &convs).await;
+    }
     let _ = ws.close(None).await;
+}
+
+/// Ends a customer's conversations and waits (briefly) for the answers, so that the
+/// server keeps nothing open: on a --target the next run's agents would come back
+/// holding them.
+async fn end_conversations(ws: &mut Ws, convs: &[(usize, String)]) {
+    for (_, cid) in convs {
+        let end = json!({"type":"end","id":"end","conversation_id":cid});
+        if proto::send(ws, end).await.is_err() {
+            return;
+        }
+    }
+    let mut waiting = convs.len();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while waiting > 0 {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    if serde_json::from_str::<In>(&t).is_ok_and(|f| f.id.as_deref() == Some("end"))
+                    {
+                        waiting -= 1;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+    })
+    .await;
 }
 
 /// The `chat` scenario: a fixed rate, or a search for the highest sustained rate

@@ -69,13 +69,20 @@ enum Cmd {
     /// unacked or duplicated message, dropped frame or error.
     Smoke(smoke::SmokeArgs),
     /// Print a Warmline config with the agents the scenarios use (for --target).
+    /// Capacities are those of the scenarios' defaults: chat, slow and flood give each
+    /// agent one conversation (as the relays pair two sockets), voice ten calls;
+    /// routing and mixed take whatever capacity the target has.
     Config {
+        /// Chat agents c0.. (chat uses one per conversation).
         #[arg(long, default_value_t = 200)]
         chat_agents: usize,
-        #[arg(long, default_value_t = 10)]
+        /// Conversations per chat agent: must equal the --per-agent of chat, slow and flood.
+        #[arg(long, default_value_t = 1)]
         chat_capacity: u32,
+        /// Voice agents v0..
         #[arg(long, default_value_t = 50)]
         voice_agents: usize,
+        /// Calls per voice agent: must equal the --per-agent of voice.
         #[arg(long, default_value_t = 10)]
         voice_capacity: u32,
         /// Keep the default abuse limits but the per-address one (as `flood` does).

@@ -74,17 +74,67 @@ pub async fn until(ws: &mut Ws, kind: &str) -> Result<Value> {
     }
 }
 
-/// An agent connected and `available`.
-pub async fn agent(target: &Target, id: &str) -> Result<Ws> {
-    let mut ws = ws_connect(target.addr, &target.agent_path(id)).await?;
-    until(&mut ws, "welcome").await?;
+/// What an agent's `welcome` says about them.
+#[derive(Clone, Copy, Debug)]
+pub struct Agent {
+    pub chat_capacity: u32,
+    pub voice_capacity: u32,
+    /// Conversations the agent already holds (an earlier run's, on a `--target`).
+    pub holding: usize,
+}
+
+/// An agent connected and `available`, and what its welcome said.
+pub async fn agent(target: &Target, id: &str) -> Result<(Ws, Agent)> {
+    let mut ws = ws_connect(target.addr, &target.agent_path(id))
+        .await
+        .with_context(|| {
+            format!(
+                "agent {id} could not connect (a --target needs the agents `warmline-loadtest config` prints, and its --agent-secret)"
+            )
+        })?;
+    let welcome = until(&mut ws, "welcome").await?;
+    let capacity = &welcome["agent"]["capacity"];
+    let count = |v: &Value| {
+        v.as_u64()
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    let agent = Agent {
+        chat_capacity: count(&capacity["chat"]),
+        voice_capacity: count(&capacity["voice"]),
+        holding: welcome["conversations"].as_array().map_or(0, Vec::len),
+    };
     send(
         &mut ws,
         json!({"type":"status","id":"s","state":"available"}),
     )
     .await?;
     until(&mut ws, "ack").await?;
-    Ok(ws)
+    Ok((ws, agent))
+}
+
+/// For scenarios that give each agent exactly `want` conversations of `channel`:
+/// fails at once, saying how to fix it, when agent `id` could not take exactly that
+/// many (routing would spread the conversations otherwise, and some agents would wait
+/// for ever), or already holds some.
+pub fn check_agent(id: &str, agent: &Agent, channel: &str, want: usize) -> Result<()> {
+    let have = match channel {
+        "voice" => agent.voice_capacity,
+        _ => agent.chat_capacity,
+    };
+    if have as usize != want {
+        bail!(
+            "agent {id} has {channel} capacity {have} on the target, but this run gives each agent {want} {channel} conversation(s): \
+             pass --per-agent {have}, or start the target with the config `warmline-loadtest config --{channel}-capacity {want}` prints"
+        );
+    }
+    if agent.holding > 0 {
+        bail!(
+            "agent {id} already holds {} conversation(s) on the target (left open by a run that did not finish?): \
+             start the target on a fresh data directory",
+            agent.holding
+        );
+    }
+    Ok(())
 }
 
 /// A customer who said hello.

@@ -133,11 +133,23 @@ pub async fn run_on(target: &Target, args: &RoutingArgs) -> Result<Outcome> {
         "routing: {:.0} conversations/s for {} s, {} agents x {}, {} customers",
         args.rate, args.duration, args.agents, args.per_agent, args.customers
     ));
-    let agents: Vec<Result<Ws>> = stream::iter(0..args.agents)
+    let agents: Vec<Result<(Ws, proto::Agent)>> = stream::iter(0..args.agents)
         .map(|i| async move { proto::agent(target, &format!("c{i}")).await })
         .buffer_unordered(32)
         .collect()
         .await;
+    // Agents accept every offer: capacity only bounds how many they hold at once. On a
+    // --target it is the target's, whatever --per-agent says; the report gives that one.
+    let per_agent = agents
+        .iter()
+        .find_map(|r| r.as_ref().ok())
+        .map_or(args.per_agent, |(_, agent)| agent.chat_capacity);
+    if per_agent != args.per_agent {
+        note(format!(
+            "the target's agents have chat capacity {per_agent} (--per-agent {} is for a Warmline this tool starts)",
+            args.per_agent
+        ));
+    }
     let customers: Vec<Result<Ws>> = stream::iter(0..args.customers)
         .map(|_| async move { proto::customer(target).await })
         .buffer_unordered(64)
@@ -149,9 +161,10 @@ pub async fn run_on(target: &Target, args: &RoutingArgs) -> Result<Outcome> {
     let end = start + (args.duration * 1e9) as u64;
     let total = (args.rate * args.duration).round() as u64;
     let mut tasks = Vec::new();
-    for ws in agents {
+    for r in agents {
+        let (ws, _) = r?;
         tasks.push(tokio::spawn(agent(
-            ws.context("agent connects")?,
+            ws,
             args.clone(),
             stats.clone(),
             stop_rx.clone(),
@@ -253,7 +266,7 @@ pub async fn run_on(target: &Target, args: &RoutingArgs) -> Result<Outcome> {
             "rate_per_s": args.rate,
             "duration_s": args.duration,
             "agents": args.agents,
-            "per_agent": args.per_agent,
+            "per_agent": per_agent,
             "conversations": total,
             "started": load(&stats.started),
             "offered": load(&stats.offered),

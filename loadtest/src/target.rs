@@ -280,7 +280,10 @@ pub async fn around<T>(
     let target = start(common, plan).await?;
     let outcome = scenario(&target).await;
     if outcome.is_err() {
-        eprintln!("server log tail:\n{}", target.log_tail());
+        let tail = target.log_tail();
+        if !tail.is_empty() {
+            eprintln!("server log tail:\n{tail}");
+        }
     }
     target.stop().await;
     outcome

@@ -134,7 +134,12 @@ pub async fn run_on(target: &Target, args: &VoiceArgs) -> Result<Outcome> {
         args.duration
     ));
     let agent_ws: Vec<Result<Ws>> = stream::iter(0..agents)
-        .map(|i| async move { proto::agent(target, &format!("v{i}")).await })
+        .map(|i| async move {
+            let id = format!("v{i}");
+            let (ws, agent) = proto::agent(target, &id).await?;
+            proto::check_agent(&id, &agent, "voice", per_agent)?;
+            Ok(ws)
+        })
         .buffer_unordered(32)
         .collect()
         .await;

@@ -414,14 +414,26 @@ impl Link {
     }
 
     /// The next text frame before `deadline`, during a handshake (`hello`, a media
-    /// `start`). `None`: the client left, or was closed (with `late` when too slow).
+    /// `start`). `None`: the client left, or was closed (with `late` when too slow,
+    /// and at once with 1001 when the gateway shuts down meanwhile: 1012 when a node
+    /// of several stops owning routing).
     pub async fn text_before(
         &mut self,
         deadline: tokio::time::Instant,
         late: &'static str,
     ) -> Option<Utf8Bytes> {
+        let ending = self.app.epoch.clone();
         loop {
-            match tokio::time::timeout_at(deadline, self.recv()).await {
+            let received = tokio::select! {
+                biased;
+                () = ending.cancelled() => {
+                    let (code, reason) = self.app.farewell();
+                    self.close(code, reason).await;
+                    return None;
+                }
+                received = tokio::time::timeout_at(deadline, self.recv()) => received,
+            };
+            match received {
                 Err(_) => {
                     self.close(CloseCode::Policy, late).await;
                     return None;

@@ -95,7 +95,71 @@ pub enum CloseCode {
     Revoked,
 }
 
+/// What a close code asks of the client about reconnecting: the "reconnect?" column
+/// of docs/protocol.md's close-code table. The pages' JavaScript carries the same
+/// table (`RECONNECT` in web/common.js and web/widget.js); tests/close_codes.rs fails
+/// when any of them disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconnect {
+    /// Reconnect by itself (with backoff), then `resume` and send again what was not
+    /// acknowledged.
+    Yes,
+    /// Reconnect and resume, but do not send again by itself what was not
+    /// acknowledged: one of those frames was refused (too large) and would be again.
+    WithoutResending,
+    /// Reconnect with a fresh token.
+    WithFreshToken,
+    /// Do not reconnect by itself: there is nothing to come back for (1000), or a
+    /// person must act first (fix the client, back off, sign in again).
+    No,
+}
+
+impl Reconnect {
+    /// The name the JavaScript table uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reconnect::Yes => "yes",
+            Reconnect::WithoutResending => "without_resending",
+            Reconnect::WithFreshToken => "fresh_token",
+            Reconnect::No => "no",
+        }
+    }
+}
+
 impl CloseCode {
+    pub const ALL: [CloseCode; 12] = [
+        CloseCode::Normal,
+        CloseCode::GoingAway,
+        CloseCode::ProtocolError,
+        CloseCode::InvalidData,
+        CloseCode::Policy,
+        CloseCode::TooLarge,
+        CloseCode::Internal,
+        CloseCode::ServiceRestart,
+        CloseCode::KeepaliveTimeout,
+        CloseCode::SlowConsumer,
+        CloseCode::TokenExpired,
+        CloseCode::Revoked,
+    ];
+
+    /// What the client should do about reconnecting after this close.
+    pub fn reconnect(self) -> Reconnect {
+        match self {
+            CloseCode::GoingAway
+            | CloseCode::Internal
+            | CloseCode::ServiceRestart
+            | CloseCode::KeepaliveTimeout
+            | CloseCode::SlowConsumer => Reconnect::Yes,
+            CloseCode::TooLarge => Reconnect::WithoutResending,
+            CloseCode::TokenExpired => Reconnect::WithFreshToken,
+            CloseCode::Normal
+            | CloseCode::ProtocolError
+            | CloseCode::InvalidData
+            | CloseCode::Policy
+            | CloseCode::Revoked => Reconnect::No,
+        }
+    }
+
     pub fn code(self) -> u16 {
         match self {
             CloseCode::Normal => 1000,

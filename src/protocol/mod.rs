@@ -11,4 +11,4 @@ pub mod server;
 pub mod tokens;
 
 pub use client::{AgentFrame, CustomerFrame, Decoded, decode_agent, decode_customer};
-pub use codes::{CloseCode, ErrorCode};
+pub use codes::{CloseCode, ErrorCode, Reconnect};

@@ -201,16 +201,26 @@ impl TestServer {
 
     /// SIGTERM, then wait for a clean exit.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        let child = self.child.as_mut().expect("running");
-        let pid = child.id().expect("pid");
+        self.send_sigterm();
+        self.exited(Duration::from_secs(20)).await
+    }
+
+    /// SIGTERM, without waiting for anything.
+    pub fn send_sigterm(&self) {
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .expect("kill -TERM");
         assert!(status.success());
-        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+    }
+
+    /// Waits for the process to exit (after a signal); fails the test if it is still
+    /// running after `bound`.
+    pub async fn exited(&mut self, bound: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = tokio::time::timeout(bound, child.wait())
             .await
-            .expect("warmline did not exit after SIGTERM")
+            .unwrap_or_else(|_| panic!("warmline was still running {bound:?} after SIGTERM"))
             .expect("wait");
         self.child = None;
         status

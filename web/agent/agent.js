@@ -122,7 +122,8 @@
     updateControls();
     convs.forEach(refresh);
     if (signingOut) return;
-    if (ev.code === 4003) { // the token expired during the connection: a fresh one is needed
+    const after = W.reconnectAfter(ev);
+    if (after === 'fresh_token') { // 4003: the token expired during the connection
       return askToken('Your session expired. Paste a fresh token to carry on; your conversations wait for you for a minute.', true);
     }
     if (!opened) { // handshake failed: the token was refused if the gateway is otherwise up
@@ -133,10 +134,16 @@
       });
       return;
     }
-    const refused = W.refusedBy(ev);
-    if (!refused) return retryLater();
-    convs.forEach((c) => c.failAll()); // do not resend the offending frame by ourselves
-    setStatus('Disconnected: ' + refused + '.', true);
+    if (after === 'yes') return retryLater();
+    // The gateway refused something we sent: nothing unacknowledged goes out again by itself
+    // (each such message shows Retry).
+    convs.forEach((c) => c.failAll());
+    if (after === 'without_resending') { // 1009: a message was too large; reconnect and resume
+      retryLater();
+      setStatus('Disconnected: ' + (ev.reason || 'a message was too large') + '. Reconnecting; unsent messages show Retry.', true);
+      return;
+    }
+    setStatus('Disconnected: ' + W.refusedBy(ev) + '.', true);
     setConnection('down', 'Disconnected');
     ui.reconnect.hidden = false;
   }
