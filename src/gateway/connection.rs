@@ -142,6 +142,9 @@ pub struct Link {
     pub app: Arc<App>,
     pub socket: Socket,
     role: &'static str,
+    /// `warmline_ws_frames_total` for this role, in and out, resolved at first use
+    /// (a frame then costs no label lookup).
+    frames_counted: std::cell::OnceCell<(prometheus::IntCounter, prometheus::IntCounter)>,
     bad_count: u32,
     bad_since: Instant,
     last_heard: Instant,
@@ -182,6 +185,7 @@ impl Link {
         Link {
             socket: socket.into(),
             role,
+            frames_counted: std::cell::OnceCell::new(),
             bad_count: 0,
             bad_since: Instant::now(),
             last_heard: Instant::now(),
@@ -197,13 +201,19 @@ impl Link {
         }
     }
 
+    fn frame_counters(&self) -> &(prometheus::IntCounter, prometheus::IntCounter) {
+        self.frames_counted.get_or_init(|| {
+            let frames = &self.app.metrics.frames;
+            (
+                frames.with_label_values(&[self.role, "in"]),
+                frames.with_label_values(&[self.role, "out"]),
+            )
+        })
+    }
+
     /// Sends one text frame. `false`: the client is gone or did not read in time.
     pub async fn send(&mut self, frame: Utf8Bytes) -> bool {
-        self.app
-            .metrics
-            .frames
-            .with_label_values(&[self.role, "out"])
-            .inc();
+        self.frame_counters().1.inc();
         match tokio::time::timeout(self.write_timeout, self.socket.send(Message::Text(frame))).await
         {
             Ok(Ok(())) => true,
@@ -359,11 +369,7 @@ impl Link {
         self.last_heard = Instant::now();
         match result {
             Ok(Message::Text(text)) => {
-                self.app
-                    .metrics
-                    .frames
-                    .with_label_values(&[self.role, "in"])
-                    .inc();
+                self.frame_counters().0.inc();
                 if let Some(frames) = &self.frames
                     && let Err(retry) = self.app.limits.frame(frames)
                 {
@@ -585,11 +591,19 @@ impl Session {
             Side::Customer { .. } => None,
         };
         let revocation = self.link.place.as_ref().map(|p| p.revoked.clone());
+        // Made once, not at every turn of the loop: each of these registers with its
+        // token or the timer wheel when first polled, and unregisters when dropped.
+        let ending = shutdown.cancelled();
+        let slow = self.slow.clone();
+        let slowed = slow.cancelled();
+        let expired = sleep_until(expires_at);
+        let revoked = revoked(revocation.as_ref());
+        tokio::pin!(ending, slowed, expired, revoked);
         let closing = loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break Some(self.link.app.farewell()),
-                () = self.slow.cancelled() => break Some(SLOW),
+                () = &mut ending => break Some(self.link.app.farewell()),
+                () = &mut slowed => break Some(SLOW),
                 item = self.rx.recv() => match item {
                     Some(item) => {
                         if !self.deliver(item).await {
@@ -631,10 +645,10 @@ impl Session {
                         break None;
                     }
                 }
-                () = sleep_until(expires_at) => {
+                () = &mut expired => {
                     break Some((CloseCode::TokenExpired, "the agent token expired; reconnect with a fresh one"));
                 }
-                () = revoked(revocation.as_ref()) => {
+                () = &mut revoked => {
                     break Some((CloseCode::Revoked, "access revoked by an operator"));
                 }
             }

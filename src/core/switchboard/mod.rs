@@ -2,11 +2,12 @@
 //! state machine. `handle(input, now, out)` applies one input and appends effects.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 
 mod definitions;
 mod line;
+mod recent;
 mod switch;
 mod transfer;
 
@@ -42,8 +43,8 @@ struct Conversation {
     /// Requirements now, after `step` steps relaxed `base`.
     need: Skills,
     last_seq: u64,
-    /// (author id, client_msg_id, seq), oldest first, at most `dedupe_window`.
-    recent: VecDeque<(Id, Id, u64)>,
+    /// Client ids of its last messages, at most `dedupe_window`.
+    recent: recent::RecentIds,
     offer: Option<Id>,
     /// Agents who declined or missed this conversation, skipped until the time given.
     declined: Vec<(Id, Millis)>,
@@ -249,7 +250,7 @@ impl Switchboard {
             let queued = held_by.is_none();
             let mut conv = sb.conversation(rec, r.customer_name, r.history);
             conv.last_seq = r.last_seq;
-            conv.recent = r.recent_client_ids.into_iter().collect();
+            conv.recent = recent::RecentIds::from_oldest(r.recent_client_ids);
             sb.conversations.insert(id.clone(), conv);
             if queued {
                 sb.wait(&id, now);
@@ -286,7 +287,7 @@ impl Switchboard {
             base,
             step: 0,
             last_seq: 0,
-            recent: VecDeque::new(),
+            recent: recent::RecentIds::default(),
             offer: None,
             declined: Vec::new(),
             queued_sent: None,
@@ -1012,13 +1013,11 @@ impl Switchboard {
             }
         };
         if let Some(client_id) = &client_msg_id {
-            let conv = &self.conversations[&conversation_id];
-            let seen = conv
+            let seen = self.conversations[&conversation_id]
                 .recent
-                .iter()
-                .find(|(who, cid, _)| *who == author.id && cid == client_id);
-            if let Some((_, _, seq)) = seen {
-                return reply(out, conn, req, ack(Some(conversation_id), Some(*seq)));
+                .find(&author.id, client_id);
+            if let Some(seq) = seen {
+                return reply(out, conn, req, ack(Some(conversation_id), Some(seq)));
             }
         }
         // The ack goes out before the event, so the sending connection's cursor has
@@ -1116,10 +1115,7 @@ impl Switchboard {
                 .conversations
                 .get_mut(&conversation_id)
                 .expect("checked");
-            if conv.recent.len() >= window {
-                conv.recent.pop_front();
-            }
-            conv.recent.push_back((author.id, client_id, seq));
+            conv.recent.push(author.id, client_id, seq, window);
         }
     }
 
