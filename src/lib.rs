@@ -193,7 +193,17 @@ impl Gateway {
         let restored_count = restored.len();
         let mut effects = Vec::new();
         let now = now_ms();
-        let switchboard = Switchboard::restore(settings.clone(), now, restored, now, &mut effects);
+        let mut switchboard =
+            Switchboard::restore(settings.clone(), now, restored, now, &mut effects);
+        // Satisfaction records (when routing uses them) before the first decision;
+        // `gateway::ratings` reads them again every few minutes.
+        let routing = in_force.routing.clone();
+        if routing.prefer_satisfied_agents {
+            match gateway::ratings::read(&*self.store, &routing).await {
+                Ok(input) => switchboard.handle(input, now, &mut effects),
+                Err(e) => tracing::warn!(error = %e, "reading agents' satisfaction records failed"),
+            }
+        }
         self.store.commit(&persisted(&effects)).await?;
         tracing::info!(open_conversations = restored_count, "state restored");
 
@@ -218,6 +228,20 @@ impl Gateway {
         let deposed = hub.deposed();
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(rx, stop_hub.clone()));
+        // Store reads the hub used to wait for, in tasks of their own.
+        tokio::spawn(gateway::follow_ups::run(
+            self.store.clone(),
+            tx.clone(),
+            stop_hub.clone(),
+        ));
+        if routing.prefer_satisfied_agents {
+            tokio::spawn(gateway::ratings::run(
+                self.store.clone(),
+                routing,
+                tx.clone(),
+                stop_hub.clone(),
+            ));
+        }
         let auth = &self.config.auth;
         let mut keys = Keys::new(&self.agent_secret, &self.visitor_secret, &self.media_secret)
             .with_agent_issuer(auth.agent_issuer.clone());

@@ -27,7 +27,7 @@ use crate::config::{AgentConfig, QueueConfig};
 use crate::core::{
     AgentSnapshot, Channel, ConnId, ConversationState, ConversationView, Effect, EventBody,
     FollowUpDue, Id, Input, Millis, Notice, OpenConversation, Participant, Record, RefusalKind,
-    Reply, RevokeReason, Switchboard, default_customer_name,
+    Reply, RevokeReason, Switchboard,
 };
 use crate::protocol::ErrorCode;
 use crate::protocol::server::MediaInfo;
@@ -115,6 +115,12 @@ pub enum Command {
         request: AdminRequest,
         reply: oneshot::Sender<AdminReply>,
     },
+    /// Follow-ups that fell due (`follow_ups.rs`): opened in this batch; `done` is
+    /// answered once the batch is committed (or has failed), not before.
+    FollowUpsDue {
+        due: Vec<FollowUpDue>,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Agent ids the agent handshake accepts.
@@ -139,8 +145,8 @@ pub struct Hub {
     gauges_at: Option<Instant>,
     /// Live calls: told who their agent is as assignments are committed.
     calls: Arc<Calls>,
-    /// When agents' satisfaction records were last loaded.
-    ratings_at: Option<Instant>,
+    /// Answered once the current batch is committed (or has failed).
+    after_commit: Vec<oneshot::Sender<()>>,
     /// When the last batch became durable.
     durable_at: Instant,
     /// The agent behind each agent connection.
@@ -186,7 +192,7 @@ impl Hub {
             max_batch,
             gauges_at: None,
             calls,
-            ratings_at: None,
+            after_commit: Vec::new(),
             durable_at: Instant::now(),
             agent_of: HashMap::new(),
             waiting_agents: std::collections::HashSet::new(),
@@ -209,11 +215,9 @@ impl Hub {
         let mut commands = Vec::with_capacity(self.max_batch);
         let mut effects = Vec::new();
         let mut stopping = false;
-        // Follow-ups live in the store; it is asked once a second for those due.
-        let mut follow_ups = tokio::time::interval(Duration::from_secs(1));
-        follow_ups.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Satisfaction records (when routing uses them) before the first decision.
-        self.refresh_ratings(now_ms(), &mut effects).await;
+        // While commits fail, a write probe once a second (`probe`).
+        let mut probes = tokio::time::interval(Duration::from_secs(1));
+        probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.switchboard.next_deadline().map(|at| {
                 let wait = at.saturating_sub(now_ms());
@@ -226,10 +230,8 @@ impl Hub {
                     }
                 }
                 () = sleep_until(deadline) => {}
-                _ = follow_ups.tick(), if !stopping => {
+                _ = probes.tick(), if !stopping && (self.failing || self.stale) => {
                     self.probe().await;
-                    self.open_due_follow_ups(now_ms(), &mut effects).await;
-                    self.refresh_ratings(now_ms(), &mut effects).await;
                 }
                 () = stop.cancelled(), if !stopping => {
                     // Refuse new commands; the loop drains those already queued.
@@ -271,10 +273,23 @@ impl Hub {
                         let answer = self.admin(request, now).await;
                         let _ = reply.send(answer);
                     }
+                    Command::FollowUpsDue { due, done } => {
+                        for f in due {
+                            self.switchboard.handle(
+                                Input::OpenFollowUp(Box::new(f)),
+                                now,
+                                &mut effects,
+                            );
+                        }
+                        self.after_commit.push(done);
+                    }
                 }
             }
             self.switchboard.handle(Input::Tick, now, &mut effects);
             self.settle(&mut effects).await;
+            for done in self.after_commit.drain(..) {
+                let _ = done.send(());
+            }
             self.refresh_gauges();
             if self.deposed.is_cancelled() {
                 tracing::warn!("another node owns routing now; this hub stops");
@@ -282,84 +297,6 @@ impl Hub {
             }
         }
         tracing::debug!("hub stopped");
-    }
-
-    /// Opens the follow-ups that fell due (each once: the store marks it opened in the
-    /// same commit as the conversation it opens as).
-    async fn open_due_follow_ups(&mut self, now: Millis, out: &mut Vec<Effect>) {
-        let due = match self.store.due_follow_ups(now, 100).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::error!(error = %e, "reading due follow-ups failed");
-                return;
-            }
-        };
-        for f in due {
-            let history = self.store.history(&f.customer_id).await.unwrap_or_default();
-            let context = self
-                .store
-                .context(&f.customer_id, now)
-                .await
-                .unwrap_or_default();
-            let mut attributes: serde_json::Map<String, Value> = context
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            attributes.insert(
-                "follow_up_of".into(),
-                Value::String(f.conversation_id.clone()),
-            );
-            let due = FollowUpDue {
-                follow_up_id: f.id.as_str().into(),
-                about: f.conversation_id.as_str().into(),
-                conversation_id: uuid::Uuid::now_v7().simple().to_string().into(),
-                customer_name: match self.store.customer(&f.customer_id).await {
-                    Ok(Some(c)) => c
-                        .name
-                        .map_or_else(|| default_customer_name(&f.customer_id), |n| n.into()),
-                    _ => default_customer_name(&f.customer_id),
-                },
-                customer_id: f.customer_id.as_str().into(),
-                queue: f.queue.as_str().into(),
-                agent_id: Some(f.agent_id.as_str().into()),
-                note: f.note.as_deref().map(Into::into),
-                due_at: f.due_at,
-                history,
-                context: context
-                    .into_iter()
-                    .map(|(k, v)| (Id::from(k.as_str()), Id::from(v.as_str())))
-                    .collect(),
-                attributes: Value::Object(attributes).to_string().into(),
-            };
-            self.switchboard
-                .handle(Input::OpenFollowUp(Box::new(due)), now, out);
-        }
-    }
-
-    /// When routing prefers agents with better satisfaction records: reloads the
-    /// records from the store every few minutes (they change slowly).
-    async fn refresh_ratings(&mut self, now: Millis, out: &mut Vec<Effect>) {
-        let routing = &self.definitions.config().routing;
-        if !routing.prefer_satisfied_agents
-            || self
-                .ratings_at
-                .is_some_and(|at| at.elapsed() < Duration::from_secs(300))
-        {
-            return;
-        }
-        self.ratings_at = Some(Instant::now());
-        let since = now.saturating_sub(u64::from(routing.satisfaction_window_days) * 86_400_000);
-        match self.store.agent_ratings(since, 3).await {
-            Ok(rows) => {
-                let ratings = rows
-                    .into_iter()
-                    .map(|(a, q, r)| (Id::from(a.as_str()), Id::from(q.as_str()), r))
-                    .collect();
-                self.switchboard
-                    .handle(Input::AgentRatings(ratings), now, out);
-            }
-            Err(e) => tracing::warn!(error = %e, "reading agents' satisfaction records failed"),
-        }
     }
 
     /// Operator API requests. A change is validated, made durable, then applied to

@@ -25,10 +25,12 @@ mod customer;
 pub mod definitions;
 pub mod edge;
 mod encode;
+pub mod follow_ups;
 pub mod hub;
 pub mod limits;
 mod media;
 pub mod metrics;
+pub mod ratings;
 pub mod remote;
 pub mod tls;
 
