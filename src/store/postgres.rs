@@ -507,37 +507,7 @@ impl Store for PostgresStore {
     }
 
     async fn load_open(&self) -> Result<Vec<RestoredConversation>, StoreError> {
-        let open = sqlx::query(restore::OPEN)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok((
-                    conversation_from_row(row)?,
-                    millis(row.try_get("last_seq")?),
-                ))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let client_ids = sqlx::query_as::<_, (String, String, String, i64)>(restore::CLIENT_IDS)
-            .bind(i64::from(self.dedupe_window))
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|(c, a, id, seq)| (c, a, id, millis(seq)))
-            .collect();
-        Ok(restore::assemble(restore::Rows {
-            open,
-            client_ids,
-            previous: sqlx::query_as(restore::PREVIOUS)
-                .fetch_all(&self.pool)
-                .await?,
-            last_agent: sqlx::query_as(restore::LAST_AGENT)
-                .fetch_all(&self.pool)
-                .await?,
-            poorly_rated: sqlx::query_as(restore::POORLY_RATED)
-                .fetch_all(&self.pool)
-                .await?,
-        }))
+        restore::load(&self.pool, self.dedupe_window).await
     }
 
     async fn events_after(

@@ -7,6 +7,11 @@
 
 use std::collections::HashMap;
 
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+
+use super::rows::conversation_from_row;
+use super::{StoreError, millis};
+
 use crate::core::{
     ConversationRecord, CustomerHistory, Id, RestoredConversation, default_customer_name,
 };
@@ -64,6 +69,55 @@ pub(super) struct Rows {
     pub last_agent: Vec<(String, String, Option<i64>)>,
     /// `POORLY_RATED`: (customer, agent).
     pub poorly_rated: Vec<(String, String)>,
+}
+
+/// Runs the queries above on either backend's pool and puts their rows together.
+pub(super) async fn load<DB>(
+    pool: &Pool<DB>,
+    dedupe_window: u32,
+) -> Result<Vec<RestoredConversation>, StoreError>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB>,
+    i64: Type<DB>,
+    for<'r> String: Decode<'r, DB>,
+    String: Type<DB>,
+    for<'r> i32: Decode<'r, DB>,
+    i32: Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> (String, String, String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, String, Option<i64>): FromRow<'r, DB::Row>,
+    for<'r> (String, String): FromRow<'r, DB::Row>,
+{
+    use sqlx::Row;
+    let open = sqlx::query(OPEN)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                conversation_from_row(row)?,
+                millis(row.try_get("last_seq")?),
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let client_ids = sqlx::query_as::<_, (String, String, String, i64)>(CLIENT_IDS)
+        .bind(i64::from(dedupe_window))
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(c, a, id, seq)| (c, a, id, millis(seq)))
+        .collect();
+    Ok(assemble(Rows {
+        open,
+        client_ids,
+        previous: sqlx::query_as(PREVIOUS).fetch_all(pool).await?,
+        last_agent: sqlx::query_as(LAST_AGENT).fetch_all(pool).await?,
+        poorly_rated: sqlx::query_as(POORLY_RATED).fetch_all(pool).await?,
+    }))
 }
 
 /// Puts the rows together: each open conversation with its last `seq`, recent client
