@@ -720,6 +720,10 @@ impl Hub {
                 );
             }
             Effect::Notify { to, notice } => {
+                if let Notice::Event(e) = &notice {
+                    self.tell_event(&to, e);
+                    return;
+                }
                 let Some(conns) = self.by_participant.get(&to) else {
                     return;
                 };
@@ -747,10 +751,6 @@ impl Hub {
                     for conn in conns {
                         self.send(conn, Outbound::Joined(view.clone()));
                     }
-                    return;
-                }
-                if let Notice::Event(e) = &notice {
-                    self.tell_event(&conns, e);
                     return;
                 }
                 let frame: Utf8Bytes = match &notice {
@@ -793,7 +793,10 @@ impl Hub {
 
     /// A transcript event to a participant's connections: encoded once for everyone
     /// it goes to, and not to the connection that sent it (its ack moved it past).
-    fn tell_event(&mut self, conns: &[ConnId], event: &Arc<crate::core::Event>) {
+    fn tell_event(&mut self, to: &Participant, event: &Arc<crate::core::Event>) {
+        if !self.by_participant.contains_key(to) {
+            return;
+        }
         let frame = match &self.last_event {
             Some((last, frame)) if Arc::ptr_eq(last, event) => frame.clone(),
             _ => {
@@ -809,6 +812,9 @@ impl Hub {
                 Some(*conn)
             }
             _ => None,
+        };
+        let Some(conns) = self.by_participant.get(to) else {
+            return;
         };
         for &conn in conns {
             if Some(conn) == sender {
