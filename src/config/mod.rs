@@ -116,6 +116,9 @@ impl Default for ClusterConfig {
 pub struct LimitsConfig {
     /// Largest text frame or message; larger gets `too_large` and close 1009.
     pub max_message_bytes: usize,
+    /// The WebSocket read buffer each connection allocates up front (1 KiB by
+    /// default: an idle connection holds it all its life); it grows to fit a larger
+    /// frame.
     pub read_buffer_bytes: usize,
     pub write_buffer_bytes: usize,
     /// Bytes the socket may hold unsent before writes wait.
@@ -559,7 +562,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_message_bytes: 64 * 1024,
-            read_buffer_bytes: 4 * 1024,
+            read_buffer_bytes: 1024,
             write_buffer_bytes: 8 * 1024,
             max_write_buffer_bytes: 256 * 1024,
             outbound_queue: 256,

@@ -121,7 +121,9 @@ pub async fn serve(mut link: Link, agent_id: Id, expires_at: tokio::time::Instan
         agent_id,
         expires_at,
     };
-    if let Some(session) = Session::start(link, side).await {
+    // Boxed: it runs once (the welcome with every conversation's context); inline
+    // it would stay part of the connection's future for its whole life.
+    if let Some(session) = Box::pin(Session::start(link, side)).await {
         session.run().await;
     }
 }

@@ -256,7 +256,9 @@ impl Link {
                 message,
             );
         }
-        if !self.send(encode::error(id, code, message).into()).await {
+        // Boxed: an error is rare, and this function is inlined into many callers'
+        // state machines (the connection's future among them).
+        if !Box::pin(self.send(encode::error(id, code, message).into())).await {
             return Flow::Close(CloseCode::Normal, "");
         }
         if code.is_client_fault() {
@@ -373,7 +375,9 @@ impl Link {
                 if let Some(frames) = &self.frames
                     && let Err(retry) = self.app.limits.frame(frames)
                 {
-                    return self.over_rate(&text, retry).await;
+                    // Boxed: rare, and inline it would enlarge every connection's
+                    // future (`recv` is polled by the connection's loop).
+                    return Box::pin(self.over_rate(&text, retry)).await;
                 }
                 Received::Text(text)
             }
@@ -384,7 +388,7 @@ impl Link {
                 } else {
                     "this endpoint takes JSON text frames; binary frames carry call audio only, between an agent and /ws/agent"
                 };
-                match self.error(None, ErrorCode::InvalidField, message).await {
+                match Box::pin(self.error(None, ErrorCode::InvalidField, message)).await {
                     Flow::Continue => Received::Nothing,
                     Flow::Close(code, reason) => Received::Close(code, reason),
                 }
@@ -408,9 +412,10 @@ impl Link {
                     let limit = self.app.config.limits.max_message_bytes;
                     let message = format!("frames and messages are limited to {limit} bytes");
                     self.app.metrics.error(ErrorCode::TooLarge);
-                    let _ = self
-                        .send(encode::error(None, ErrorCode::TooLarge, &message).into())
-                        .await;
+                    let _ = Box::pin(
+                        self.send(encode::error(None, ErrorCode::TooLarge, &message).into()),
+                    )
+                    .await;
                     Received::Close(CloseCode::TooLarge, "message too large")
                 } else {
                     Received::Gone
@@ -489,7 +494,7 @@ impl Session {
     pub async fn start(link: Link, side: Side) -> Option<Session> {
         let app = link.app.clone();
         let conn = app.next_conn();
-        let (tx, mut rx) = mpsc::channel(app.config.limits.outbound_queue);
+        let (tx, rx) = mpsc::channel(app.config.limits.outbound_queue);
         let slow = CancellationToken::new();
         let who = side.participant();
         let handle = ConnHandle {
@@ -516,7 +521,7 @@ impl Session {
             link,
             conn,
             side,
-            rx: mpsc::channel(1).1,
+            rx,
             slow,
             following: HashMap::new(),
             pending_acks: VecDeque::new(),
@@ -530,7 +535,7 @@ impl Session {
         // Until the welcome, hold anything else the hub sends (an offer, say).
         let mut early = Vec::new();
         let welcome = loop {
-            match rx.recv().await {
+            match session.rx.recv().await {
                 Some(Outbound::CustomerWelcome(open)) => {
                     let Side::Customer {
                         customer_id,
@@ -560,7 +565,6 @@ impl Session {
                 None => break None,
             }
         };
-        session.rx = rx;
         if let Side::Agent { agent_id, .. } = &session.side {
             let (tx, rx) = mpsc::channel(app.config.media.audio_queue_frames);
             app.agent_audio.add(agent_id.clone(), conn, tx);
@@ -618,7 +622,11 @@ impl Session {
                     }
                 }
                 received = self.link.recv() => match received {
-                    Received::Text(text) => match self.on_text(&text).await {
+                    // Boxed: decoding and answering a frame (a `resume`, say, reads the
+                    // store and writes pages of events) is a large state machine; inline,
+                    // it would stay part of every idle connection's future. One
+                    // allocation per frame read, small beside decoding it.
+                    Received::Text(text) => match Box::pin(self.on_text(&text)).await {
                         Flow::Continue => {}
                         Flow::Close(CloseCode::Normal, _) => break self.link.stalled.then_some(SLOW),
                         Flow::Close(code, reason) => break Some((code, reason)),
@@ -653,10 +661,11 @@ impl Session {
                 }
             }
         };
+        // Boxed: once per connection, at its end.
         if let Some((code, reason)) = closing {
-            self.link.close(code, reason).await;
+            Box::pin(self.link.close(code, reason)).await;
         }
-        self.detach().await;
+        Box::pin(self.detach()).await;
     }
 
     async fn on_text(&mut self, text: &str) -> Flow {
@@ -704,7 +713,9 @@ impl Session {
                 if seq <= cursor {
                     return true;
                 }
-                if seq > cursor + 1 && !self.fill_gap(&conversation_id, cursor, seq - 1).await {
+                if seq > cursor + 1
+                    && !Box::pin(self.fill_gap(&conversation_id, cursor, seq - 1)).await
+                {
                     return false;
                 }
                 self.following.insert(conversation_id, seq);
@@ -736,7 +747,9 @@ impl Session {
                 if let Some(&cursor) = self.following.get(&conversation_id)
                     && seq > cursor
                 {
-                    if seq > cursor + 1 && !self.fill_gap(&conversation_id, cursor, seq - 1).await {
+                    if seq > cursor + 1
+                        && !Box::pin(self.fill_gap(&conversation_id, cursor, seq - 1)).await
+                    {
                         return false;
                     }
                     self.following.insert(conversation_id, seq);
@@ -760,7 +773,9 @@ impl Session {
                 self.following.entry(conversation_id).or_insert(0);
                 self.link.send(frame).await
             }
-            Outbound::Joined(view) => self.send_conversation(&view).await,
+            // Boxed, as the gap filling above: rare, and large (store reads, the
+            // transcript); inline they would enlarge every connection's future.
+            Outbound::Joined(view) => Box::pin(self.send_conversation(&view)).await,
             Outbound::CustomerWelcome(_) | Outbound::AgentWelcome(_) => true,
         }
     }

@@ -71,7 +71,9 @@ fn origin_allowed(app: &App, headers: &HeaderMap) -> Result<(), String> {
 }
 
 pub async fn serve(mut link: Link) {
-    let Some((side, merge_from)) = hello(&mut link).await else {
+    // The handshake and the session's start are boxed: they run once, and inline
+    // their state would stay part of the connection's future for its whole life.
+    let Some((side, merge_from)) = Box::pin(hello(&mut link)).await else {
         return;
     };
     let Side::Customer { customer_id, .. } = &side else {
@@ -146,7 +148,7 @@ pub async fn serve(mut link: Link) {
         link.close(code, reason).await;
         return;
     }
-    if let Some(session) = Session::start(link, side).await {
+    if let Some(session) = Box::pin(Session::start(link, side)).await {
         session.run().await;
     }
 }

@@ -64,10 +64,12 @@ pub fn admit(app: &App, query: &HashMap<String, String>) -> Result<Option<String
 }
 
 pub async fn serve(mut link: Link, provider: Option<String>) {
-    let Some(start) = wait_for_start(&mut link, provider).await else {
+    // Boxed: they run once; inline their state would stay part of the stream's
+    // future for its whole life.
+    let Some(start) = Box::pin(wait_for_start(&mut link, provider)).await else {
         return;
     };
-    let Some(leg) = Leg::open(link, start).await else {
+    let Some(leg) = Box::pin(Leg::open(link, start)).await else {
         return;
     };
     leg.run().await;

@@ -200,15 +200,19 @@ pub fn role_of(endpoint: Endpoint) -> &'static str {
 }
 
 /// Serves an admitted connection until it ends.
+///
+/// Each role's future is boxed: unboxed, this future (and so every connection's
+/// task) would be as large as the largest of the three state machines, whatever
+/// the role. Boxed, a connection holds exactly its own role's (issue 21).
 pub async fn run(link: Link, admission: Admission) {
     match admission {
-        Admission::Customer => customer::serve(link).await,
+        Admission::Customer => Box::pin(customer::serve(link)).await,
         Admission::Agent {
             agent_id,
             expires_at,
             place,
-        } => agent::serve(link, agent_id, expires_at, place).await,
-        Admission::Media { provider } => media::serve(link, provider).await,
+        } => Box::pin(agent::serve(link, agent_id, expires_at, place)).await,
+        Admission::Media { provider } => Box::pin(media::serve(link, provider)).await,
     }
 }
 
