@@ -267,16 +267,29 @@ pub fn note(msg: impl AsRef<str>) {
 
 /// A plain HTTP GET on loopback: the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    Ok(http_request(addr, path, None).await?.1)
+}
+
+/// A plain HTTP GET on loopback, with a bearer token if given: the status and the body.
+pub async fn http_request(
+    addr: SocketAddr,
+    path: &str,
+    bearer: Option<&str>,
+) -> Result<(u16, String)> {
     check_loopback(&addr)?;
     let mut stream = TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("GET {path}: not an HTTP response: {head:?}"))?;
+    Ok((status, body.to_owned()))
 }
 
 /// The sum of a Prometheus metric's samples whose line starts with `prefix`.

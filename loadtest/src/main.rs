@@ -14,6 +14,7 @@ mod flood;
 mod idle;
 mod proto;
 mod relay;
+mod restore;
 mod routing;
 mod setup;
 mod smoke;
@@ -58,6 +59,9 @@ enum Cmd {
     Flood(flood::FloodArgs),
     /// A contact-centre hour, compressed: arrivals, chats, calls, idle visitors.
     Mixed(smoke::MixedArgs),
+    /// N conversations waiting, the server SIGKILLed and started again: time to ready,
+    /// and every conversation back in its place.
+    Restore(restore::RestoreArgs),
     /// Run the bare tokio + tungstenite relay baseline server.
     Relay {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
             Cmd::Slow(args) => (smoke::run_slow(&args).await, args.chat.common.json),
             Cmd::Flood(args) => (flood::run(&args).await, args.common.json),
             Cmd::Mixed(args) => (smoke::run_mixed(&args).await, args.common.json),
+            Cmd::Restore(args) => (restore::run(&args).await, args.common.json),
         };
         finish(result.0, result.1)
     })

@@ -15,6 +15,7 @@ use crate::chat::{self, ChatArgs, Session};
 use crate::common::{Outcome, note, r1};
 use crate::flood::{self, FloodArgs};
 use crate::idle::{self, IdleArgs};
+use crate::restore::{self, RestoreArgs};
 use crate::routing::{self, RoutingArgs};
 use crate::setup::{self, SetupArgs};
 use crate::target::{self, Against, Common, Plan, Target};
@@ -390,6 +391,7 @@ pub async fn run(args: SmokeArgs) -> ExitCode {
     );
     scenario!("mixed", run_mixed(&MixedArgs::small(common.clone())));
     scenario!("flood", flood::run(&FloodArgs::small(common.clone())));
+    scenario!("restore", restore::run(&RestoreArgs::small(common.clone())));
     let mut failed = !errors.is_empty();
     for o in &outcomes {
         if !o.failures.is_empty() {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -15,6 +15,8 @@ use tokio::process::{Child, Command};
 use crate::common::check_loopback;
 
 pub const DEFAULT_SECRET: &str = "loadtest-secret-0123456789abcdef0123";
+/// The operator API's token (`auth.admin_token`) of a started Warmline.
+pub const ADMIN_TOKEN: &str = "loadtest-admin-0123456789abcdef012345";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Against {
@@ -150,6 +152,7 @@ handshake_timeout_ms = 60000
 allowed_origins = ["*"]
 allow_missing_origin = true
 [auth]
+admin_token = "{admin}"
 agent_secret = "{agent}"
 media_secret = "{media}"
 [routing]
@@ -163,6 +166,7 @@ wrap_up_ms = 0
 "#,
         sync = common.synchronous,
         rate_limits = rate_limits(plan),
+        admin = ADMIN_TOKEN,
         agent = common.agent_secret,
         media = common.media_secret,
     );
@@ -193,6 +197,8 @@ pub struct Target {
     pub media_secret: String,
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
+    /// The binary of a Warmline this tool started (to start it again).
+    warmline: Option<PathBuf>,
 }
 
 impl Target {
@@ -237,6 +243,57 @@ impl Target {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// SIGKILLs a Warmline this tool started and starts it again on the same config and
+    /// data directory, on the same port when it can be bound again (else on another):
+    /// returns the time from the new process's spawn to its first `GET /readyz`
+    /// answering 200 (polled every 5 ms), and whether the port is the same.
+    pub async fn kill_and_restart(&mut self, ready_within: Duration) -> Result<(Duration, bool)> {
+        let (Some(child), Some(dir), Some(bin)) = (&mut self.child, &self.dir, &self.warmline)
+        else {
+            bail!("only a Warmline this tool started can be killed and restarted");
+        };
+        child.start_kill().context("SIGKILL the server")?;
+        child.wait().await?;
+        let same = self.addr.to_string();
+        let mut last_error = None;
+        for listen in [same.as_str(), "127.0.0.1:0"] {
+            let spawned = Instant::now();
+            match spawn(
+                warmline_command(bin, dir.path(), listen),
+                dir.path(),
+                self.against,
+            )
+            .await
+            {
+                Ok((mut child, addr)) => {
+                    let same_port = addr == self.addr;
+                    self.addr = addr;
+                    self.pid = child.id();
+                    let ready = tokio::select! {
+                        r = tokio::time::timeout(ready_within, ready(addr)) => r,
+                        status = child.wait() => bail!("the restarted server exited ({status:?}) before it was ready"),
+                    };
+                    self.child = Some(child);
+                    let ready = ready.with_context(|| {
+                        format!("the restarted server was not ready within {ready_within:?}")
+                    })??;
+                    return Ok((ready.duration_since(spawned), same_port));
+                }
+                Err(e) => {
+                    crate::common::note(format!("could not start again on {listen}: {e:#}"));
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.expect("tried"))
+    }
+
+    /// Leaves the temp directory of a started server (config, data, log) in place when
+    /// this is dropped: its path.
+    pub fn keep_dir(&mut self) -> Option<PathBuf> {
+        self.dir.take().map(tempfile::TempDir::keep)
+    }
+
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
@@ -252,6 +309,18 @@ fn sibling(name: &str) -> Result<PathBuf> {
 /// The Node relay script, beside this crate's sources.
 pub fn node_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("node/relay.mjs")
+}
+
+/// Polls `GET /readyz` every 5 ms until it answers 200: when it did. A connection the
+/// server has not accepted yet (restoring, say) waits in its listen backlog and is
+/// answered as soon as it serves.
+async fn ready(addr: SocketAddr) -> Result<Instant> {
+    loop {
+        if let Ok((200, _)) = crate::common::http_request(addr, "/readyz", None).await {
+            return Ok(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Whether `node` and the `ws` module are installed.
@@ -302,14 +371,15 @@ pub async fn start(common: &Common, plan: &Plan) -> Result<Target> {
             media_secret: common.media_secret.clone(),
             child: None,
             dir: None,
+            warmline: None,
         });
     }
     let dir = match &common.data_parent {
         Some(p) => tempfile::tempdir_in(p)?,
         None => tempfile::tempdir()?,
     };
-    let log = std::fs::File::create(dir.path().join("server.log"))?;
-    let mut cmd = match common.against {
+    let mut warmline = None;
+    let cmd = match common.against {
         Against::Warmline => {
             let bin = match &common.warmline {
                 Some(p) => p.clone(),
@@ -321,17 +391,12 @@ pub async fn start(common: &Common, plan: &Plan) -> Result<Target> {
                     bin.display()
                 );
             }
-            let config = dir.path().join("warmline.toml");
-            std::fs::write(&config, warmline_config(plan, common))?;
-            let mut cmd = Command::new(bin);
-            cmd.arg("serve")
-                .arg("--config")
-                .arg(&config)
-                .arg("--listen")
-                .arg("127.0.0.1:0")
-                .arg("--data-dir")
-                .arg(dir.path().join("data"))
-                .env_remove("RUST_LOG");
+            std::fs::write(
+                dir.path().join("warmline.toml"),
+                warmline_config(plan, common),
+            )?;
+            let cmd = warmline_command(&bin, dir.path(), "127.0.0.1:0");
+            warmline = Some(bin);
             cmd
         }
         Against::Relay => {
@@ -348,6 +413,40 @@ pub async fn start(common: &Common, plan: &Plan) -> Result<Target> {
             cmd
         }
     };
+    let (child, addr) = spawn(cmd, dir.path(), common.against).await?;
+    Ok(Target {
+        against: common.against,
+        addr,
+        pid: child.id(),
+        agent_secret: common.agent_secret.clone(),
+        media_secret: common.media_secret.clone(),
+        child: Some(child),
+        dir: Some(dir),
+        warmline,
+    })
+}
+
+/// `warmline serve` with the config and data directory in `dir`, listening on `listen`.
+fn warmline_command(bin: &Path, dir: &Path, listen: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dir.join("warmline.toml"))
+        .arg("--listen")
+        .arg(listen)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Starts `cmd` (its stderr appended to `dir`/server.log) and waits for the line that
+/// says where it listens.
+async fn spawn(mut cmd: Command, dir: &Path, against: Against) -> Result<(Child, SocketAddr)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .stdin(Stdio::null())
@@ -369,18 +468,10 @@ pub async fn start(common: &Common, plan: &Plan) -> Result<Target> {
     let addr = match found {
         Ok(Some(a)) => a.parse::<SocketAddr>()?,
         _ => {
-            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-            bail!("{} did not start; its log:\n{log}", common.against.label());
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            bail!("{} did not start; its log:\n{log}", against.label());
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Target {
-        against: common.against,
-        addr,
-        pid: child.id(),
-        agent_secret: common.agent_secret.clone(),
-        media_secret: common.media_secret.clone(),
-        child: Some(child),
-        dir: Some(dir),
-    })
+    Ok((child, addr))
 }

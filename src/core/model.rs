@@ -326,9 +326,27 @@ pub enum Record {
 /// The name shown for a customer who has not told us theirs: "Visitor" and the last
 /// four characters of their id, so an agent can tell two visitors apart.
 pub fn default_customer_name(customer_id: &str) -> Id {
-    let tail: String = {
-        let chars: Vec<char> = customer_id.chars().collect();
-        chars[chars.len().saturating_sub(4)..].iter().collect()
-    };
+    // The last four characters (all of a shorter id).
+    let tail = customer_id
+        .char_indices()
+        .rev()
+        .nth(3)
+        .map_or(customer_id, |(at, _)| &customer_id[at..]);
     format!("Visitor {tail}").into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_customer_name;
+
+    #[test]
+    fn a_visitor_is_named_by_the_last_four_characters_of_their_id() {
+        assert_eq!(
+            &*default_customer_name("019ab2c4e2aa7c01b2c3d4e5f6071829"),
+            "Visitor 1829"
+        );
+        assert_eq!(&*default_customer_name("cu1"), "Visitor cu1");
+        assert_eq!(&*default_customer_name(""), "Visitor ");
+        assert_eq!(&*default_customer_name("naïveté€"), "Visitor eté€");
+    }
 }

@@ -201,6 +201,10 @@ impl Switchboard {
         out: &mut Vec<Effect>,
     ) -> Self {
         let mut sb = Switchboard::new(settings, epoch);
+        // Sized once: growing these maps one rehash at a time moved every conversation
+        // restored so far again at each doubling.
+        sb.conversations.reserve(restored.len());
+        sb.by_customer.reserve(restored.len());
         let mut graced = Vec::new();
         for r in restored {
             let mut rec = r.record;

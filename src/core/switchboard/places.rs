@@ -19,15 +19,16 @@ impl Switchboard {
                 told.push((id.clone(), 1));
             }
         }
-        for key in std::mem::take(&mut self.waiting.joined) {
-            if let Some(lane) = self.waiting.lane_of(&key)
-                && let Some(place) = self.waiting.place(&key, &lane.queue)
-            {
-                told.push((self.waiting.get(&key).expect("in line").clone(), place));
+        let joined = std::mem::take(&mut self.waiting.joined);
+        for (key, place) in joined.iter().zip(self.waiting.places(&joined)) {
+            if let Some(place) = place {
+                told.push((self.waiting.get(key).expect("in line").clone(), place));
             }
         }
+        // How many each queue's agents can hold, once per queue and channel.
+        let mut staffed = Staffing::new();
         for (id, place) in told {
-            self.tell_place(&id, place, now, None, out);
+            self.tell_place(&id, place, now, Some(&mut staffed), out);
         }
         if !(self.waiting.shifted || self.positions_due) {
             return;
