@@ -15,7 +15,7 @@ use super::{App, encode, http_error};
 use crate::core::{Channel, Id, Input, Participant, StartRequest, default_customer_name};
 use crate::protocol::client::Channel as WireChannel;
 use crate::protocol::{CloseCode, CustomerFrame, ErrorCode, decode_customer};
-use crate::store::{Survey, SurveyOutcome};
+use crate::store::{StartFacts, Survey, SurveyOutcome};
 
 /// Admission of a customer connection (before the upgrade): the Origin check.
 #[allow(clippy::result_large_err)] // the refusal is the HTTP response itself, once per upgrade
@@ -449,46 +449,35 @@ pub async fn on_text(session: &mut Session, text: &str) -> Flow {
             if let Err(retry) = session.link.app.limits.start_by(&customer_id) {
                 return starts_over_rate(session, &customer_id, id.as_deref(), retry).await;
             }
-            let history = match session.link.app.store.history(&customer_id).await {
-                Ok(history) => history,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading customer history failed");
-                    let message = "the store could not be read; try again";
-                    return session
-                        .link
-                        .error(id.as_deref(), ErrorCode::Unavailable, message)
-                        .await;
-                }
-            };
-            // Context an IVR or bot attached (trusted): shown with the customer's own
-            // attributes (it wins on a clash) and the only input of the queue's rules.
-            let context = match session.link.app.store.context(&customer_id, now_ms()).await {
-                Ok(context) => context,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading customer context failed");
-                    let message = "the store could not be read; try again";
-                    return session
-                        .link
-                        .error(id.as_deref(), ErrorCode::Unavailable, message)
-                        .await;
-                }
-            };
-            // Back within the repeat window of a conversation on this queue?
-            let window = session.link.app.config.routing.repeat_window_ms;
-            let since = now_ms().saturating_sub(window);
-            let repeat_of = match session
+            // Who this customer is to us (routing by history), the context an IVR or
+            // bot attached (trusted: shown with the customer's own attributes, winning
+            // on a clash, and the only input of the queue's rules), and whether this is
+            // a repeat of a conversation on this queue within the window: one read.
+            let now = now_ms();
+            let since = now.saturating_sub(session.link.app.config.routing.repeat_window_ms);
+            let facts = match session
                 .link
                 .app
                 .store
-                .repeat_candidate(&customer_id, &queue, since)
+                .start_facts(&customer_id, &queue, since, now)
                 .await
             {
-                Ok(found) => found.map(|id| Id::from(id.as_str())),
+                Ok(facts) => facts,
                 Err(e) => {
-                    tracing::warn!(error = %e, "looking for a repeated contact failed");
-                    None
+                    tracing::error!(error = %e, "reading what a start needs failed");
+                    let message = "the store could not be read; try again";
+                    return session
+                        .link
+                        .error(id.as_deref(), ErrorCode::Unavailable, message)
+                        .await;
                 }
             };
+            let StartFacts {
+                history,
+                context,
+                repeat_of,
+            } = facts;
+            let repeat_of = repeat_of.map(|id| Id::from(id.as_str()));
             let mut attributes = attributes.unwrap_or_default();
             // The name a customer gave (the widget's pre-chat form) names them to the
             // agent when no verified identity does; it stays in the attributes too.

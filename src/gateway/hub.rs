@@ -145,13 +145,12 @@ pub struct Hub {
     gauges_at: Option<Instant>,
     /// Live calls: told who their agent is as assignments are committed.
     calls: Arc<Calls>,
-    /// Answered once the current batch is committed (or has failed).
-    after_commit: Vec<oneshot::Sender<()>>,
     /// When the last batch became durable.
     durable_at: Instant,
     /// The agent behind each agent connection.
     agent_of: HashMap<ConnId, Id>,
-    /// Scratch for `settle` (kept to reuse its allocation).
+    /// Agents with effects waiting on a commit (in flight or gathering): their offers
+    /// wait too, so each agent sees everything in the order the core made it.
     waiting_agents: std::collections::HashSet<Id>,
     /// The last transcript event encoded, with its frame: the same event told to the
     /// customer and the agent is encoded once and the frame shared (reference-counted).
@@ -192,7 +191,6 @@ impl Hub {
             max_batch,
             gauges_at: None,
             calls,
-            after_commit: Vec::new(),
             durable_at: Instant::now(),
             agent_of: HashMap::new(),
             waiting_agents: std::collections::HashSet::new(),
@@ -209,12 +207,20 @@ impl Hub {
         self.deposed.clone()
     }
 
-    /// Runs until `stop` is cancelled and every command already sent is applied (or
-    /// every sender is gone).
+    /// Runs until `stop` is cancelled and every command already sent is applied and
+    /// committed (or every sender is gone).
+    ///
+    /// One commit is in flight at a time, and the hub does not wait for it: while the
+    /// store makes batch N durable, the commands that arrive are applied and their
+    /// records gathered into batch N+1, committed the moment N is. Each batch's
+    /// effects (acks, events, replies) go out when its commit is done, in order.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, stop: CancellationToken) {
         let mut commands = Vec::with_capacity(self.max_batch);
         let mut effects = Vec::new();
+        let mut next = Batch::default();
+        let mut committing: Option<InFlight> = None;
         let mut stopping = false;
+        let mut drained = false;
         // While commits fail, a write probe once a second (`probe`).
         let mut probes = tokio::time::interval(Duration::from_secs(1));
         probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -224,13 +230,21 @@ impl Hub {
                 tokio::time::Instant::now() + Duration::from_millis(wait)
             });
             tokio::select! {
-                n = rx.recv_many(&mut commands, self.max_batch) => {
+                n = rx.recv_many(&mut commands, self.max_batch), if !drained => {
                     if n == 0 {
+                        drained = true;
+                    }
+                }
+                (records, result) = in_flight(&mut committing), if committing.is_some() => {
+                    let batch = committing.take().expect("polled only while some");
+                    self.committed(batch, records, result, &mut next).await;
+                    if self.deposed.is_cancelled() {
+                        tracing::warn!("another node owns routing now; this hub stops");
                         break;
                     }
                 }
-                () = sleep_until(deadline) => {}
-                _ = probes.tick(), if !stopping && (self.failing || self.stale) => {
+                () = sleep_until(deadline), if !drained => {}
+                _ = probes.tick(), if !stopping && committing.is_none() && (self.failing || self.stale) => {
                     self.probe().await;
                 }
                 () = stop.cancelled(), if !stopping => {
@@ -240,7 +254,7 @@ impl Hub {
                     continue;
                 }
             }
-            if self.stale {
+            if self.stale && committing.is_none() {
                 self.reload().await;
             }
             let now = now_ms();
@@ -281,18 +295,19 @@ impl Hub {
                                 &mut effects,
                             );
                         }
-                        self.after_commit.push(done);
+                        next.done.push(done);
                     }
                 }
             }
-            self.switchboard.handle(Input::Tick, now, &mut effects);
-            self.settle(&mut effects).await;
-            for done in self.after_commit.drain(..) {
-                let _ = done.send(());
+            if !drained {
+                self.switchboard.handle(Input::Tick, now, &mut effects);
+            }
+            self.stage(&mut effects, &mut next, committing.is_some());
+            if committing.is_none() && !next.is_empty() {
+                committing = Some(self.begin_commit(std::mem::take(&mut next)));
             }
             self.refresh_gauges();
-            if self.deposed.is_cancelled() {
-                tracing::warn!("another node owns routing now; this hub stops");
+            if drained && committing.is_none() && next.is_empty() {
                 break;
             }
         }
@@ -424,76 +439,130 @@ impl Hub {
         }
     }
 
-    /// Commits the batch's records, then lets its other effects out. If the commit
-    /// fails, nothing is let out: requests get `unavailable`, and the core is rebuilt
-    /// from the store (the truth), so it forgets what was never made durable.
-    async fn settle(&mut self, effects: &mut Vec<Effect>) {
+    /// Sorts the effects of applied commands into `next`: records to commit, and what
+    /// waits for that commit. Offers go out at once (ARCHITECTURE.md, "Durable before
+    /// acknowledged": an offer acknowledges nothing) unless something earlier for the
+    /// same agent is still waiting; with nothing to commit and nothing waiting, the
+    /// rest goes out too.
+    fn stage(&mut self, effects: &mut Vec<Effect>, next: &mut Batch, committing: bool) {
         if effects.is_empty() {
             return;
         }
-        let mut records = Vec::new();
-        let mut rest = Vec::with_capacity(effects.len());
-        // Agents something earlier in this batch is addressed to: their offers wait
-        // with it, so each agent sees everything in the order the core made it.
-        let mut waiting_agents = std::mem::take(&mut self.waiting_agents);
-        waiting_agents.clear();
+        let nothing_waits = !committing && next.is_empty();
+        if nothing_waits {
+            self.waiting_agents.clear();
+        }
         for effect in effects.drain(..) {
             match effect {
-                Effect::Persist(record) => records.push(record),
+                Effect::Persist(record) => next.records.push(record),
                 Effect::Notify {
                     to: Participant::Agent(agent_id),
                     notice: Notice::Offer(offer),
-                } if !waiting_agents.contains(&agent_id) => {
-                    // Out now, beside the commit of what made it (the `start`, a
-                    // transfer, an agent freeing up): one fsync less per decision.
+                } if !self.waiting_agents.contains(&agent_id) => {
                     self.dispatch(Effect::Notify {
                         to: Participant::Agent(agent_id),
                         notice: Notice::Offer(offer),
                     });
                 }
                 other => {
-                    let agent_id = match &other {
-                        Effect::Notify {
-                            to: Participant::Agent(agent_id),
-                            ..
-                        } => Some(agent_id),
-                        Effect::Reply { conn, .. } => self.agent_of.get(conn),
-                        _ => None,
-                    };
-                    if let Some(agent_id) = agent_id
-                        && !waiting_agents.contains(agent_id)
+                    if let Some(agent_id) = addressed_agent(&self.agent_of, &other)
+                        && !self.waiting_agents.contains(agent_id)
                     {
-                        waiting_agents.insert(agent_id.clone());
+                        self.waiting_agents.insert(agent_id.clone());
                     }
-                    rest.push(other);
+                    next.rest.push(other);
                 }
             }
         }
-        self.waiting_agents = waiting_agents;
+        if nothing_waits && next.records.is_empty() {
+            // Nothing to make durable and nothing ahead of it: out now.
+            for effect in std::mem::take(&mut next.rest) {
+                self.dispatch(effect);
+            }
+            for done in next.done.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Hands `batch`'s records to the store; its other effects wait in the returned
+    /// commit until it is done.
+    fn begin_commit(&self, batch: Batch) -> InFlight {
+        let store = self.store.clone();
+        let Batch {
+            records,
+            rest,
+            done,
+        } = batch;
+        InFlight {
+            commit: Box::pin(async move {
+                let result = if records.is_empty() {
+                    Ok(())
+                } else {
+                    store.commit(&records).await
+                };
+                (records, result)
+            }),
+            rest,
+            done,
+            started: Instant::now(),
+        }
+    }
+
+    /// A commit is done: its effects go out. If it failed, nothing of it or of the
+    /// batch gathered behind it (built on it) is let out: requests get `unavailable`,
+    /// and the core is rebuilt from the store (the truth), so it forgets what was
+    /// never made durable.
+    async fn committed(
+        &mut self,
+        batch: InFlight,
+        records: Vec<Record>,
+        result: Result<(), crate::store::StoreError>,
+        next: &mut Batch,
+    ) {
+        let InFlight {
+            rest,
+            done,
+            started,
+            ..
+        } = batch;
         if !records.is_empty() {
-            let started = Instant::now();
-            let result = self.store.commit(&records).await;
             self.metrics
                 .commit_seconds
                 .observe(started.elapsed().as_secs_f64());
             self.metrics.batch_records.observe(records.len() as f64);
             self.durable_at = Instant::now();
-            if let Err(e) = result {
-                tracing::error!(error = %e, records = records.len(), "store commit failed");
-                self.metrics
-                    .store_failures
-                    .with_label_values(&["commit"])
-                    .inc();
-                self.set_failing(true);
-                self.refuse_all(rest);
-                if matches!(e, crate::store::StoreError::Fenced { .. }) {
-                    // Another node owns routing now: stop; the node steps down.
-                    self.deposed.cancel();
-                    return;
-                }
-                self.reload().await;
+        }
+        // The agents whose offers must wait are now those of the batch behind.
+        self.waiting_agents.clear();
+        for effect in &next.rest {
+            if let Some(agent_id) = addressed_agent(&self.agent_of, effect) {
+                self.waiting_agents.insert(agent_id.clone());
+            }
+        }
+        if let Err(e) = result {
+            tracing::error!(error = %e, records = records.len(), "store commit failed");
+            self.metrics
+                .store_failures
+                .with_label_values(&["commit"])
+                .inc();
+            self.set_failing(true);
+            self.refuse_all(rest);
+            let behind = std::mem::take(next);
+            self.refuse_all(behind.rest);
+            for done in done.into_iter().chain(behind.done) {
+                let _ = done.send(());
+            }
+            self.waiting_agents.clear();
+            if matches!(e, crate::store::StoreError::Fenced { .. }) {
+                // Another node owns routing now: stop; the node steps down.
+                self.deposed.cancel();
                 return;
             }
+            self.reload().await;
+            return;
+        }
+        if !records.is_empty() {
             self.set_failing(false);
             let (written, counted) = (self.store.wal_bytes(), self.metrics.store_wal_bytes.get());
             if written > counted {
@@ -533,6 +602,9 @@ impl Hub {
         }
         for effect in rest {
             self.dispatch(effect);
+        }
+        for done in done {
+            let _ = done.send(());
         }
     }
 
@@ -892,6 +964,55 @@ pub fn persisted(effects: &[Effect]) -> Vec<Record> {
             _ => None,
         })
         .collect()
+}
+
+/// The agent an effect is for, if any (their later offers wait behind it).
+fn addressed_agent<'a>(agent_of: &'a HashMap<ConnId, Id>, effect: &'a Effect) -> Option<&'a Id> {
+    match effect {
+        Effect::Notify {
+            to: Participant::Agent(agent_id),
+            ..
+        } => Some(agent_id),
+        Effect::Reply { conn, .. } => agent_of.get(conn),
+        _ => None,
+    }
+}
+
+/// Effects gathered while a commit is in flight, with the records they wait on.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    rest: Vec<Effect>,
+    /// Answered once the batch is committed (or has failed).
+    done: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.rest.is_empty() && self.done.is_empty()
+    }
+}
+
+type CommitFuture = std::pin::Pin<
+    Box<dyn Future<Output = (Vec<Record>, Result<(), crate::store::StoreError>)> + Send>,
+>;
+
+/// The batch the store is committing, and what waits for it.
+struct InFlight {
+    commit: CommitFuture,
+    rest: Vec<Effect>,
+    done: Vec<oneshot::Sender<()>>,
+    started: Instant,
+}
+
+/// The commit in flight (polled only while there is one).
+async fn in_flight(
+    committing: &mut Option<InFlight>,
+) -> (Vec<Record>, Result<(), crate::store::StoreError>) {
+    match committing {
+        Some(batch) => batch.commit.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -141,6 +141,16 @@ pub struct Survey {
     pub at: Millis,
 }
 
+/// What a `start` reads about its customer before it is routed.
+#[derive(Debug, Clone, Default)]
+pub struct StartFacts {
+    pub history: CustomerHistory,
+    /// Context an IVR or bot attached that has not expired.
+    pub context: Vec<(String, String)>,
+    /// The conversation the new one repeats (`repeat_candidate`).
+    pub repeat_of: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SurveyOutcome {
     Recorded,
@@ -191,6 +201,23 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Vec<FollowUpRow>, StoreError>;
     /// Every follow-up, by due time (the operator API filters them).
     async fn follow_ups(&self, limit: u32) -> Result<Vec<FollowUpRow>, StoreError>;
+    /// `history`, `context` and `repeat_candidate` at once (a backend may answer them
+    /// in one round).
+    async fn start_facts(
+        &self,
+        customer_id: &str,
+        queue: &str,
+        repeat_since: Millis,
+        now: Millis,
+    ) -> Result<StartFacts, StoreError> {
+        Ok(StartFacts {
+            history: self.history(customer_id).await?,
+            context: self.context(customer_id, now).await?,
+            repeat_of: self
+                .repeat_candidate(customer_id, queue, repeat_since)
+                .await?,
+        })
+    }
     /// The customer's latest conversation on `queue` that closed at or after `since`
     /// (a new one repeats it).
     async fn repeat_candidate(

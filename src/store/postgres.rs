@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Postgres, Row, Transaction};
 
 use super::restore;
-use super::rows::{conversation_from_row, event_columns, event_from_row};
+use super::rows::{conversation_from_row, event_columns, event_from_row, past_from_row};
 use super::{
     CustomerRecord, FollowUpRow, PastConversation, REVOKED_AGENT, ReportRow, Store, StoreError,
     StoredConversation, Survey, SurveyOutcome, db_int, millis, revocations, skills_to_text,
@@ -846,31 +846,7 @@ impl Store for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let ms = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        rows.iter()
-            .map(|r| {
-                Ok(PastConversation {
-                    id: r.try_get("id")?,
-                    channel: r.try_get("channel")?,
-                    queue: r.try_get("queue")?,
-                    state: r.try_get("state")?,
-                    agent_id: r.try_get("agent_id")?,
-                    created_at: ms(r.try_get("created_at")?).unwrap_or(0),
-                    closed_at: ms(r.try_get("closed_at")?),
-                    resolution: r.try_get("resolution")?,
-                    transfers: u32::try_from(r.try_get::<i64, _>("transfers")?).unwrap_or(0),
-                    csat: r
-                        .try_get::<Option<i64>, _>("csat")?
-                        .and_then(|v| u8::try_from(v).ok()),
-                    effort: r
-                        .try_get::<Option<i64>, _>("effort")?
-                        .and_then(|v| u8::try_from(v).ok()),
-                    talk_ms: ms(r.try_get("talk_ms")?),
-                    dead_air_ms: ms(r.try_get("dead_air_ms")?),
-                    repeat_of: r.try_get("repeat_of")?,
-                })
-            })
-            .collect()
+        rows.iter().map(past_from_row).collect()
     }
 
     async fn record_survey(&self, survey: &Survey) -> Result<SurveyOutcome, StoreError> {

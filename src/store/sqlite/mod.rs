@@ -3,11 +3,12 @@
 //! Batches are committed by `writer.rs` on a thread of its own; everything else runs
 //! on sqlx's pool (reads, migrations, the operator API's few writes).
 
+mod reader;
+mod reads;
 mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,12 +19,11 @@ use sqlx::sqlite::{
 };
 
 use super::restore;
-use super::rows::{conversation_from_row, event_from_row};
 use super::{
-    CustomerRecord, FollowUpRow, PastConversation, REVOKED_AGENT, ReportRow, Store, StoreError,
-    StoredConversation, Survey, SurveyOutcome, db_int, millis, revocations,
+    CustomerRecord, FollowUpRow, PastConversation, REVOKED_AGENT, ReportRow, StartFacts, Store,
+    StoreError, StoredConversation, Survey, SurveyOutcome, db_int, millis, revocations,
 };
-use crate::core::{CustomerHistory, Event, Id, Millis, Record, RestoredConversation};
+use crate::core::{CustomerHistory, Event, Millis, Record, RestoredConversation};
 
 /// `PRAGMA synchronous`: `full` survives power loss; `normal` survives a process
 /// crash but may lose the last commits on power loss.
@@ -41,6 +41,9 @@ pub struct SqliteStore {
     /// one has written, so commits taking turns over the pool's connections would read
     /// their pages back from disk each time; the same connection keeps them.
     writer: writer::Writer,
+    /// Threads with a read-only connection each, for the reads on hot paths
+    /// (`reader.rs`); the pool keeps the cold ones.
+    readers: reader::Readers,
     dedupe_window: u32,
     /// Checkpoints the WAL in the background (the writer never does, see `open`).
     checkpointer: tokio::task::JoinHandle<()>,
@@ -60,6 +63,9 @@ impl Drop for SqliteStore {
 /// appended to the WAL per message instead of ~6 KB at 200 busy conversations
 /// (docs/benchmarks.md); a long message takes overflow pages, read in order.
 const PAGE_SIZE: u32 = 1024;
+
+/// Reader threads (`reader.rs`): one per core of the machines this is sized for.
+const READER_THREADS: usize = 2;
 
 /// How often the background checkpoint runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -167,10 +173,12 @@ impl SqliteStore {
             .await?;
         // The writer never checkpoints by itself (`checkpoint_every` does).
         let writer = writer::Writer::open(&data_dir.join("warmline.db"), synchronous)?;
+        let readers = reader::Readers::open(&data_dir.join("warmline.db"), READER_THREADS)?;
         let checkpointer = tokio::spawn(checkpoint_every(pool.clone(), CHECKPOINT_EVERY));
         Ok(SqliteStore {
             pool,
             writer,
+            readers,
             dedupe_window,
             checkpointer,
         })
@@ -196,39 +204,17 @@ impl Store for SqliteStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        let id: Id = Arc::from(conversation_id);
-        sqlx::query(
-            "SELECT * FROM events WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )
-        .bind(conversation_id)
-        .bind(db_int(after))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| event_from_row(&id, row))
-        .collect()
+        let id = conversation_id.to_owned();
+        self.readers
+            .read(move |conn| reads::events_after(conn, &id, after, limit))
+            .await
     }
 
     async fn conversation(&self, id: &str) -> Result<Option<StoredConversation>, StoreError> {
-        let Some(row) = sqlx::query("SELECT * FROM conversations WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let record = conversation_from_row(&row)?;
-        let last_seq: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE conversation_id = ?1",
-        )
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Some(StoredConversation {
-            record,
-            last_seq: millis(last_seq),
-        }))
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| reads::conversation(conn, &id))
+            .await
     }
 
     async fn was_assigned(
@@ -247,37 +233,23 @@ impl Store for SqliteStore {
     }
 
     async fn history(&self, customer_id: &str) -> Result<CustomerHistory, StoreError> {
-        let previous: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM conversations WHERE customer_id = ?1 AND state = 'closed'",
-        )
-        .bind(customer_id)
-        .fetch_one(&self.pool)
-        .await?;
-        // The latest resolved contact's agent, unless the customer rated it 2 or lower.
-        let last: Option<(String, Option<i64>)> = sqlx::query_as(
-            "SELECT c.agent_id, s.csat FROM conversations c
-             LEFT JOIN surveys s ON s.conversation_id = c.id
-             WHERE c.customer_id = ?1 AND c.state = 'closed' AND c.resolution = 'resolved'
-               AND c.agent_id IS NOT NULL
-             ORDER BY c.closed_at DESC LIMIT 1",
-        )
-        .bind(customer_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let poorly_rated: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT agent_id FROM surveys
-             WHERE customer_id = ?1 AND csat <= 2 AND agent_id IS NOT NULL",
-        )
-        .bind(customer_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(CustomerHistory {
-            previous_conversations: u32::try_from(previous).unwrap_or(u32::MAX),
-            last_agent: last
-                .filter(|(_, csat)| csat.is_none_or(|c| c > 2))
-                .map(|(agent, _)| agent.into()),
-            poorly_rated: poorly_rated.into_iter().map(Into::into).collect(),
-        })
+        let customer_id = customer_id.to_owned();
+        self.readers
+            .read(move |conn| reads::history(conn, &customer_id))
+            .await
+    }
+
+    async fn start_facts(
+        &self,
+        customer_id: &str,
+        queue: &str,
+        repeat_since: Millis,
+        now: Millis,
+    ) -> Result<StartFacts, StoreError> {
+        let (customer_id, queue) = (customer_id.to_owned(), queue.to_owned());
+        self.readers
+            .read(move |conn| reads::start_facts(conn, &customer_id, &queue, repeat_since, now))
+            .await
     }
 
     async fn customer(&self, id: &str) -> Result<Option<CustomerRecord>, StoreError> {
@@ -426,16 +398,10 @@ impl Store for SqliteStore {
         queue: &str,
         since: Millis,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM conversations
-             WHERE customer_id = ?1 AND queue = ?2 AND state = 'closed' AND closed_at >= ?3
-             ORDER BY closed_at DESC, id DESC LIMIT 1",
-        )
-        .bind(customer_id)
-        .bind(queue)
-        .bind(db_int(since))
-        .fetch_optional(&self.pool)
-        .await?)
+        let (customer_id, queue) = (customer_id.to_owned(), queue.to_owned());
+        self.readers
+            .read(move |conn| reads::repeat_candidate(conn, &customer_id, &queue, since))
+            .await
     }
 
     async fn put_context(
@@ -477,14 +443,10 @@ impl Store for SqliteStore {
         customer_id: &str,
         now: Millis,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT key, value FROM customer_context
-             WHERE customer_id = ?1 AND expires_at > ?2 ORDER BY key",
-        )
-        .bind(customer_id)
-        .bind(db_int(now))
-        .fetch_all(&self.pool)
-        .await?)
+        let customer_id = customer_id.to_owned();
+        self.readers
+            .read(move |conn| reads::context(conn, &customer_id, now))
+            .await
     }
 
     async fn past_conversations(
@@ -492,46 +454,10 @@ impl Store for SqliteStore {
         customer_id: &str,
         limit: u32,
     ) -> Result<Vec<PastConversation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.id, c.channel, c.queue, c.state, c.agent_id, c.created_at, c.closed_at,
-                    c.resolution, c.transfers, c.repeat_of, s.csat, s.effort,
-                    (SELECT SUM(v.caller_talk_ms + v.agent_talk_ms) FROM voice_signals v
-                      WHERE v.conversation_id = c.id) AS talk_ms,
-                    (SELECT SUM(v.silence_ms) FROM voice_signals v
-                      WHERE v.conversation_id = c.id) AS dead_air_ms
-             FROM conversations c LEFT JOIN surveys s ON s.conversation_id = c.id
-             WHERE c.customer_id = ?1
-             ORDER BY c.created_at DESC, c.id DESC LIMIT ?2",
-        )
-        .bind(customer_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let ms = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        rows.iter()
-            .map(|r| {
-                Ok(PastConversation {
-                    id: r.try_get("id")?,
-                    channel: r.try_get("channel")?,
-                    queue: r.try_get("queue")?,
-                    state: r.try_get("state")?,
-                    agent_id: r.try_get("agent_id")?,
-                    created_at: ms(r.try_get("created_at")?).unwrap_or(0),
-                    closed_at: ms(r.try_get("closed_at")?),
-                    resolution: r.try_get("resolution")?,
-                    transfers: u32::try_from(r.try_get::<i64, _>("transfers")?).unwrap_or(0),
-                    csat: r
-                        .try_get::<Option<i64>, _>("csat")?
-                        .and_then(|v| u8::try_from(v).ok()),
-                    effort: r
-                        .try_get::<Option<i64>, _>("effort")?
-                        .and_then(|v| u8::try_from(v).ok()),
-                    talk_ms: ms(r.try_get("talk_ms")?),
-                    dead_air_ms: ms(r.try_get("dead_air_ms")?),
-                    repeat_of: r.try_get("repeat_of")?,
-                })
-            })
-            .collect()
+        let customer_id = customer_id.to_owned();
+        self.readers
+            .read(move |conn| reads::past_conversations(conn, &customer_id, limit))
+            .await
     }
 
     async fn record_survey(&self, survey: &Survey) -> Result<SurveyOutcome, StoreError> {
@@ -667,6 +593,7 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.checkpointer.abort();
         self.writer.close().await;
+        self.readers.close().await;
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
