@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{self, Denial};
-use super::hub::{Command, ConnHandle, Outbound};
+use super::hub::{AckFrame, Command, ConnHandle, EventFrame, Outbound};
 use super::limits::{FrameLimiter, Place, RetryAfter, Strikes};
 use super::{App, agent, customer, encode};
 use crate::core::{ConnId, ConversationView, Event, Id, Input, Participant};
@@ -701,25 +701,28 @@ impl Session {
     async fn deliver(&mut self, item: Outbound) -> bool {
         match item {
             Outbound::Frame(frame) => self.link.send(frame).await,
-            Outbound::Event {
-                conversation_id,
-                seq,
-                frame,
-                durable_at,
-            } => {
-                let Some(&cursor) = self.following.get(&conversation_id) else {
+            Outbound::Event(event) => {
+                let EventFrame {
+                    conversation_id,
+                    seq,
+                    frame,
+                    durable_at,
+                } = &*event;
+                let Some(&cursor) = self.following.get(conversation_id) else {
                     return true;
                 };
-                if seq <= cursor {
+                if *seq <= cursor {
                     return true;
                 }
-                if seq > cursor + 1
-                    && !Box::pin(self.fill_gap(&conversation_id, cursor, seq - 1)).await
+                if *seq > cursor + 1
+                    && !Box::pin(self.fill_gap(conversation_id, cursor, seq - 1)).await
                 {
                     return false;
                 }
-                self.following.insert(conversation_id, seq);
-                let sent = self.link.send(frame).await;
+                if let Some(cursor) = self.following.get_mut(conversation_id) {
+                    *cursor = *seq;
+                }
+                let sent = self.link.send(frame.clone()).await;
                 if sent {
                     self.link
                         .app
@@ -729,21 +732,19 @@ impl Session {
                 }
                 sent
             }
-            Outbound::Scoped {
-                conversation_id,
-                frame,
-            } => {
-                if !self.following.contains_key(&conversation_id) {
+            Outbound::Scoped(scoped) => {
+                if !self.following.contains_key(&scoped.conversation_id) {
                     return true;
                 }
-                self.link.send(frame).await
+                self.link.send(scoped.frame.clone()).await
             }
-            Outbound::Acked {
-                req,
-                conversation_id,
-                seq,
-                frame,
-            } => {
+            Outbound::Acked(ack) => {
+                let AckFrame {
+                    req,
+                    conversation_id,
+                    seq,
+                    frame,
+                } = *ack;
                 if let Some(&cursor) = self.following.get(&conversation_id)
                     && seq > cursor
                 {
@@ -766,12 +767,11 @@ impl Session {
                 }
                 self.link.send(frame).await
             }
-            Outbound::Follow {
-                conversation_id,
-                frame,
-            } => {
-                self.following.entry(conversation_id).or_insert(0);
-                self.link.send(frame).await
+            Outbound::Follow(follow) => {
+                self.following
+                    .entry(follow.conversation_id.clone())
+                    .or_insert(0);
+                self.link.send(follow.frame.clone()).await
             }
             // Boxed, as the gap filling above: rare, and large (store reads, the
             // transcript); inline they would enlarge every connection's future.

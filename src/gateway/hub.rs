@@ -33,42 +33,56 @@ use crate::protocol::ErrorCode;
 use crate::protocol::server::MediaInfo;
 use crate::store::Store;
 
-/// What the hub hands a connection.
+/// What the hub hands a connection. Kept small (at most 40 bytes, checked below):
+/// every connection's queue allocates its first block of 32 slots up front, so each
+/// byte here is 32 bytes of every idle connection. What is larger is behind a
+/// pointer, shared by every recipient where it can be.
 #[derive(Debug)]
 pub enum Outbound {
     /// Send as is.
     Frame(Utf8Bytes),
     /// A transcript event: sent only to connections that follow the conversation, in
     /// `seq` order; a gap is filled from the store first.
-    Event {
-        conversation_id: Id,
-        seq: u64,
-        frame: Utf8Bytes,
-        /// When the batch holding the event was committed (for the delivery latency).
-        durable_at: Instant,
-    },
+    Event(Arc<EventFrame>),
     /// A conversation-scoped frame without `seq` (`queued`, `typing`).
-    Scoped {
-        conversation_id: Id,
-        frame: Utf8Bytes,
-    },
+    Scoped(Arc<ScopedFrame>),
     /// The ack of a message: always sent; the connection's cursor moves past `seq`,
     /// so its own message is not echoed back to it.
-    Acked {
-        req: Option<Id>,
-        conversation_id: Id,
-        seq: u64,
-        frame: Utf8Bytes,
-    },
+    Acked(Box<AckFrame>),
     /// `start` was accepted: follow the conversation from the beginning, send the ack.
-    Follow {
-        conversation_id: Id,
-        frame: Utf8Bytes,
-    },
+    Follow(Arc<ScopedFrame>),
     CustomerWelcome(Vec<OpenConversation>),
     AgentWelcome(Box<AgentSnapshot>),
     /// The agent accepted: send the whole conversation and follow it.
     Joined(Arc<ConversationView>),
+}
+
+const _: () = assert!(std::mem::size_of::<Outbound>() <= 40);
+
+/// A transcript event's frame, one per event, shared by its recipients.
+#[derive(Debug)]
+pub struct EventFrame {
+    pub conversation_id: Id,
+    pub seq: u64,
+    pub frame: Utf8Bytes,
+    /// When the batch holding the event was committed (for the delivery latency).
+    pub durable_at: Instant,
+}
+
+/// A frame about one conversation.
+#[derive(Debug)]
+pub struct ScopedFrame {
+    pub conversation_id: Id,
+    pub frame: Utf8Bytes,
+}
+
+/// The ack of a message.
+#[derive(Debug)]
+pub struct AckFrame {
+    pub req: Option<Id>,
+    pub conversation_id: Id,
+    pub seq: u64,
+    pub frame: Utf8Bytes,
 }
 
 #[derive(Clone)]
@@ -275,12 +289,12 @@ impl Hub {
                         frame,
                     } => {
                         let conns = self.by_participant.get(&to).cloned().unwrap_or_default();
+                        let scoped = Arc::new(ScopedFrame {
+                            conversation_id,
+                            frame,
+                        });
                         for conn in conns {
-                            let item = Outbound::Scoped {
-                                conversation_id: conversation_id.clone(),
-                                frame: frame.clone(),
-                            };
-                            self.send(conn, item);
+                            self.send(conn, Outbound::Scoped(scoped.clone()));
                         }
                     }
                     Command::Admin { request, reply } => {
@@ -720,12 +734,12 @@ impl Hub {
                         let conversation_id = conversation_id.unwrap_or_else(|| "".into());
                         let frame = encode::ack(req.as_deref(), Some(&conversation_id), Some(seq));
                         self.last_ack = Some((conn, conversation_id.clone(), seq));
-                        Outbound::Acked {
+                        Outbound::Acked(Box::new(AckFrame {
                             req,
                             conversation_id,
                             seq,
                             frame: frame.into(),
-                        }
+                        }))
                     }
                     Reply::Ack {
                         conversation_id,
@@ -736,10 +750,10 @@ impl Hub {
                     }
                     Reply::Started { conversation_id } => {
                         let frame = encode::ack(req.as_deref(), Some(&conversation_id), None);
-                        Outbound::Follow {
+                        Outbound::Follow(Arc::new(ScopedFrame {
                             conversation_id,
                             frame: frame.into(),
-                        }
+                        }))
                     }
                     Reply::Refused(refusal) => {
                         let code = match refusal.kind {
@@ -840,24 +854,31 @@ impl Hub {
                     }
                     _ => encode::notice(&notice).into(),
                 };
+                // One item for every connection of the participant.
+                let item = match &notice {
+                    // A conversation opened for the customer: follow it from seq 1.
+                    Notice::FollowUp {
+                        conversation_id, ..
+                    } => Outbound::Follow(Arc::new(ScopedFrame {
+                        conversation_id: conversation_id.clone(),
+                        frame,
+                    })),
+                    n => match n.conversation_id() {
+                        Some(c) => Outbound::Scoped(Arc::new(ScopedFrame {
+                            conversation_id: c.clone(),
+                            frame,
+                        })),
+                        None => Outbound::Frame(frame),
+                    },
+                };
                 for conn in conns {
-                    let item = match &notice {
-                        // A conversation opened for the customer: follow it from seq 1.
-                        Notice::FollowUp {
-                            conversation_id, ..
-                        } => Outbound::Follow {
-                            conversation_id: conversation_id.clone(),
-                            frame: frame.clone(),
-                        },
-                        n => match n.conversation_id() {
-                            Some(c) => Outbound::Scoped {
-                                conversation_id: c.clone(),
-                                frame: frame.clone(),
-                            },
-                            None => Outbound::Frame(frame.clone()),
-                        },
+                    let copy = match &item {
+                        Outbound::Follow(f) => Outbound::Follow(f.clone()),
+                        Outbound::Scoped(f) => Outbound::Scoped(f.clone()),
+                        Outbound::Frame(f) => Outbound::Frame(f.clone()),
+                        _ => continue,
                     };
-                    self.send(conn, item);
+                    self.send(conn, copy);
                 }
             }
         }
@@ -888,17 +909,22 @@ impl Hub {
         let Some(conns) = self.by_participant.get(to) else {
             return;
         };
+        let mut shared: Option<Arc<EventFrame>> = None;
         for &conn in conns {
             if Some(conn) == sender {
                 continue;
             }
-            let item = Outbound::Event {
-                conversation_id: event.conversation_id.clone(),
-                seq: event.seq,
-                frame: frame.clone(),
-                durable_at: self.durable_at,
-            };
-            self.send(conn, item);
+            let item = shared
+                .get_or_insert_with(|| {
+                    Arc::new(EventFrame {
+                        conversation_id: event.conversation_id.clone(),
+                        seq: event.seq,
+                        frame: frame.clone(),
+                        durable_at: self.durable_at,
+                    })
+                })
+                .clone();
+            self.send(conn, Outbound::Event(item));
         }
     }
 

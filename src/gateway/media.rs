@@ -482,7 +482,8 @@ impl Leg {
     /// the conversation matter to a phone stream; the rest is for screens.
     fn on_hub(&mut self, item: Outbound) -> Flow {
         let frame = match &item {
-            Outbound::Frame(frame) | Outbound::Event { frame, .. } => frame,
+            Outbound::Frame(frame) => frame,
+            Outbound::Event(event) => &event.frame,
             _ => return Flow::Continue,
         };
         let Ok(value) = serde_json::from_str::<serde_json::Value>(frame.as_str()) else {
