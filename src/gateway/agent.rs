@@ -114,7 +114,12 @@ pub fn admit(
     Ok((agent_id, expires_at, place))
 }
 
-pub async fn serve(mut link: Link, agent_id: Id, expires_at: tokio::time::Instant, place: Place) {
+pub async fn serve(
+    mut link: Box<Link>,
+    agent_id: Id,
+    expires_at: tokio::time::Instant,
+    place: Place,
+) {
     link.who = agent_id.clone();
     link.hold(place, 0);
     let side = Side::Agent {

@@ -475,7 +475,7 @@ impl Drop for Link {
 
 /// A connection the hub knows: it follows conversations and gets their events.
 pub struct Session {
-    pub link: Link,
+    pub link: Box<Link>,
     pub conn: ConnId,
     pub side: Side,
     rx: mpsc::Receiver<Outbound>,
@@ -491,7 +491,7 @@ pub struct Session {
 impl Session {
     /// Registers with the hub and sends the welcome. `None`: the gateway is stopping
     /// or the client left.
-    pub async fn start(link: Link, side: Side) -> Option<Session> {
+    pub async fn start(link: Box<Link>, side: Side) -> Option<Session> {
         let app = link.app.clone();
         let conn = app.next_conn();
         let (tx, rx) = mpsc::channel(app.config.limits.outbound_queue);

@@ -70,7 +70,7 @@ fn origin_allowed(app: &App, headers: &HeaderMap) -> Result<(), String> {
     }
 }
 
-pub async fn serve(mut link: Link) {
+pub async fn serve(mut link: Box<Link>) {
     // The handshake and the session's start are boxed: they run once, and inline
     // their state would stay part of the connection's future for its whole life.
     let Some((side, merge_from)) = Box::pin(hello(&mut link)).await else {

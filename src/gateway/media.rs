@@ -63,7 +63,7 @@ pub fn admit(app: &App, query: &HashMap<String, String>) -> Result<Option<String
     }
 }
 
-pub async fn serve(mut link: Link, provider: Option<String>) {
+pub async fn serve(mut link: Box<Link>, provider: Option<String>) {
     // Boxed: they run once; inline their state would stay part of the stream's
     // future for its whole life.
     let Some(start) = Box::pin(wait_for_start(&mut link, provider)).await else {
@@ -122,7 +122,7 @@ async fn wait_for_start(link: &mut Link, provider: Option<String>) -> Option<Sta
 
 /// One call leg: the stream, its conversation, and where its audio goes.
 struct Leg {
-    link: Link,
+    link: Box<Link>,
     conn: crate::core::ConnId,
     customer_id: Id,
     stream_sid: String,
@@ -140,7 +140,7 @@ struct Leg {
 
 impl Leg {
     /// Registers the call and the connection, and asks the core for the conversation.
-    async fn open(mut link: Link, start: Start) -> Option<Leg> {
+    async fn open(mut link: Box<Link>, start: Start) -> Option<Leg> {
         let app = link.app.clone();
         let params = &start.custom_parameters;
         let queue = params

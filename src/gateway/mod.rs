@@ -203,8 +203,12 @@ pub fn role_of(endpoint: Endpoint) -> &'static str {
 ///
 /// Each role's future is boxed: unboxed, this future (and so every connection's
 /// task) would be as large as the largest of the three state machines, whatever
-/// the role. Boxed, a connection holds exactly its own role's (issue 21).
-pub async fn run(link: Link, admission: Admission) {
+/// the role. Boxed, a connection holds exactly its own role's (issue 21). The
+/// `Link` (the WebSocket and its limits) is boxed once, when the connection is
+/// admitted, and handed on as a pointer: each future that takes it by value keeps
+/// room for its parameters for as long as it runs, so passed inline it was held
+/// several times over (this task, the role's future, the session's).
+pub async fn run(link: Box<Link>, admission: Admission) {
     match admission {
         Admission::Customer => Box::pin(customer::serve(link)).await,
         Admission::Agent {
@@ -314,7 +318,7 @@ async fn upgrade(
     limit_upgrade(ws, &app.config.limits)
         .on_upgrade(move |socket| async move {
             let _guard = guard;
-            let mut link = Link::new(app, socket, role_of(endpoint));
+            let mut link = Box::new(Link::new(app, socket, role_of(endpoint)));
             if let Some(ip) = address {
                 link.who = ip.to_string().into();
             }

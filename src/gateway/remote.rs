@@ -175,11 +175,11 @@ impl Remotes {
                     out: to.clone(),
                     rx,
                 };
-                let link = Link::new(
+                let link = Box::new(Link::new(
                     self.app.clone(),
                     Socket::Remote(socket),
                     role_of(opening.endpoint),
-                );
+                ));
                 self.app.tracker.spawn(run(link, admission));
             }
         }
