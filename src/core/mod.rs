@@ -3,6 +3,7 @@
 //! clock, no tokio, no JSON: the gateway translates the wire into `Input`s and
 //! carries out the `Effect`s.
 
+pub(crate) mod conversation;
 pub mod hours;
 pub mod io;
 pub mod model;

@@ -38,7 +38,7 @@ impl Switchboard {
                 .conversations
                 .iter()
                 .filter_map(|id| self.conversations.get(id))
-                .map(view)
+                .map(|c| view(c, self.threads.get(&c.rec.id).map_or(0, |t| t.last_seq)))
                 .collect(),
         }
     }

@@ -91,6 +91,10 @@ impl Switchboard {
                 agent.slot.skills = settings.skills;
                 agent.slot.languages = settings.languages;
                 agent.slot.capacity = capacity;
+                // Their conversations write under the new name from now on.
+                for id in agent.conversations.clone() {
+                    self.seat(&id);
+                }
             }
             None => {
                 self.agents.insert(

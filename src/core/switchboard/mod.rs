@@ -8,15 +8,14 @@ use std::sync::Arc;
 mod agents;
 mod definitions;
 mod line;
-mod messages;
 mod offers;
 mod places;
-mod recent;
 mod switch;
 mod transfer;
 
 pub use definitions::QueueState;
 
+use super::conversation::{Conversations, not_open};
 use super::io::{
     ConversationView, CoreSettings, Effect, FollowUpDue, Input, Notice, OpenConversation,
     QueueSettings, Refusal, Reply, ReqId, RestoredConversation, RevokeReason, StartRequest,
@@ -27,7 +26,7 @@ use super::model::{
 };
 use super::pools::Pools;
 use super::routing::{self, AgentSlot, Need, channel_index};
-use super::signals::conversation::{Mood, Tracker};
+use super::signals::conversation::Tracker;
 use line::{Lane, Line, WaitKey};
 use transfer::{Handoff, PendingTransfer};
 
@@ -44,9 +43,6 @@ struct Conversation {
     step: usize,
     /// Requirements now, after `step` steps relaxed `base`.
     need: Skills,
-    last_seq: u64,
-    /// Client ids of its last messages, at most `dedupe_window`.
-    recent: recent::RecentIds,
     offer: Option<Id>,
     /// Agents who declined or missed this conversation, skipped until the time given.
     declined: Vec<(Id, Millis)>,
@@ -60,15 +56,6 @@ struct Conversation {
     assigned_at: Option<Millis>,
     /// Its candidate pool while waiting (cleared when its requirements change).
     class: Option<usize>,
-    /// Timing, transfers, effort and flags, as they happen.
-    tracker: Tracker,
-    /// The customer's latest mood that said something, with its message's seq: what an
-    /// agent who accepts the conversation is told first.
-    mood: Option<(u64, Mood)>,
-    /// The customer's first message (since this core was built: a restored
-    /// conversation gets the next one): offers show it, so an agent sees what the
-    /// customer wants before accepting.
-    first_words: Option<Text>,
 }
 
 struct Agent {
@@ -128,6 +115,9 @@ pub struct Switchboard {
     queues: HashMap<Id, Queue>,
     agents: BTreeMap<Id, Agent>,
     conversations: HashMap<Id, Conversation>,
+    /// The conversation plane: each open conversation's transcript, who may speak in
+    /// it, its signals. Told of routing's decisions through `seat` and friends.
+    threads: Conversations,
     waiting: Line,
     offers: HashMap<Id, Offer>,
     /// Open conversations of each customer.
@@ -161,11 +151,13 @@ impl Switchboard {
     /// start time) keeps offer ids unique across restarts.
     pub fn new(settings: CoreSettings, epoch: u64) -> Self {
         let (queues, agents) = (settings.queues.clone(), settings.agents.clone());
+        let threads = Conversations::new(settings.coaching.clone(), settings.dedupe_window);
         let mut sb = Switchboard {
             settings,
             queues: HashMap::new(),
             agents: BTreeMap::new(),
             conversations: HashMap::new(),
+            threads,
             waiting: Line::default(),
             offers: HashMap::new(),
             by_customer: HashMap::new(),
@@ -204,6 +196,7 @@ impl Switchboard {
         // Sized once: growing these maps one rehash at a time moved every conversation
         // restored so far again at each doubling.
         sb.conversations.reserve(restored.len());
+        sb.threads.reserve(restored.len());
         sb.by_customer.reserve(restored.len());
         let mut graced = Vec::new();
         for r in restored {
@@ -254,10 +247,17 @@ impl Switchboard {
                 .or_default()
                 .push(id.clone());
             let queued = held_by.is_none();
-            let mut conv = sb.conversation(rec, r.customer_name, r.history);
-            conv.last_seq = r.last_seq;
-            conv.recent = recent::RecentIds::from_oldest(r.recent_client_ids);
+            let tracker = Tracker::new(rec.created_at, &[]);
+            sb.threads.open(
+                id.clone(),
+                rec.customer_id.clone(),
+                r.customer_name.clone(),
+                tracker,
+            );
+            sb.threads.resume(&id, r.last_seq, r.recent_client_ids);
+            let conv = sb.conversation(rec, r.customer_name, r.history);
             sb.conversations.insert(id.clone(), conv);
+            sb.seat(&id);
             if queued {
                 sb.wait(&id, now);
             }
@@ -284,7 +284,6 @@ impl Switchboard {
             || rec.skills.clone(),
             |q| routing::merge(&q.settings.skills, &rec.skills),
         );
-        let created_at = rec.created_at;
         Conversation {
             rec,
             customer_name,
@@ -292,8 +291,6 @@ impl Switchboard {
             need: base.clone(),
             base,
             step: 0,
-            last_seq: 0,
-            recent: recent::RecentIds::default(),
             offer: None,
             declined: Vec::new(),
             queued_sent: None,
@@ -301,9 +298,6 @@ impl Switchboard {
             handoff: None,
             assigned_at: None,
             class: None,
-            tracker: Tracker::new(created_at, &[]),
-            mood: None,
-            first_words: None,
         }
     }
 
@@ -311,6 +305,12 @@ impl Switchboard {
     /// requirements its wait since `entered_at` has earned, and arms its timers:
     /// the next routing steps, the end of the wait for its last agent, overflow.
     fn wait(&mut self, id: &Id, now: Millis) {
+        self.queue_up(id, now);
+        // Waiting, nobody holds it (its last agent may still be named, as before).
+        self.seat(id);
+    }
+
+    fn queue_up(&mut self, id: &Id, now: Millis) {
         let Some(conv) = self.conversations.get_mut(id) else {
             return;
         };
@@ -420,8 +420,6 @@ impl Switchboard {
         rec.priority = priority;
         rec.entered_at = now;
         let mut conv = self.conversation(rec, old.customer_name, history);
-        conv.last_seq = old.last_seq;
-        conv.recent = old.recent;
         conv.declined = old.declined;
         // A cold transfer lasts until an agent accepts: not back to the agent who
         // passed it on, the named agent first, the note and reason kept.
@@ -497,7 +495,7 @@ impl Switchboard {
                         state: c.rec.state,
                         channel: c.rec.channel,
                         queue: c.rec.queue.clone(),
-                        last_seq: c.last_seq,
+                        last_seq: self.threads.get(&c.rec.id).map_or(0, |t| t.last_seq),
                         position: self.position(c),
                     })
                     .collect();
@@ -511,7 +509,7 @@ impl Switchboard {
                 conversation_id,
                 text,
                 client_msg_id,
-            } => self.post(
+            } => self.threads.post(
                 conn,
                 req,
                 from,
@@ -525,7 +523,7 @@ impl Switchboard {
                 from,
                 conversation_id,
                 on,
-            } => self.typing(from, conversation_id, on, out),
+            } => self.threads.typing(from, conversation_id, on, out),
             Input::End {
                 conn,
                 req,
@@ -673,7 +671,7 @@ impl Switchboard {
             } => {
                 if self.conversations.contains_key(&conversation_id) {
                     let text = format!("The caller pressed {digit}.");
-                    self.system_line(&conversation_id, text, now, out);
+                    self.threads.system_line(&conversation_id, text, now, out);
                 }
             }
             Input::VoiceSignals {
@@ -767,8 +765,13 @@ impl Switchboard {
             .entry(s.customer_id.clone())
             .or_default()
             .push(id.clone());
-        let mut conv = self.conversation(rec, s.customer_name.clone(), s.history);
-        conv.tracker = Tracker::new(now, &s.context);
+        self.threads.open(
+            id.clone(),
+            s.customer_id.clone(),
+            s.customer_name.clone(),
+            Tracker::new(now, &s.context),
+        );
+        let conv = self.conversation(rec, s.customer_name.clone(), s.history);
         self.conversations.insert(id.clone(), conv);
         self.wait_persisted(&id, now, out);
         reply(
@@ -792,9 +795,9 @@ impl Switchboard {
             };
             // The opening message has a mood like any other: kept for the agent who
             // accepts (nobody holds the conversation yet).
-            let conv = self.conversations.get_mut(&id).expect("inserted");
-            let mood = Some(conv.tracker.mood(&text)).filter(|m| !m.is_quiet());
-            let seq = self.append(
+            let thread = self.threads.get_mut(&id).expect("opened");
+            let mood = Some(thread.tracker.mood(&text)).filter(|m| !m.is_quiet());
+            let seq = self.threads.append(
                 &id,
                 EventBody::Message {
                     author,
@@ -805,7 +808,7 @@ impl Switchboard {
                 out,
             );
             if let Some(mood) = mood {
-                self.conversations.get_mut(&id).expect("inserted").mood = Some((seq, mood));
+                self.threads.get_mut(&id).expect("opened").mood = Some((seq, mood));
             }
         }
         let queue = &self.queues[&self.conversations[&id].rec.queue].settings;
@@ -814,7 +817,7 @@ impl Switchboard {
                 "We are closed right now and open {}. Leave a message: an agent will pick it up when we open, with everything you write here.",
                 hours.describe(opens)
             );
-            self.system_line(&id, text, now, out);
+            self.threads.system_line(&id, text, now, out);
         }
         self.routing_dirty = true;
     }
@@ -854,17 +857,20 @@ impl Switchboard {
         conv.handoff = None;
         conv.rec.state = ConversationState::Active;
         conv.assigned_at = Some(now);
-        conv.tracker.accepted(now);
         conv.rec.agent_id = Some(agent_id.clone());
         out.push(Effect::Persist(Record::Conversation(Arc::new(
             conv.rec.clone(),
         ))));
+        if let Some(thread) = self.threads.get_mut(&offer.conversation_id) {
+            thread.tracker.accepted(now);
+        }
+        self.seat(&offer.conversation_id);
         out.push(Effect::Persist(Record::AssignmentStarted {
             conversation_id: offer.conversation_id.clone(),
             agent_id: agent_id.clone(),
             at: now,
         }));
-        self.append(
+        self.threads.append(
             &offer.conversation_id,
             EventBody::Assigned {
                 agent_id: agent_id.clone(),
@@ -880,13 +886,14 @@ impl Switchboard {
             ack(Some(offer.conversation_id.clone()), None),
         );
         let conv = &self.conversations[&offer.conversation_id];
+        let thread = self.threads.get(&offer.conversation_id);
         out.push(Effect::Notify {
             to: Participant::Agent(agent_id.clone()),
-            notice: Notice::Joined(Arc::new(view(conv))),
+            notice: Notice::Joined(Arc::new(view(conv, thread.map_or(0, |t| t.last_seq)))),
         });
         // What the customer said while waiting had no agent to tell: the latest mood
         // follows the conversation (the agent's connection follows it by then).
-        if let Some((seq, mood)) = &conv.mood {
+        if let Some((seq, mood)) = thread.and_then(|t| t.mood.as_ref()) {
             out.push(Effect::Notify {
                 to: Participant::Agent(agent_id),
                 notice: Notice::Mood {
@@ -958,7 +965,8 @@ impl Switchboard {
             Some(note) => format!("We are getting back to you as promised: {note}"),
             None => "We are getting back to you as promised.".to_owned(),
         };
-        self.system_line(&due.conversation_id, text, now, out);
+        self.threads
+            .system_line(&due.conversation_id, text, now, out);
     }
 
     /// The visitor's open conversations become the customer's (the store moves the
@@ -980,6 +988,7 @@ impl Switchboard {
         for id in &moved {
             if let Some(conv) = self.conversations.get_mut(id) {
                 conv.rec.customer_id = into.clone();
+                self.threads.merge(id, &into);
                 out.push(Effect::Persist(Record::Conversation(Arc::new(
                     conv.rec.clone(),
                 ))));
@@ -1006,7 +1015,7 @@ impl Switchboard {
         if let Some(offer_id) = self.conversations[conversation_id].offer.clone() {
             self.withdraw_offer(&offer_id, Some(RevokeReason::Withdrawn), now, false, out);
         }
-        self.append(
+        self.threads.append(
             conversation_id,
             EventBody::Closed {
                 by,
@@ -1037,7 +1046,10 @@ impl Switchboard {
         conv.rec.closed_at = Some(now);
         conv.rec.closed_by = Some(by);
         conv.rec.resolution = resolution;
-        let summary = conv.tracker.summary(now);
+        let summary = self
+            .threads
+            .close(conversation_id, now)
+            .unwrap_or_else(|| Tracker::new(conv.rec.created_at, &[]).summary(now));
         let service_level_ms = self
             .queues
             .get(&conv.rec.queue)
@@ -1235,13 +1247,31 @@ impl Switchboard {
             at: now,
         }));
         self.wait_persisted(conversation_id, now, out);
-        self.system_line(
+        self.threads.system_line(
             conversation_id,
             "Your agent lost their connection. You keep your place: the next available agent will see everything said so far.".to_owned(),
             now,
             out,
         );
         self.routing_dirty = true;
+    }
+
+    /// Tells the conversation plane who the conversation is with now: its agent (and
+    /// the name they write under) and whether they hold it. Called wherever routing
+    /// changes a conversation's agent or state.
+    fn seat(&mut self, conversation_id: &Id) {
+        let Some(conv) = self.conversations.get(conversation_id) else {
+            return;
+        };
+        let agent = conv.rec.agent_id.as_ref().map(|a| {
+            let name = self
+                .agents
+                .get(a)
+                .map_or_else(|| a.clone(), |agent| agent.display_name.clone());
+            (a.clone(), name)
+        });
+        let active = conv.rec.state == ConversationState::Active;
+        self.threads.seat(conversation_id, agent, active);
     }
 
     fn owned_by_customer(&self, conversation_id: &Id, customer_id: &Id) -> Result<(), Refusal> {
@@ -1271,6 +1301,33 @@ impl Switchboard {
 
     /// Checks the invariants; used by tests after every step.
     pub fn check_invariants(&self) -> Result<(), String> {
+        // The two planes agree: every open conversation has its thread and no other
+        // does, and each thread knows the agent routing gave it, holding it exactly
+        // when routing says it is active.
+        if self.threads.len() != self.conversations.len() {
+            return Err(format!(
+                "{} threads for {} open conversations",
+                self.threads.len(),
+                self.conversations.len()
+            ));
+        }
+        for id in self.threads.ids() {
+            let (Some(conv), Some(thread)) = (self.conversations.get(id), self.threads.get(id))
+            else {
+                return Err(format!("thread {id} has no open conversation"));
+            };
+            let agent = thread.agent.as_ref().map(|(a, _)| a);
+            let active = conv.rec.state == ConversationState::Active;
+            if agent != conv.rec.agent_id.as_ref() || thread.active != active {
+                return Err(format!(
+                    "thread {id}: agent {agent:?} active {} but routing has {:?} {:?}",
+                    thread.active, conv.rec.agent_id, conv.rec.state
+                ));
+            }
+            if thread.customer_id != conv.rec.customer_id {
+                return Err(format!("thread {id}: customer differs from routing's"));
+            }
+        }
         for agent in self.agents.values() {
             for ch in [Channel::Chat, Channel::Voice] {
                 let i = channel_index(ch);
@@ -1481,7 +1538,7 @@ fn closed_until(queue: &QueueSettings, now: Millis) -> Option<Millis> {
     hours.next_open(now)
 }
 
-fn view(conv: &Conversation) -> ConversationView {
+fn view(conv: &Conversation, last_seq: u64) -> ConversationView {
     ConversationView {
         conversation_id: conv.rec.id.clone(),
         channel: conv.rec.channel,
@@ -1491,7 +1548,7 @@ fn view(conv: &Conversation) -> ConversationView {
         customer_name: conv.customer_name.clone(),
         previous_conversations: conv.history.previous_conversations,
         attributes: conv.rec.attributes.clone(),
-        last_seq: conv.last_seq,
+        last_seq,
         created_at: conv.rec.created_at,
         repeat_of: conv.rec.repeat_of.clone(),
     }
@@ -1506,12 +1563,6 @@ fn ack(conversation_id: Option<Id>, seq: Option<u64>) -> Reply {
         conversation_id,
         seq,
     }
-}
-
-fn not_open(conversation_id: &Id) -> Refusal {
-    Refusal::not_found(format!(
-        "there is no open conversation `{conversation_id}` (it may have been closed)"
-    ))
 }
 
 fn offer_gone(offer_id: &Id) -> Refusal {

@@ -444,7 +444,10 @@ impl Switchboard {
                 customer_name: conv.customer_name.clone(),
                 previous_conversations: conv.history.previous_conversations,
                 note,
-                first_words: conv.first_words.clone(),
+                first_words: self
+                    .threads
+                    .get(conversation_id)
+                    .and_then(|t| t.first_words.clone()),
             })),
         });
     }

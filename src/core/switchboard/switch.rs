@@ -72,7 +72,8 @@ impl Switchboard {
             Channel::Voice => "The conversation moved to a call.",
             Channel::Chat => "The conversation moved back to chat.",
         };
-        self.system_line(&conversation_id, text.to_owned(), now, out);
+        self.threads
+            .system_line(&conversation_id, text.to_owned(), now, out);
         let notice = Notice::Switched {
             conversation_id: conversation_id.clone(),
             channel,

@@ -47,8 +47,8 @@ impl Switchboard {
             return reply(out, conn, req, Reply::Refused(refusal));
         }
         reply(out, conn, req, ack(Some(conversation_id.clone()), None));
-        if let Some(conv) = self.conversations.get_mut(&conversation_id) {
-            conv.tracker.transferred(now, warm);
+        if let Some(thread) = self.threads.get_mut(&conversation_id) {
+            thread.tracker.transferred(now, warm);
         }
         if warm {
             let conv = self
@@ -296,6 +296,6 @@ impl Switchboard {
         let text = format!(
             "{from_name} passed your conversation to {to_name}, who will see everything said so far."
         );
-        self.system_line(conversation_id, text, now, out);
+        self.threads.system_line(conversation_id, text, now, out);
     }
 }
