@@ -381,11 +381,12 @@ impl Conversations {
     }
 }
 
-fn reply(out: &mut Vec<Effect>, conn: ConnId, req: ReqId, reply: Reply) {
+/// A reply to the request `req` of connection `conn` (both planes answer this way).
+pub(crate) fn reply(out: &mut Vec<Effect>, conn: ConnId, req: ReqId, reply: Reply) {
     out.push(Effect::Reply { conn, req, reply });
 }
 
-fn ack(conversation_id: Option<Id>, seq: Option<u64>) -> Reply {
+pub(crate) fn ack(conversation_id: Option<Id>, seq: Option<u64>) -> Reply {
     Reply::Ack {
         conversation_id,
         seq,

@@ -15,7 +15,7 @@ mod transfer;
 
 pub use definitions::QueueState;
 
-use super::conversation::{Conversations, not_open};
+use super::conversation::{Conversations, ack, not_open, reply};
 use super::io::{
     ConversationView, CoreSettings, Effect, FollowUpDue, Input, Notice, OpenConversation,
     QueueSettings, Refusal, Reply, ReqId, RestoredConversation, RevokeReason, StartRequest,
@@ -1551,17 +1551,6 @@ fn view(conv: &Conversation, last_seq: u64) -> ConversationView {
         last_seq,
         created_at: conv.rec.created_at,
         repeat_of: conv.rec.repeat_of.clone(),
-    }
-}
-
-fn reply(out: &mut Vec<Effect>, conn: ConnId, req: ReqId, reply: Reply) {
-    out.push(Effect::Reply { conn, req, reply });
-}
-
-fn ack(conversation_id: Option<Id>, seq: Option<u64>) -> Reply {
-    Reply::Ack {
-        conversation_id,
-        seq,
     }
 }
 
