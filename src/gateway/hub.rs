@@ -167,8 +167,8 @@ pub struct Hub {
     /// wait too, so each agent sees everything in the order the core made it.
     waiting_agents: std::collections::HashSet<Id>,
     /// The last transcript event encoded, with its frame: the same event told to the
-    /// customer and the agent is encoded once and the frame shared (reference-counted).
-    last_event: Option<(Arc<crate::core::Event>, Utf8Bytes)>,
+    /// customer and the agent is encoded once, and one shared item goes to all of them.
+    last_event: Option<(Arc<crate::core::Event>, Arc<EventFrame>)>,
     /// The connection that was just acked a message, and the message's conversation
     /// and `seq`. The core replies before it tells the event, so the event that
     /// follows is that connection's own message: it is not queued to it.
@@ -887,15 +887,20 @@ impl Hub {
     /// A transcript event to a participant's connections: encoded once for everyone
     /// it goes to, and not to the connection that sent it (its ack moved it past).
     fn tell_event(&mut self, to: &Participant, event: &Arc<crate::core::Event>) {
-        if !self.by_participant.contains_key(to) {
+        let Some(conns) = self.by_participant.get(to) else {
             return;
-        }
-        let frame = match &self.last_event {
-            Some((last, frame)) if Arc::ptr_eq(last, event) => frame.clone(),
+        };
+        let shared = match &self.last_event {
+            Some((last, shared)) if Arc::ptr_eq(last, event) => shared.clone(),
             _ => {
-                let frame: Utf8Bytes = encode::event(event).into();
-                self.last_event = Some((event.clone(), frame.clone()));
-                frame
+                let shared = Arc::new(EventFrame {
+                    conversation_id: event.conversation_id.clone(),
+                    seq: event.seq,
+                    frame: encode::event(event).into(),
+                    durable_at: self.durable_at,
+                });
+                self.last_event = Some((event.clone(), shared.clone()));
+                shared
             }
         };
         let sender = match &self.last_ack {
@@ -906,25 +911,10 @@ impl Hub {
             }
             _ => None,
         };
-        let Some(conns) = self.by_participant.get(to) else {
-            return;
-        };
-        let mut shared: Option<Arc<EventFrame>> = None;
         for &conn in conns {
-            if Some(conn) == sender {
-                continue;
+            if Some(conn) != sender {
+                self.send(conn, Outbound::Event(shared.clone()));
             }
-            let item = shared
-                .get_or_insert_with(|| {
-                    Arc::new(EventFrame {
-                        conversation_id: event.conversation_id.clone(),
-                        seq: event.seq,
-                        frame: frame.clone(),
-                        durable_at: self.durable_at,
-                    })
-                })
-                .clone();
-            self.send(conn, Outbound::Event(item));
         }
     }
 
